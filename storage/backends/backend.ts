@@ -1,0 +1,61 @@
+import type { Readable } from 'node:stream';
+import { CairnError } from '../errors';
+
+/**
+ * The storage-driver interface: a flat namespace of keys (relative,
+ * '/'-separated paths such as `objects/3f/d0…36a3.commit`) holding immutable
+ * or atomically replaced blobs. One backend instance holds one repository.
+ * Every driver must pass `test/unit/backend-conformance.test.ts`.
+ */
+export interface BlobInfo {
+  size: number;
+  mtimeMs: number;
+  /** Changes whenever the blob's bytes may have changed (a validator, not a hash). */
+  version: string;
+}
+
+export interface ByteRange {
+  start: number; // inclusive
+  end: number; // inclusive
+}
+
+export type WriteSource = Buffer | AsyncIterable<Buffer | Uint8Array>;
+
+export interface Backend {
+  /** Human-readable location, for logs. */
+  readonly location: string;
+  stat(key: string): Promise<BlobInfo | null>;
+  /** Whole blob with the info of exactly those bytes; for small files. */
+  read(key: string): Promise<{ data: Buffer; info: BlobInfo } | null>;
+  /** Streams (part of) a blob; null when absent. */
+  openRead(key: string, range?: ByteRange): Promise<{ stream: Readable; info: BlobInfo } | null>;
+  /** Atomically creates or replaces `key`: readers see the old bytes or all the new ones, never a part. */
+  write(key: string, data: WriteSource): Promise<void>;
+  /** Removes `key`; absent is not an error. */
+  remove(key: string): Promise<void>;
+  /** Every key below `prefix` ('' for all), recursively, in no particular order. */
+  list(prefix: string): AsyncIterable<string>;
+}
+
+const MAX_KEY_LENGTH = 4096;
+const MAX_SEGMENT_LENGTH = 255;
+
+/**
+ * Rejects anything that could name a file outside the backend's root:
+ * absolute paths, `.`/`..` segments, empty segments, backslashes, NUL bytes.
+ */
+export function validateKey(key: string): string {
+  const bad = (why: string): never => {
+    throw new CairnError('INVALID_PATH', `invalid path: ${why}`, { path: key.slice(0, 200) });
+  };
+  if (key.length === 0) bad('empty');
+  if (key.length > MAX_KEY_LENGTH) bad('too long');
+  if (key.includes('\0')) bad('NUL byte');
+  if (key.includes('\\')) bad('backslash');
+  if (key.startsWith('/')) bad('absolute');
+  for (const seg of key.split('/')) {
+    if (seg === '' || seg === '.' || seg === '..') bad(`illegal segment "${seg}"`);
+    if (Buffer.byteLength(seg) > MAX_SEGMENT_LENGTH) bad('segment too long');
+  }
+  return key;
+}

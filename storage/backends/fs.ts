@@ -1,0 +1,181 @@
+import { createReadStream, promises as fsp, constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CairnError, isNotFoundErrno } from '../errors';
+import { type Backend, type BlobInfo, type ByteRange, type WriteSource, validateKey } from './backend';
+
+/** Where temporary files go: inside the repo (same filesystem, so rename is atomic); OSTree clients never fetch it. */
+const TMP_DIR = 'tmp';
+
+function infoOf(st: import('node:fs').BigIntStats): BlobInfo {
+  return {
+    size: Number(st.size),
+    mtimeMs: Number(st.mtimeNs / 1_000_000n),
+    version: `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}`,
+  };
+}
+
+/** The filesystem driver: keys are paths below `root`, the repository folder itself. */
+export class FsBackend implements Backend {
+  constructor(readonly root: string) {}
+
+  get location(): string {
+    return this.root;
+  }
+
+  private resolve(key: string): string {
+    return path.join(this.root, validateKey(key));
+  }
+
+  async stat(key: string): Promise<BlobInfo | null> {
+    try {
+      const st = await fsp.stat(this.resolve(key), { bigint: true });
+      return st.isFile() ? infoOf(st) : null;
+    } catch (e) {
+      if (isNotFoundErrno(e)) return null;
+      throw ioError(e, key);
+    }
+  }
+
+  async read(key: string): Promise<{ data: Buffer; info: BlobInfo } | null> {
+    const fh = await this.openFile(key);
+    if (!fh) return null;
+    try {
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) return null;
+      const data = await fh.readFile();
+      return { data, info: infoOf(st) };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async openRead(key: string, range?: ByteRange): Promise<{ stream: Readable; info: BlobInfo } | null> {
+    const fh = await this.openFile(key);
+    if (!fh) return null;
+    let st: import('node:fs').BigIntStats;
+    try {
+      st = await fh.stat({ bigint: true });
+    } catch (e) {
+      await fh.close();
+      throw ioError(e, key);
+    }
+    if (!st.isFile()) {
+      await fh.close();
+      return null;
+    }
+    // Streaming from the already-open descriptor means a concurrent replace
+    // (rename over the path) cannot mix old and new bytes in one response.
+    const stream = createReadStream('', {
+      fd: fh.fd,
+      autoClose: false,
+      start: range?.start,
+      end: range?.end,
+      highWaterMark: 256 * 1024,
+    });
+    const close = () => void fh.close().catch(() => {});
+    stream.once('close', close);
+    return { stream, info: infoOf(st) };
+  }
+
+  private async openFile(key: string): Promise<fsp.FileHandle | null> {
+    try {
+      return await fsp.open(this.resolve(key), fsc.O_RDONLY);
+    } catch (e) {
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      throw ioError(e, key);
+    }
+  }
+
+  async write(key: string, data: WriteSource): Promise<void> {
+    const target = this.resolve(key);
+    const dir = path.dirname(target);
+    await this.ensureDir(dir);
+    const tmpDir = path.join(this.root, TMP_DIR);
+    await fsp.mkdir(tmpDir, { recursive: true });
+    const tmp = path.join(tmpDir, `cairn-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(tmp, 'wx', 0o644);
+      if (Buffer.isBuffer(data)) {
+        await fh.writeFile(data);
+      } else {
+        await pipeline(Readable.from(data), fh.createWriteStream({ autoClose: false }));
+      }
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      await fsp.rename(tmp, target);
+      await fsyncDir(dir);
+    } catch (e) {
+      if (fh) await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+      throw e instanceof CairnError ? e : ioError(e, key);
+    }
+  }
+
+  /** mkdir -p, then fsync the parents of what was created so the new entries survive a crash. */
+  private async ensureDir(dir: string): Promise<void> {
+    const first = await fsp.mkdir(dir, { recursive: true });
+    if (first === undefined) return;
+    let d = dir;
+    const synced: string[] = [];
+    while (d.length >= first.length) {
+      synced.push(path.dirname(d));
+      d = path.dirname(d);
+    }
+    for (const p of synced) await fsyncDir(p);
+  }
+
+  async remove(key: string): Promise<void> {
+    const target = this.resolve(key);
+    try {
+      await fsp.unlink(target);
+      await fsyncDir(path.dirname(target));
+    } catch (e) {
+      if (!isNotFoundErrno(e)) throw ioError(e, key);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    const start = prefix === '' ? this.root : this.resolve(prefix.replace(/\/$/, ''));
+    const base = prefix === '' ? '' : prefix.replace(/\/$/, '') + '/';
+    yield* walk(start, base);
+  }
+}
+
+async function* walk(dir: string, rel: string): AsyncIterable<string> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fsp.readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    if (isNotFoundErrno(e)) return;
+    throw ioError(e, rel);
+  }
+  for (const ent of entries) {
+    const full = path.join(dir, ent.name);
+    if (ent.isDirectory()) yield* walk(full, rel + ent.name + '/');
+    else if (ent.isFile()) yield rel + ent.name;
+    else if (ent.isSymbolicLink()) {
+      const st = await fsp.stat(full).catch(() => null);
+      if (st?.isDirectory()) yield* walk(full, rel + ent.name + '/');
+      else if (st?.isFile()) yield rel + ent.name;
+    }
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+function ioError(e: unknown, key: string): CairnError {
+  const err = e as NodeJS.ErrnoException;
+  return new CairnError('IO', `storage error on ${key}: ${err.code ?? err.message}`, { path: key });
+}
