@@ -1,0 +1,112 @@
+import { Readable } from 'node:stream';
+import { createDeflateRaw, createInflateRaw, constants as zc } from 'node:zlib';
+import { CairnError } from '../errors';
+import { ContentHasher, decodeArchiveHeader, encodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from './content';
+
+/** ostree compresses archive content with zlib level 6, raw deflate (no zlib/gzip wrapper). */
+export const FILEZ_DEFLATE_LEVEL = 6;
+
+/**
+ * The bytes of an archive `.filez` object for a file of `size` bytes read from
+ * `data` (ignored for symlinks, which have no body). Streams: the file is never held whole.
+ */
+export async function* encodeFilez(header: FileHeader, size: number, data: AsyncIterable<Buffer | Uint8Array> | null): AsyncIterable<Buffer> {
+  yield encodeArchiveHeader(header, isSymlink(header) ? 0 : size);
+  if (isSymlink(header)) return;
+  const deflate = createDeflateRaw({ level: FILEZ_DEFLATE_LEVEL });
+  const input = Readable.from(data ?? [], { objectMode: false });
+  input.on('error', (e) => deflate.destroy(e));
+  input.pipe(deflate);
+  for await (const chunk of deflate) yield chunk as Buffer;
+}
+
+export interface VerifiedContent {
+  checksum: string;
+  header: FileHeader;
+  size: number;
+}
+
+/**
+ * Reads a `.filez` stream, inflating it under a hard limit of the size its
+ * header declares (so a decompression bomb stops at that size), and returns
+ * its real content checksum. Throws INVALID_OBJECT on any inconsistency.
+ * `onData` sees the uncompressed file bytes (e.g. to check them out).
+ */
+export async function verifyFilez(
+  source: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
+  opts: { maxSize?: number; onData?: (chunk: Buffer) => void } = {},
+): Promise<VerifiedContent> {
+  const it = toAsyncIterator(source);
+  let head = Buffer.alloc(0);
+  let parsed: ReturnType<typeof decodeArchiveHeader> | undefined;
+  while (!parsed) {
+    const { value, done } = await it.next();
+    if (done) {
+      if (head.length >= 8 && head.readUInt32BE(0) + 8 <= head.length) parsed = decodeArchiveHeader(head);
+      else throw new CairnError('INVALID_OBJECT', 'archive file object truncated in its header');
+      break;
+    }
+    head = Buffer.concat([head, Buffer.from(value)]);
+    if (head.length >= 8) {
+      const need = 8 + head.readUInt32BE(0);
+      if (need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', 'archive file header too large');
+      if (head.length >= need) parsed = decodeArchiveHeader(head);
+    }
+  }
+  const { header, size, bodyOffset } = parsed;
+  if (opts.maxSize !== undefined && size > opts.maxSize) throw new CairnError('TOO_LARGE', `file of ${size} bytes exceeds the limit of ${opts.maxSize}`);
+  const hasher = new ContentHasher(header);
+  const rest = head.subarray(bodyOffset);
+
+  if (isSymlink(header)) {
+    if (rest.length > 0) throw new CairnError('INVALID_OBJECT', 'symlink object with a body');
+    const { done } = await it.next();
+    if (!done) throw new CairnError('INVALID_OBJECT', 'symlink object with a body');
+    return { checksum: hasher.digest(), header, size: 0 };
+  }
+
+  const inflate = createInflateRaw({ finishFlush: zc.Z_SYNC_FLUSH });
+  let produced = 0;
+  const feed = async () => {
+    try {
+      if (rest.length) if (!inflate.write(rest)) await onceDrain(inflate);
+      for (;;) {
+        const { value, done } = await it.next();
+        if (done) break;
+        if (!inflate.write(value)) await onceDrain(inflate);
+      }
+      inflate.end();
+    } catch (e) {
+      inflate.destroy(e as Error);
+    }
+  };
+  const feeding = feed();
+  try {
+    for await (const chunk of inflate) {
+      const b = chunk as Buffer;
+      produced += b.length;
+      if (produced > size) throw new CairnError('INVALID_OBJECT', `content inflates past its declared size of ${size} bytes`);
+      hasher.update(b);
+      opts.onData?.(b);
+    }
+  } catch (e) {
+    inflate.destroy();
+    await it.return?.();
+    if (e instanceof CairnError) throw e;
+    throw new CairnError('INVALID_OBJECT', `corrupt compressed content: ${(e as Error).message}`);
+  }
+  await feeding;
+  if (produced !== size) throw new CairnError('INVALID_OBJECT', `content inflates to ${produced} bytes, header declares ${size}`);
+  return { checksum: hasher.digest(), header, size };
+}
+
+function onceDrain(s: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => s.once('drain', resolve));
+}
+
+function toAsyncIterator<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> {
+  if (Symbol.asyncIterator in source) return (source as AsyncIterable<T>)[Symbol.asyncIterator]();
+  return (async function* () {
+    yield* source as Iterable<T>;
+  })();
+}
