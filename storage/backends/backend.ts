@@ -33,6 +33,11 @@ export interface Backend {
   write(key: string, data: WriteSource): Promise<void>;
   /** Removes `key`; absent is not an error. */
   remove(key: string): Promise<void>;
+  /**
+   * Creates empty "folders" that tools reading the layout directly expect
+   * (ostree wants refs/heads etc. to exist). Key-value drivers do nothing.
+   */
+  ensurePrefixes(prefixes: string[]): Promise<void>;
   /** Every key below `prefix` ('' for all), recursively, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
 }

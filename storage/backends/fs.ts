@@ -2,7 +2,6 @@ import { createReadStream, promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { CairnError, isNotFoundErrno } from '../errors';
 import { type Backend, type BlobInfo, type ByteRange, type WriteSource, validateKey } from './backend';
 
@@ -102,7 +101,7 @@ export class FsBackend implements Backend {
       if (Buffer.isBuffer(data)) {
         await fh.writeFile(data);
       } else {
-        await pipeline(Readable.from(data), fh.createWriteStream({ autoClose: false }));
+        for await (const chunk of data) await writeAll(fh, chunk);
       }
       await fh.sync();
       await fh.close();
@@ -139,6 +138,10 @@ export class FsBackend implements Backend {
     }
   }
 
+  async ensurePrefixes(prefixes: string[]): Promise<void> {
+    for (const p of prefixes) await this.ensureDir(this.resolve(p));
+  }
+
   async *list(prefix: string): AsyncIterable<string> {
     const start = prefix === '' ? this.root : this.resolve(prefix.replace(/\/$/, ''));
     const base = prefix === '' ? '' : prefix.replace(/\/$/, '') + '/';
@@ -163,6 +166,14 @@ async function* walk(dir: string, rel: string): AsyncIterable<string> {
       if (st?.isDirectory()) yield* walk(full, rel + ent.name + '/');
       else if (st?.isFile()) yield rel + ent.name;
     }
+  }
+}
+
+async function writeAll(fh: fsp.FileHandle, chunk: Buffer | Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < chunk.length) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+    off += bytesWritten;
   }
 }
 

@@ -53,9 +53,6 @@ export class RepoRegistry {
     const dir = path.join(this.reposDir, name);
     if (await this.open(name)) throw new CairnError('ALREADY_EXISTS', `repository ${name} already exists`);
     await fsp.mkdir(dir, { recursive: true });
-    for (const sub of ['objects', 'refs/heads', 'refs/mirrors', 'refs/remotes', 'tmp/cache', 'state', 'extensions', 'deltas', 'delta-indexes']) {
-      await fsp.mkdir(path.join(dir, sub), { recursive: true });
-    }
     return Repo.init(name, new FsBackend(dir), opts);
   }
 
