@@ -1,0 +1,70 @@
+import express, { type Express, type RequestHandler } from 'express';
+import type { RepoRegistry } from '../storage/repo/registry';
+import { errorMiddleware, sendError, sendNotFound } from './errors';
+import { FileCache, type FileCacheOptions } from './files/cache';
+import { createLogger, type Logger } from './logging';
+import { createMetrics, type Metrics } from './metrics';
+import { observeRequests } from './observe';
+import { healthRoutes } from './routes/health';
+import { metricsRoutes } from './routes/metrics';
+import { folderFileRoutes, repoFileRoutes } from './routes/repoFiles';
+
+export interface Mount {
+  /** URL prefix, e.g. `/` or `/httpd`. */
+  prefix: string;
+  /** Folder served below it. */
+  dir: string;
+}
+
+export interface AppOptions {
+  registry: RepoRegistry;
+  /** Extra folders served with the repository-file rules, after the built-in routes. */
+  mounts?: Mount[];
+  /** Defaults to a stdout logger at the CAIRN_LOG level. */
+  logger?: Logger;
+  /** An existing metrics set, or false for none (no /metrics route). Defaults to a fresh one. */
+  metrics?: Metrics | false;
+  /** In-memory cache of small files; false disables it. */
+  fileCache?: FileCacheOptions | false;
+}
+
+export interface CairnApp extends Express {
+  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache } };
+}
+
+/**
+ * Assembles the HTTP server. Order matters: built-in routes (`/healthz`,
+ * `/metrics`, `/repo/`, `/api/`) come before mounts so a mount at `/` cannot
+ * shadow them, and the error handler is last. New resources go in their own
+ * file under server/routes/ and are added here.
+ */
+export function createApp(opts: AppOptions): CairnApp {
+  const logger = opts.logger ?? createLogger();
+  const metrics = opts.metrics === false ? undefined : (opts.metrics ?? createMetrics());
+  const cache = opts.fileCache === false ? undefined : new FileCache(opts.fileCache);
+  const files = { cache, metrics };
+
+  const app = express() as unknown as CairnApp;
+  app.disable('x-powered-by');
+  app.set('strict routing', true);
+  app.set('case sensitive routing', true);
+  app.set('etag', false); // file routes set their own validators; JSON answers are not cached
+  app.locals.cairn = { logger, metrics, cache };
+
+  app.use(observeRequests(logger, metrics));
+  app.use(healthRoutes(opts.registry));
+  if (metrics) app.use(metricsRoutes(metrics));
+  app.use(repoFileRoutes(opts.registry, files));
+  // (later: uploads, refs API, UI; each a router from server/routes/)
+  app.use('/api', apiNotFound);
+  for (const m of opts.mounts ?? []) app.use(folderFileRoutes(m.prefix, m.dir, files));
+  app.use((req, res) => sendNotFound(req, res));
+  app.use(errorMiddleware(logger));
+  return app;
+}
+
+/** Unknown API routes get the JSON error shape, never a mount's files. */
+const apiNotFound: RequestHandler = (req, res) => {
+  res.locals.route = 'api';
+  sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `no such API route: ${req.method} ${req.originalUrl.split('?', 1)[0].slice(0, 200)}` });
+};

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream';
+import type { Request, Response } from 'express';
+import type { Backend, BlobInfo, ByteRange } from '../../storage/backends/backend';
+import { CairnError } from '../../storage/errors';
+import type { RepoFileClass } from '../../storage/repo/layout';
+import type { Metrics } from '../metrics';
+import type { FileCache } from './cache';
+import { decideRange, httpDate, isNotModified, lastModifiedUsable, type Validators } from './conditional';
+
+/**
+ * Sends one file of a backend, byte for byte: the HTTP side of static
+ * serving, with no knowledge of where the bytes live (fs today, S3 later), so
+ * never express.static or res.sendFile.
+ *
+ * Cache-Control:
+ * - content-addressed files: a year, immutable; their bytes cannot change.
+ * - everything else (summary, summary.sig, refs, config, delta indexes,
+ *   commitmeta): `no-cache`, i.e. a cache may keep a copy but must revalidate
+ *   it on every use. With a max-age, a proxy or CDN could hand out a summary
+ *   and a summary.sig of different ages (a signature failure), or a stale
+ *   summary for up to max-age after a publish; revalidation costs one 304.
+ */
+
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+const REVALIDATE = 'no-cache';
+const CACHE_NAME = 'files';
+/** How often a file that keeps changing under us is re-tried before giving up. */
+const ATTEMPTS = 3;
+
+export interface ServeFileOptions {
+  cache?: FileCache;
+  metrics?: Metrics;
+}
+
+/** Answers the request for `key`; false when the file does not exist (the caller sends 404). */
+export async function serveFile(req: Request, res: Response, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<boolean> {
+  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    const info = await backend.stat(key);
+    if (!info) return false;
+    const outcome = await serveVersion(req, res, backend, key, cls, info, opts);
+    if (outcome !== 'changed') return outcome === 'sent';
+  }
+  // Replaced between our stat and open several times in a row: let the client retry (libostree retries 500).
+  throw new CairnError('IO', `file ${key} kept changing while being read`);
+}
+
+type Outcome = 'sent' | 'absent' | 'changed';
+
+async function serveVersion(req: Request, res: Response, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<Outcome> {
+  const v: Validators = { etag: etagFor(cls, info), mtimeMs: info.mtimeMs, nowMs: Date.now() };
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Accept-Ranges', 'bytes');
+  res.setHeader('ETag', v.etag);
+  res.setHeader('Cache-Control', cls.kind === 'immutable' ? IMMUTABLE : REVALIDATE);
+  if (lastModifiedUsable(info.mtimeMs, v.nowMs)) res.setHeader('Last-Modified', httpDate(info.mtimeMs));
+  else res.removeHeader('Last-Modified');
+
+  if (isNotModified(req.headers, v)) {
+    res.statusCode = 304;
+    res.end();
+    return 'sent';
+  }
+
+  const decision = decideRange(req.headers, info.size, v);
+  if (decision.kind === 'unsatisfiable') {
+    res.statusCode = 416;
+    res.setHeader('Content-Range', `bytes */${info.size}`);
+    res.setHeader('Content-Length', 0);
+    res.end();
+    return 'sent';
+  }
+  const range = decision.kind === 'partial' ? decision.range : undefined;
+  res.statusCode = range ? 206 : 200;
+  if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+  else res.removeHeader('Content-Range');
+  res.setHeader('Content-Length', range ? range.end - range.start + 1 : info.size);
+
+  if (req.method === 'HEAD') {
+    res.end();
+    return 'sent';
+  }
+
+  const cache = opts.cache;
+  if (cache?.accepts(info.size)) {
+    let data = cache.get(backend, key, info.version);
+    if (data) opts.metrics?.cacheHit(CACHE_NAME);
+    else {
+      opts.metrics?.cacheMiss(CACHE_NAME);
+      const got = await backend.read(key);
+      if (!got) return 'absent';
+      if (got.info.version !== info.version) return 'changed';
+      cache.set(backend, key, got.data, got.info);
+      data = got.data;
+    }
+    res.end(range ? data.subarray(range.start, range.end + 1) : data);
+    return 'sent';
+  }
+  return streamFile(res, backend, key, info, range);
+}
+
+/** Large files: streamed from an open handle, never read whole. */
+async function streamFile(res: Response, backend: Backend, key: string, info: BlobInfo, range: ByteRange | undefined): Promise<Outcome> {
+  const opened = await backend.openRead(key, range);
+  if (!opened) return 'absent';
+  if (opened.info.version !== info.version) {
+    opened.stream.destroy();
+    return 'changed';
+  }
+  // pipeline destroys the file stream (closing its descriptor) when the
+  // client goes away; an error after the headers can only cut the connection
+  // so the client sees a short body, never a complete-looking wrong one.
+  pipeline(opened.stream, res, (err) => {
+    if (err && !res.destroyed) res.destroy();
+  });
+  return 'sent';
+}
+
+/** Strong ETags: the content identity for objects, else the backend's version. */
+function etagFor(cls: RepoFileClass, info: BlobInfo): string {
+  if (cls.contentId) return `"${cls.contentId}"`;
+  const v = /^[A-Za-z0-9._-]{1,128}$/.test(info.version) ? info.version : createHash('sha256').update(info.version).digest('hex').slice(0, 32);
+  return `"${v}"`;
+}

@@ -1,0 +1,55 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RequestListener } from 'node:http';
+import type { Logger } from './logging';
+
+export interface ListeningServer {
+  server: Server;
+  port: number;
+  url: string;
+  /** Stops accepting, lets in-flight responses finish (cut after `graceMs`). */
+  close(graceMs?: number): Promise<void>;
+  /** Closes gracefully on SIGTERM/SIGINT; resolves with the exit status once closed. */
+  stopOnSignals(log: Logger): Promise<number>;
+}
+
+/** Starts an HTTP server for `app`; resolves once it listens (port 0 picks a free port). */
+export function listen(app: RequestListener, opts: { port: number; host: string }): Promise<ListeningServer> {
+  const server = createServer(app);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      const port = (server.address() as AddressInfo).port;
+      const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+      const close = (graceMs = 5000) =>
+        new Promise<void>((done) => {
+          server.close(() => done());
+          server.closeIdleConnections();
+          setTimeout(() => server.closeAllConnections(), graceMs).unref();
+        });
+      resolve({
+        server,
+        port,
+        url: `http://${host}:${port}`,
+        close,
+        stopOnSignals: (log) =>
+          new Promise<number>((done) => {
+            const stop = (signal: NodeJS.Signals) => {
+              process.off('SIGTERM', stop);
+              process.off('SIGINT', stop);
+              // A second signal while draining ends the process at once.
+              process.once(signal, () => process.exit(1));
+              log.info('stopping', { signal });
+              void close().then(() => {
+                log.info('stopped');
+                done(0);
+              });
+            };
+            process.once('SIGTERM', stop);
+            process.once('SIGINT', stop);
+          }),
+      });
+    });
+  });
+}
