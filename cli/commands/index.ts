@@ -1,0 +1,9 @@
+import type { Command } from '../command';
+import { initRepo } from './initRepo';
+import { serve } from './serve';
+
+/** The dispatch table: to add a command, write cli/commands/NAME.ts and list it here. */
+export const COMMANDS: readonly Command[] = [
+  serve,
+  initRepo,
+];

@@ -1,0 +1,73 @@
+import { statSync } from 'node:fs';
+import * as path from 'node:path';
+import { RepoRegistry } from '../../storage/repo/registry';
+import { createApp, type Mount } from '../../server/app';
+import { listen } from '../../server/listen';
+import { createLogger } from '../../server/logging';
+import { type Command, parseCommandLine, UsageError } from '../command';
+
+const usage = `Usage: cairn serve [--data DIR] [--port N] [--host ADDR] [--mount PREFIX=DIR]...
+
+Serves every OSTree archive repository DIR/repos/NAME at /repo/NAME/.
+On first start with no repository, creates DIR/repos/main.
+
+Options:
+  --data DIR            data folder (env CAIRN_DATA, default ./data)
+  --port N              TCP port, 0 picks a free one (env CAIRN_PORT, default 8080)
+  --host ADDR           address to listen on (env CAIRN_HOST, default 127.0.0.1)
+  --mount PREFIX=DIR    also serve folder DIR at URL prefix PREFIX with the repository
+                        file rules (repeatable; /healthz, /metrics, /repo/ and /api/ win)
+
+Once listening, prints one JSON line with "msg":"listening", "port" and "url".
+Logs are JSON lines on stdout; CAIRN_LOG=debug|info|warn|error|silent.
+SIGTERM or SIGINT stops it gracefully.`;
+
+export const serve: Command = {
+  name: 'serve',
+  summary: 'serve the repositories of a data folder over HTTP',
+  usage,
+  async run(args) {
+    const { values } = parseCommandLine('serve', args, {
+      data: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      mount: { type: 'string', multiple: true },
+    }, false);
+    const env = process.env;
+    const dataDir = path.resolve(values.data ?? env.CAIRN_DATA ?? './data');
+    const port = parsePort(values.port ?? env.CAIRN_PORT ?? '8080');
+    const host = values.host ?? env.CAIRN_HOST ?? '127.0.0.1';
+    const mounts = (values.mount ?? []).map(parseMount);
+
+    const logger = createLogger();
+    const registry = new RepoRegistry(dataDir);
+    await registry.ensureDefault();
+    const app = createApp({ registry, mounts, logger });
+    const server = await listen(app, { port, host });
+    logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts });
+    return server.stopOnSignals(logger);
+  },
+};
+
+function parsePort(s: string): number {
+  if (!/^\d{1,5}$/.test(s) || Number(s) > 65535) throw new UsageError(`invalid port "${s}": use 0-65535`, 'serve');
+  return Number(s);
+}
+
+function parseMount(spec: string): Mount {
+  const eq = spec.indexOf('=');
+  if (eq <= 0 || eq === spec.length - 1) throw new UsageError(`invalid --mount "${spec}": use PREFIX=DIR`, 'serve');
+  const prefix = spec.slice(0, eq);
+  const dir = path.resolve(spec.slice(eq + 1));
+  if (!prefix.startsWith('/') || /[?#%\\]/.test(prefix) || prefix.split('/').some((s) => s === '.' || s === '..')) {
+    throw new UsageError(`invalid --mount prefix "${prefix}": use an absolute URL path such as / or /httpd`, 'serve');
+  }
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    /* reported below */
+  }
+  if (!isDir) throw new UsageError(`invalid --mount "${spec}": ${dir} is not a folder`, 'serve');
+  return { prefix, dir };
+}
