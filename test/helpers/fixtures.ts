@@ -137,3 +137,39 @@ export function readFileVector(f: FileVector): Buffer {
 /** The inline part's checksum inside inline-scratch-to-S1.superblock (TESTDATA.md). */
 export const INLINE_PART_SHA256 = 'b6e03f81ed99db2ae4c1ef6862c6c51cc0ea6fd60eb4d09164e2bd0d81096583';
 export const ED25519_PUBLIC_B64 = 'A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=';
+
+export interface TarEntry {
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  mode: number;
+  data: Buffer;
+  linkname: string;
+}
+
+/**
+ * A minimal ustar reader for extra/src-trees.tar (the source folders of S1 and
+ * S2: `small1/…`, `small2/…`). PAX extended headers (xattrs) are skipped;
+ * directory paths have no trailing slash.
+ */
+export function readSourceTrees(): Map<string, TarEntry> {
+  const tar = readExtraFile('src-trees.tar');
+  const out = new Map<string, TarEntry>();
+  const str = (b: Buffer) => {
+    const z = b.indexOf(0);
+    return b.toString('utf8', 0, z < 0 ? b.length : z);
+  };
+  for (let off = 0; off + 512 <= tar.length; ) {
+    const h = tar.subarray(off, off + 512);
+    if (h.every((x) => x === 0)) break;
+    const size = parseInt(str(h.subarray(124, 136)).trim() || '0', 8);
+    const flag = String.fromCharCode(h[156]!);
+    const prefix = str(h.subarray(345, 500));
+    const name = (prefix ? `${prefix}/` : '') + str(h.subarray(0, 100));
+    const data = tar.subarray(off + 512, off + 512 + size);
+    off += 512 + Math.ceil(size / 512) * 512;
+    if (flag === 'x' || flag === 'g') continue;
+    const type = flag === '0' || flag === '\0' ? 'file' : flag === '5' ? 'dir' : flag === '2' ? 'symlink' : 'other';
+    out.set(name.replace(/\/$/, ''), { path: name.replace(/\/$/, ''), type, mode: parseInt(str(h.subarray(100, 108)).trim(), 8), data, linkname: str(h.subarray(157, 257)) });
+  }
+  return out;
+}
