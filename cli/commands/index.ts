@@ -1,4 +1,5 @@
 import type { Command } from '../command';
+import { commit } from './commit';
 import { initRepo } from './initRepo';
 import { serve } from './serve';
 
@@ -6,4 +7,5 @@ import { serve } from './serve';
 export const COMMANDS: readonly Command[] = [
   serve,
   initRepo,
+  commit,
 ];

@@ -1,0 +1,65 @@
+import * as path from 'node:path';
+import { Variant, type VarDict } from '../../storage/gvariant';
+import { CairnError } from '../../storage/errors';
+import { commitFolder } from '../../storage/import/folder';
+import { validateRefName } from '../../storage/repo/names';
+import { RepoRegistry } from '../../storage/repo/registry';
+import { updateSummary } from '../../storage/repo/summary';
+import { type Command, parseCommandLine, UsageError } from '../command';
+
+const usage = `Usage: cairn commit --branch REF --tree DIR [--repo NAME] [--data DIR] [options]
+
+Writes folder DIR into a repository of the data folder as a new commit (as
+'ostree commit' records it: owners, modes, symlinks, xattrs), moves REF to it
+and regenerates the summary.
+
+Options:
+  --repo NAME          repository (default main)
+  --data DIR           data folder (env CAIRN_DATA, default ./data)
+  -s, --subject TEXT   commit subject
+  --body TEXT          commit body
+  --version V          set the 'version' metadata
+  --timestamp SECONDS  commit time (default now)
+  --no-bindings        do not bind the commit to REF (ostree.ref-binding)`;
+
+export const commit: Command = {
+  name: 'commit',
+  summary: 'commit a folder into a repository and move a ref to it',
+  usage,
+  async run(args) {
+    const { values, positionals } = parseCommandLine('commit', args, {
+      branch: { type: 'string', short: 'b' },
+      tree: { type: 'string' },
+      repo: { type: 'string' },
+      data: { type: 'string' },
+      subject: { type: 'string', short: 's' },
+      body: { type: 'string' },
+      version: { type: 'string' },
+      timestamp: { type: 'string' },
+      'no-bindings': { type: 'boolean' },
+    }, false);
+    void positionals;
+    if (!values.branch) throw new UsageError('missing --branch REF', 'commit');
+    if (!values.tree) throw new UsageError('missing --tree DIR', 'commit');
+    if (values.timestamp !== undefined && !/^\d+$/.test(values.timestamp)) throw new UsageError('--timestamp takes seconds since the epoch', 'commit');
+    const branch = validateRefName(values.branch);
+    const registry = new RepoRegistry(path.resolve(values.data ?? process.env.CAIRN_DATA ?? './data'));
+    const name = values.repo ?? 'main';
+    const repo = await registry.open(name);
+    if (!repo) throw new CairnError('NOT_FOUND', `no repository ${name} in ${registry.reposDir}`);
+    await repo.checkMode();
+    const metadata: VarDict = values.version ? [['version', new Variant('s', values.version)]] : [];
+    const result = await commitFolder(repo, values.tree, branch, {
+      subject: values.subject,
+      body: values.body,
+      metadata,
+      timestamp: values.timestamp ? BigInt(values.timestamp) : undefined,
+      bindRef: !values['no-bindings'],
+    });
+    await repo.setRef(branch, result.commit);
+    await updateSummary(repo);
+    process.stdout.write(`${result.commit}\n`);
+    process.stderr.write(`committed ${result.files} files (${result.bytes} bytes) to ${name}:${branch}\n`);
+    return 0;
+  },
+};
