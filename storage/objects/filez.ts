@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { createDeflateRaw, createInflateRaw, constants as zc } from 'node:zlib';
+import { createDeflateRaw, createInflateRaw } from 'node:zlib';
 import { CairnError } from '../errors';
 import { ContentHasher, decodeArchiveHeader, encodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from './content';
 
@@ -10,7 +10,11 @@ export const FILEZ_DEFLATE_LEVEL = 6;
  * The bytes of an archive `.filez` object for a file of `size` bytes read from
  * `data` (ignored for symlinks, which have no body). Streams: the file is never held whole.
  */
-export async function* encodeFilez(header: FileHeader, size: number, data: AsyncIterable<Buffer | Uint8Array> | null): AsyncIterable<Buffer> {
+export async function* encodeFilez(
+  header: FileHeader,
+  size: number,
+  data: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array> | null,
+): AsyncIterable<Buffer> {
   yield encodeArchiveHeader(header, isSymlink(header) ? 0 : size);
   if (isSymlink(header)) return;
   const deflate = createDeflateRaw({ level: FILEZ_DEFLATE_LEVEL });
@@ -65,7 +69,8 @@ export async function verifyFilez(
     return { checksum: hasher.digest(), header, size: 0 };
   }
 
-  const inflate = createInflateRaw({ finishFlush: zc.Z_SYNC_FLUSH });
+  // Default finishFlush (Z_FINISH): a deflate stream cut short is an error, not a short file.
+  const inflate = createInflateRaw();
   let produced = 0;
   const feed = async () => {
     try {
