@@ -91,7 +91,6 @@ export class FsBackend implements Backend {
   async write(key: string, data: WriteSource): Promise<void> {
     const target = this.resolve(key);
     const dir = path.dirname(target);
-    await this.ensureDir(dir);
     const tmpDir = path.join(this.root, TMP_DIR);
     await fsp.mkdir(tmpDir, { recursive: true });
     const tmp = path.join(tmpDir, `cairn-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
@@ -106,6 +105,8 @@ export class FsBackend implements Backend {
       await fh.sync();
       await fh.close();
       fh = undefined;
+      // The target's folder is made only now, so a refused write leaves no trace.
+      await this.ensureDir(dir);
       await fsp.rename(tmp, target);
       await fsyncDir(dir);
     } catch (e) {

@@ -1,0 +1,123 @@
+import { PassThrough } from 'node:stream';
+import { CairnError } from '../errors';
+import { sha256Hex, validateChecksum } from '../objects/checksum';
+import { verifyFilez } from '../objects/filez';
+import { ARCHIVE_EXTENSION, MAX_METADATA_SIZE, ObjectType, objectKey } from '../objects/types';
+import { validateMetadataObject, type Repo } from './repo';
+
+/** Object types a publisher may upload. Tombstones are the server's own business. */
+export const UPLOADABLE_TYPES = new Set([ObjectType.Commit, ObjectType.DirTree, ObjectType.DirMeta, ObjectType.File, ObjectType.CommitMeta]);
+
+export interface IngestLimits {
+  /** Largest uncompressed file a `.filez` may declare. */
+  maxFileSize: number;
+  /** Largest upload body for one object (compressed bytes); deflate can grow incompressible data a little. */
+  maxUploadSize: number;
+}
+
+export const DEFAULT_INGEST_LIMITS: IngestLimits = {
+  maxFileSize: 16 * 1024 * 1024 * 1024,
+  maxUploadSize: 16 * 1024 * 1024 * 1024 + 64 * 1024 * 1024,
+};
+
+export interface IngestResult {
+  checksum: string;
+  type: ObjectType;
+  /** False when the object was already there (an idempotent re-upload). */
+  stored: boolean;
+  bytes: number;
+}
+
+/**
+ * Verifies one uploaded object and stores it only if it is what its name says:
+ * metadata must be normal-form, structurally valid and hash to `checksum`;
+ * a `.filez` must inflate to exactly its declared size and its content
+ * checksum must equal `checksum`. The bytes stream to a temporary file and are
+ * renamed into place only after verification, so a refused upload leaves nothing.
+ */
+export async function ingestObject(
+  repo: Repo,
+  checksum: string,
+  type: ObjectType,
+  source: AsyncIterable<Buffer | Uint8Array>,
+  limits: IngestLimits = DEFAULT_INGEST_LIMITS,
+): Promise<IngestResult> {
+  validateChecksum(checksum);
+  if (!UPLOADABLE_TYPES.has(type)) throw new CairnError('INVALID_ARGUMENT', `objects of type ${ARCHIVE_EXTENSION[type] ?? type} cannot be uploaded`);
+  const name = `${checksum}.${ARCHIVE_EXTENSION[type]}`;
+  if (type !== ObjectType.CommitMeta && (await repo.hasObject(checksum, type))) return { checksum, type, stored: false, bytes: 0 };
+
+  if (type === ObjectType.File) {
+    let bytes = 0;
+    await repo.backend.write(objectKey(checksum, type), verifyingFilez(source, name, limits, checksum, (n) => (bytes = n)));
+    return { checksum, type, stored: true, bytes };
+  }
+
+  const data = await readAtMost(source, MAX_METADATA_SIZE, name);
+  if (type === ObjectType.CommitMeta) {
+    await repo.writeCommitMeta(checksum, data);
+  } else {
+    validateMetadataObject(type, data);
+    const actual = sha256Hex(data);
+    if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `${name}: bytes hash to ${actual}`, { object: name, actual });
+    await repo.writeMetadata(type as ObjectType.Commit | ObjectType.DirTree | ObjectType.DirMeta, data, checksum);
+  }
+  return { checksum, type, stored: true, bytes: data.length };
+}
+
+async function readAtMost(source: AsyncIterable<Buffer | Uint8Array>, max: number, name: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of source) {
+    n += chunk.length;
+    if (n > max) throw new CairnError('TOO_LARGE', `${name}: metadata objects are limited to ${max} bytes`, { object: name });
+    parts.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Passes the upload through to the backend while a verifier inflates and
+ * hashes the same bytes; throws (so the backend discards its temporary file)
+ * if the verifier fails or the checksum differs.
+ */
+async function* verifyingFilez(
+  source: AsyncIterable<Buffer | Uint8Array>,
+  name: string,
+  limits: IngestLimits,
+  expected: string,
+  onBytes: (n: number) => void,
+): AsyncIterable<Buffer> {
+  const pipe = new PassThrough({ highWaterMark: 1024 * 1024 });
+  let failure: unknown;
+  const verdict = verifyFilez(pipe, { maxSize: limits.maxFileSize }).catch((e: unknown) => {
+    failure = e;
+    pipe.resume(); // keep draining so the writer below never blocks on a dead reader
+    return null;
+  });
+  let bytes = 0;
+  try {
+    for await (const raw of source) {
+      const chunk = Buffer.from(raw);
+      bytes += chunk.length;
+      if (bytes > limits.maxUploadSize) throw new CairnError('TOO_LARGE', `${name}: upload exceeds ${limits.maxUploadSize} bytes`, { object: name });
+      if (failure) break;
+      if (!pipe.write(chunk)) await new Promise<void>((r) => pipe.once('drain', r));
+      yield chunk;
+    }
+    pipe.end();
+    const result = await verdict;
+    if (failure || !result) throw withObject(failure, name);
+    if (result.checksum !== expected) {
+      throw new CairnError('CHECKSUM_MISMATCH', `${name}: content hashes to ${result.checksum}`, { object: name, actual: result.checksum });
+    }
+    onBytes(bytes);
+  } finally {
+    if (!pipe.writableEnded) pipe.destroy();
+  }
+}
+
+function withObject(e: unknown, name: string): CairnError {
+  if (e instanceof CairnError) return new CairnError(e.code, `${name}: ${e.message}`, { ...e.details, object: name });
+  return new CairnError('INVALID_OBJECT', `${name}: ${(e as Error)?.message ?? 'invalid content object'}`, { object: name });
+}
