@@ -14,6 +14,9 @@ export type ErrorCode =
   | 'CHECKSUM_MISMATCH' // bytes do not hash to the name they were given
   | 'TOO_LARGE' // over a size limit (metadata 10 MiB, declared sizes)
   | 'CONFLICT' // compare-and-swap lost, or a concurrent writer
+  | 'MISSING_OBJECTS' // a commit whose tree is not all present
+  | 'UNAUTHORIZED' // no or invalid credentials
+  | 'FORBIDDEN' // valid credentials that do not allow this
   | 'UNSUPPORTED' // a feature or mode Cairn does not handle
   | 'IO'; // the backend failed
 

@@ -1,0 +1,120 @@
+import { parse, type VarDict } from '../gvariant';
+import { CairnError } from '../errors';
+import { validateChecksum } from '../objects/checksum';
+import { decodeCommit } from '../objects/commit';
+import { OBJECT_GVARIANT_TYPE, ObjectType } from '../objects/types';
+import { objectName, walkCommitTree } from './closure';
+import { withLock } from './mutex';
+import { validateRefName } from './names';
+import { appendRefLog, type RefLogEntry } from './reflog';
+import type { Repo } from './repo';
+import { updateSummary, type SummarySigner } from './summary';
+
+/** Signs what a repository publishes; see storage/signing. */
+export interface RepoSigner {
+  /** New detached metadata for `commit` (exact .commit bytes), keeping foreign keys of `existing`. */
+  signCommit(commit: Buffer, existing: VarDict | null): Promise<Buffer>;
+  signSummary: SummarySigner;
+}
+
+export interface RefUpdate {
+  ref: string;
+  /** The commit to point at, or null to delete the ref. */
+  commit: string | null;
+  /** What the publisher believes the ref holds now: a checksum, null for "absent", undefined to skip the check. */
+  expected?: string | null;
+}
+
+export interface UpdateRefsOptions {
+  actor: string;
+  signer?: RepoSigner;
+  /** Skip the compare-and-swap (the `--force` of `cairn push`). */
+  force?: boolean;
+  /** Called after the refs moved and the summary changed (e.g. to queue deltas). */
+  onPublished?: (changes: RefLogEntry[]) => void;
+}
+
+/**
+ * Moves one or several refs together: under the repository's lock, every
+ * expectation is checked (CONFLICT with the current values on a mismatch),
+ * every target commit's whole tree must be present and valid (MISSING_OBJECTS
+ * listing what is not), and only then are commits signed, refs written, the
+ * move recorded and the summary (and its signature) regenerated.
+ */
+export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateRefsOptions): Promise<RefLogEntry[]> {
+  if (updates.length === 0) throw new CairnError('INVALID_ARGUMENT', 'no ref updates given');
+  const seen = new Set<string>();
+  for (const u of updates) {
+    validateRefName(u.ref);
+    if (u.commit !== null) validateChecksum(u.commit);
+    if (u.expected) validateChecksum(u.expected);
+    if (seen.has(u.ref)) throw new CairnError('INVALID_ARGUMENT', `ref ${u.ref} is named twice`);
+    seen.add(u.ref);
+  }
+
+  return withLock(`refs:${repo.backend.location}`, async () => {
+    const current = new Map<string, string | null>();
+    for (const u of updates) current.set(u.ref, await repo.readRef(u.ref));
+
+    if (!opts.force) {
+      const conflicts = updates
+        .filter((u) => u.expected !== undefined && u.expected !== current.get(u.ref))
+        .map((u) => ({ ref: u.ref, expected: u.expected ?? null, actual: current.get(u.ref) ?? null }));
+      if (conflicts.length) {
+        throw new CairnError('CONFLICT', `ref ${conflicts[0]!.ref} holds ${conflicts[0]!.actual ?? 'nothing'}, not ${conflicts[0]!.expected ?? 'nothing'}`, { conflicts });
+      }
+    }
+
+    const commits = new Map<string, Buffer>();
+    for (const u of updates) {
+      if (u.commit === null || commits.has(u.commit)) continue;
+      const walk = await walkCommitTree(repo, u.commit);
+      if (walk.missing.length) {
+        throw new CairnError('MISSING_OBJECTS', `commit ${u.commit} is incomplete: ${walk.missing.length} objects missing`, {
+          commit: u.commit,
+          missing: walk.missing.slice(0, 1000).map(objectName),
+          missingCount: walk.missing.length,
+        });
+      }
+      commits.set(u.commit, (await repo.readMetadata(u.commit, ObjectType.Commit))!);
+    }
+    for (const u of updates) if (u.commit) checkRefBinding(u.ref, u.commit, commits.get(u.commit)!);
+
+    if (opts.signer) {
+      for (const [checksum, bytes] of commits) {
+        const old = await repo.readMetadata(checksum, ObjectType.CommitMeta);
+        const existing = old ? (parse(OBJECT_GVARIANT_TYPE.commitmeta, old) as VarDict) : null;
+        await repo.writeCommitMeta(checksum, await opts.signer.signCommit(bytes, existing));
+      }
+    }
+
+    const time = new Date().toISOString();
+    const changes: RefLogEntry[] = [];
+    for (const u of updates) {
+      const old = current.get(u.ref) ?? null;
+      if (old === u.commit) continue;
+      await repo.setRef(u.ref, u.commit);
+      changes.push({ time, ref: u.ref, old, new: u.commit, actor: opts.actor });
+    }
+    if (changes.length) {
+      await updateSummary(repo, opts.signer?.signSummary);
+      await appendRefLog(repo, changes);
+      opts.onPublished?.(changes);
+    }
+    return changes;
+  });
+}
+
+/**
+ * The client refuses a commit bound (ostree.ref-binding) to other refs than
+ * the one it pulls, so publishing it under such a ref would break every host.
+ */
+function checkRefBinding(ref: string, checksum: string, bytes: Buffer): void {
+  const c = decodeCommit(bytes);
+  const binding = c.metadata.find(([k]) => k === 'ostree.ref-binding')?.[1];
+  if (!binding || binding.type !== 'as') return;
+  const refs = binding.value as string[];
+  if (!refs.includes(ref)) {
+    throw new CairnError('INVALID_ARGUMENT', `commit ${checksum} is bound to ${refs.join(', ')}; clients would refuse it under ${ref}`, { ref, commit: checksum, bindings: refs });
+  }
+}
