@@ -1,0 +1,202 @@
+// Starts `node bin/cairn.js serve --data DIR --port 0 --host 127.0.0.1` as a child process, waits
+// for its `"msg":"listening"` JSON line and returns its URL. Everything the child writes is kept for
+// failure messages, and JSON log lines that describe HTTP requests are parsed so tests can see which
+// paths the client asked for.
+//
+// CAIRN_E2E_SERVER=/path/to/script runs another executable with the same CLI instead (used to check
+// the test suite itself against a plain static server).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** The repository root (the folder holding package.json), found upwards from this file. */
+export function projectRoot(): string {
+  let d = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'tsconfig.json'))) return d;
+    const up = path.dirname(d);
+    if (up === d) throw new Error(`no package.json above ${__dirname}`);
+    d = up;
+  }
+}
+
+export interface LoggedRequest {
+  method: string;
+  /** Path as received, without the query string. */
+  path: string;
+  status: number;
+}
+
+export interface CairnProcess {
+  url: string;
+  port: number;
+  dataDir: string;
+  pid: number;
+  /** stdout and stderr so far (interleaved as received). */
+  output(): string;
+  /** Requests seen in the JSON request log so far. */
+  requests(): LoggedRequest[];
+  /** Whether the server's log describes requests at all (false → use another way to count). */
+  logsRequests(): boolean;
+  /** Waits until the request log contains `pred`, up to timeoutMs (logs may lag the response). */
+  waitForRequest(pred: (r: LoggedRequest) => boolean, timeoutMs?: number): Promise<LoggedRequest | undefined>;
+  stop(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
+function pick(o: Record<string, unknown>, keys: string[]): unknown {
+  for (const k of keys) {
+    let v: unknown = o;
+    for (const part of k.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
+    if (v !== undefined && v !== null) return v;
+  }
+  return undefined;
+}
+
+/** Extracts {method, path, status} from one JSON log line if it describes a finished request. */
+export function parseRequestLine(line: string): LoggedRequest | undefined {
+  if (!line.startsWith('{')) return undefined;
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const p = pick(o, ['path', 'url', 'req.url', 'req.path', 'request.url', 'request.path', 'http.path']);
+  const status = pick(o, ['status', 'statusCode', 'res.statusCode', 'res.status', 'response.status', 'http.status']);
+  const method = pick(o, ['method', 'req.method', 'request.method', 'http.method']) ?? 'GET';
+  if (typeof p !== 'string' || status === undefined || !Number.isFinite(Number(status))) return undefined;
+  const q = p.indexOf('?');
+  return { method: String(method), path: q >= 0 ? p.slice(0, q) : p, status: Number(status) };
+}
+
+export async function startCairn(opts: {
+  dataDir: string;
+  env?: NodeJS.ProcessEnv;
+  extraArgs?: string[];
+  timeoutMs?: number;
+}): Promise<CairnProcess> {
+  const root = projectRoot();
+  const alt = process.env.CAIRN_E2E_SERVER;
+  const script = alt ? path.resolve(alt) : path.join(root, 'bin', 'cairn.js');
+  if (!fs.existsSync(script)) throw new Error(`${script} does not exist (is the server built? npx tsc -p .)`);
+  const args = [script, 'serve', '--data', opts.dataDir, '--port', '0', '--host', '127.0.0.1', ...(opts.extraArgs ?? [])];
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let output = '';
+  const requests: LoggedRequest[] = [];
+  let sawRequestLog = false;
+  let listening: { url: string; port: number } | undefined;
+  let onListening: (() => void) | undefined;
+  let onExit: ((why: string) => void) | undefined;
+  const waiters = new Set<() => void>();
+
+  const handleLine = (line: string) => {
+    const r = parseRequestLine(line);
+    if (r) {
+      sawRequestLog = true;
+      requests.push(r);
+      for (const w of waiters) w();
+      return;
+    }
+    if (!listening && line.includes('"msg":"listening"')) {
+      try {
+        const o = JSON.parse(line) as { port?: number; url?: string };
+        if (typeof o.port === 'number') {
+          listening = { port: o.port, url: (o.url ?? `http://127.0.0.1:${o.port}`).replace(/\/$/, '') };
+          onListening?.();
+        }
+      } catch {
+        /* not JSON after all */
+      }
+    }
+  };
+  let partial = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    output += chunk;
+    partial += chunk;
+    let i: number;
+    while ((i = partial.indexOf('\n')) >= 0) {
+      handleLine(partial.slice(0, i).trim());
+      partial = partial.slice(i + 1);
+    }
+  });
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    output += chunk;
+  });
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', (code, signal) => {
+      running.delete(child);
+      onExit?.(`exited with ${signal ?? code}`);
+      resolve();
+    }),
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`cairn did not print its listening line within ${opts.timeoutMs ?? 15000} ms:\n${output}`));
+    }, opts.timeoutMs ?? 15_000);
+    onListening = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    onExit = (why) => {
+      clearTimeout(timer);
+      reject(new Error(`cairn ${why} before listening:\n${output}`));
+    };
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  onExit = (why) => {
+    output += `\n[cairn ${why}]\n`;
+  };
+
+  const { url, port } = listening!;
+  return {
+    url,
+    port,
+    dataDir: opts.dataDir,
+    pid: child.pid!,
+    output: () => output,
+    requests: () => [...requests],
+    logsRequests: () => sawRequestLog,
+    waitForRequest: async (pred, timeoutMs = 2000) => {
+      const found = requests.find(pred);
+      if (found) return found;
+      return new Promise<LoggedRequest | undefined>((resolve) => {
+        const check = () => {
+          const f = requests.find(pred);
+          if (f) done(f);
+        };
+        const done = (v: LoggedRequest | undefined) => {
+          clearTimeout(t);
+          waiters.delete(check);
+          resolve(v);
+        };
+        const t = setTimeout(() => done(undefined), timeoutMs);
+        waiters.add(check);
+      });
+    },
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
