@@ -79,6 +79,13 @@ export async function startCairn(opts: {
   dataDir: string;
   env?: NodeJS.ProcessEnv;
   extraArgs?: string[];
+  /** Options for node itself, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR']. */
+  nodeArgs?: string[];
+  /**
+   * Send the child's stdout and stderr straight to this file instead of a pipe (benchmarks: no
+   * parent process in the data path). requests() stays empty then; output() reads the file.
+   */
+  logFile?: string;
   timeoutMs?: number;
 }): Promise<CairnProcess> {
   const root = projectRoot();
@@ -86,11 +93,13 @@ export async function startCairn(opts: {
   const script = alt ? path.resolve(alt) : path.join(root, 'bin', 'cairn.js');
   if (!fs.existsSync(script)) throw new Error(`${script} does not exist (is the server built? npx tsc -p .)`);
   const args = [script, 'serve', '--data', opts.dataDir, '--port', '0', '--host', '127.0.0.1', ...(opts.extraArgs ?? [])];
-  const child = spawn(process.execPath, args, {
+  const logFd = opts.logFile ? fs.openSync(opts.logFile, 'a') : undefined;
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
     cwd: root,
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
   });
+  if (logFd !== undefined) fs.closeSync(logFd);
   running.add(child);
   let output = '';
   const requests: LoggedRequest[] = [];
@@ -121,23 +130,36 @@ export async function startCairn(opts: {
     }
   };
   let partial = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (chunk: string) => {
-    output += chunk;
-    partial += chunk;
-    let i: number;
-    while ((i = partial.indexOf('\n')) >= 0) {
-      handleLine(partial.slice(0, i).trim());
-      partial = partial.slice(i + 1);
-    }
-  });
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (chunk: string) => {
-    output += chunk;
-  });
+  let poll: NodeJS.Timeout | undefined;
+  if (opts.logFile) {
+    const file = opts.logFile;
+    let seen = 0;
+    poll = setInterval(() => {
+      const text = fs.readFileSync(file, 'utf8');
+      for (const line of text.slice(seen).split('\n')) if (!listening) handleLine(line.trim());
+      seen = text.length;
+      if (listening) clearInterval(poll);
+    }, 50);
+  } else {
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      output += chunk;
+      partial += chunk;
+      let i: number;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        handleLine(partial.slice(0, i).trim());
+        partial = partial.slice(i + 1);
+      }
+    });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      output += chunk;
+    });
+  }
   const exited = new Promise<void>((resolve) =>
     child.on('exit', (code, signal) => {
       running.delete(child);
+      if (poll) clearInterval(poll);
       onExit?.(`exited with ${signal ?? code}`);
       resolve();
     }),
@@ -146,7 +168,12 @@ export async function startCairn(opts: {
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`cairn did not print its listening line within ${opts.timeoutMs ?? 15000} ms:\n${output}`));
+      reject(
+        new Error(
+          `cairn did not print its listening line within ${opts.timeoutMs ?? 15000} ms:\n` +
+            (opts.logFile ? fs.readFileSync(opts.logFile, 'utf8') : output),
+        ),
+      );
     }, opts.timeoutMs ?? 15_000);
     onListening = () => {
       clearTimeout(timer);
@@ -154,7 +181,7 @@ export async function startCairn(opts: {
     };
     onExit = (why) => {
       clearTimeout(timer);
-      reject(new Error(`cairn ${why} before listening:\n${output}`));
+      reject(new Error(`cairn ${why} before listening:\n${opts.logFile ? fs.readFileSync(opts.logFile, 'utf8') : output}`));
     };
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -171,7 +198,7 @@ export async function startCairn(opts: {
     port,
     dataDir: opts.dataDir,
     pid: child.pid!,
-    output: () => output,
+    output: () => (opts.logFile ? fs.readFileSync(opts.logFile, 'utf8') : output),
     requests: () => [...requests],
     logsRequests: () => sawRequestLog,
     waitForRequest: async (pred, timeoutMs = 2000) => {
