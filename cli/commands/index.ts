@@ -2,10 +2,12 @@ import type { Command } from '../command';
 import { commit } from './commit';
 import { initRepo } from './initRepo';
 import { serve } from './serve';
+import { token } from './token';
 
 /** The dispatch table: to add a command, write cli/commands/NAME.ts and list it here. */
 export const COMMANDS: readonly Command[] = [
   serve,
   initRepo,
   commit,
+  token,
 ];

@@ -1,0 +1,137 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { CairnError } from '../../storage/errors';
+
+/**
+ * Publish and read tokens: JWT (HS256) with the claims below. Scopes nest:
+ * `admin` ⊃ `push` ⊃ `read`, each limited to `repos` (names or `*`); `push`
+ * may only move refs under `prefixes` (`*` or '' for any).
+ */
+export type Scope = 'read' | 'push' | 'admin';
+export const SCOPES: readonly Scope[] = ['read', 'push', 'admin'];
+
+export interface TokenClaims {
+  sub: string;
+  scope: Scope[];
+  repos: string[];
+  prefixes: string[];
+  exp: number;
+  iat: number;
+  jti: string;
+}
+
+export interface IssueOptions {
+  sub: string;
+  scope: Scope[];
+  repos: string[];
+  prefixes?: string[];
+  ttlSeconds: number;
+}
+
+const ISSUER = 'cairn';
+const MIN_SECRET_BYTES = 32;
+
+/**
+ * The HMAC secret: CAIRN_TOKEN_SECRET when set, else DATA/secrets/token-secret,
+ * generated on first use with mode 0600 (exclusive create, so two processes
+ * starting together agree on one secret).
+ */
+export async function loadTokenSecret(dataDir: string | undefined, env = process.env): Promise<Uint8Array> {
+  const fromEnv = env.CAIRN_TOKEN_SECRET;
+  if (fromEnv) {
+    if (Buffer.byteLength(fromEnv) < MIN_SECRET_BYTES) throw new CairnError('INVALID_ARGUMENT', `CAIRN_TOKEN_SECRET must be at least ${MIN_SECRET_BYTES} bytes`);
+    return Buffer.from(fromEnv, 'utf8');
+  }
+  if (!dataDir) throw new CairnError('INVALID_ARGUMENT', 'no token secret: set CAIRN_TOKEN_SECRET or give the data folder');
+  const file = path.join(dataDir, 'secrets', 'token-secret');
+  try {
+    return await readSecret(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fh = await fsp.open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(randomBytes(48).toString('base64') + '\n');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await fsp.link(tmp, file); // fails if another process won the race; then we use theirs
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+  return readSecret(file);
+}
+
+async function readSecret(file: string): Promise<Uint8Array> {
+  const text = (await fsp.readFile(file, 'utf8')).trim();
+  if (text.length < MIN_SECRET_BYTES) throw new CairnError('INVALID_ARGUMENT', `${file} holds too short a secret`);
+  return Buffer.from(text, 'utf8');
+}
+
+export async function issueToken(secret: Uint8Array, o: IssueOptions): Promise<{ token: string; claims: TokenClaims }> {
+  if (!o.sub) throw new CairnError('INVALID_ARGUMENT', 'a token needs a subject');
+  if (o.scope.length === 0 || o.scope.some((s) => !SCOPES.includes(s))) throw new CairnError('INVALID_ARGUMENT', `scopes are ${SCOPES.join(', ')}`);
+  if (o.repos.length === 0) throw new CairnError('INVALID_ARGUMENT', 'a token needs at least one repo (or *)');
+  if (!(o.ttlSeconds > 0)) throw new CairnError('INVALID_ARGUMENT', 'a token needs a positive lifetime');
+  const iat = Math.floor(Date.now() / 1000);
+  const claims: TokenClaims = { sub: o.sub, scope: o.scope, repos: o.repos, prefixes: o.prefixes ?? ['*'], iat, exp: iat + Math.floor(o.ttlSeconds), jti: randomUUID() };
+  const token = await new SignJWT({ scope: claims.scope.join(' '), repos: claims.repos, prefixes: claims.prefixes })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuer(ISSUER)
+    .setSubject(claims.sub)
+    .setIssuedAt(iat)
+    .setExpirationTime(claims.exp)
+    .setJti(claims.jti)
+    .sign(secret);
+  return { token, claims };
+}
+
+/** Verifies signature, algorithm (HS256 only), issuer and expiry; UNAUTHORIZED otherwise. */
+export async function verifyToken(secret: Uint8Array, token: string): Promise<TokenClaims> {
+  try {
+    const { payload } = await jwtVerify(token, secret, { algorithms: ['HS256'], issuer: ISSUER, requiredClaims: ['sub', 'exp', 'jti'] });
+    const scope = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scope) ? payload.scope : [];
+    const strings = (v: unknown) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : []);
+    return {
+      sub: payload.sub!,
+      scope: scope.filter((s): s is Scope => SCOPES.includes(s as Scope)),
+      repos: strings(payload.repos),
+      prefixes: strings(payload.prefixes),
+      exp: payload.exp!,
+      iat: payload.iat ?? 0,
+      jti: payload.jti!,
+    };
+  } catch (e) {
+    const why = e instanceof joseErrors.JWTExpired ? 'token expired' : e instanceof joseErrors.JOSEError ? 'invalid token' : 'invalid token';
+    throw new CairnError('UNAUTHORIZED', why);
+  }
+}
+
+const RANK: Record<Scope, number> = { read: 1, push: 2, admin: 3 };
+
+/** Whether the claims grant `scope` on `repo` (and, for ref moves, on `ref`). */
+export function allows(claims: TokenClaims, need: { scope: Scope; repo?: string; ref?: string }): boolean {
+  const rank = Math.max(0, ...claims.scope.map((s) => RANK[s]));
+  if (rank < RANK[need.scope]) return false;
+  if (need.repo !== undefined && !claims.repos.includes('*') && !claims.repos.includes(need.repo)) return false;
+  if (need.ref !== undefined && rank < RANK.admin) {
+    if (!claims.prefixes.some((p) => p === '*' || p === '' || need.ref!.startsWith(p))) return false;
+  }
+  return true;
+}
+
+/** Parses `--ttl` values like 3600, 90m, 24h, 30d. */
+export function parseTtl(s: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(s.trim());
+  if (!m) throw new CairnError('INVALID_ARGUMENT', `invalid ttl "${s}": use e.g. 3600, 90m, 24h or 30d`);
+  const mult = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * mult;
+}
