@@ -1,4 +1,4 @@
-import { createReadStream, promises as fsp, constants as fsc } from 'node:fs';
+import { promises as fsp, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -67,15 +67,12 @@ export class FsBackend implements Backend {
     }
     // Streaming from the already-open descriptor means a concurrent replace
     // (rename over the path) cannot mix old and new bytes in one response.
-    const stream = createReadStream('', {
-      fd: fh.fd,
-      autoClose: false,
-      start: range?.start,
-      end: range?.end,
-      highWaterMark: 256 * 1024,
-    });
-    const close = () => void fh.close().catch(() => {});
-    stream.once('close', close);
+    // The FileHandle's own stream owns the descriptor and closes it exactly
+    // once: at the end, on error, or when destroyed (client gone). A raw-fd
+    // stream with autoClose:false never emits 'close' at the end (leaking
+    // the handle until GC), and destroying it closes the fd behind the
+    // FileHandle's back (a double close that can hit a reused fd number).
+    const stream = fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 256 * 1024 });
     return { stream, info: infoOf(st) };
   }
 
