@@ -108,8 +108,8 @@ export function decideRange(headers: IncomingHttpHeaders, size: number, v: Valid
     return { kind: 'partial', range: { start: Math.max(0, size - n), end: size - 1 } };
   }
   const start = Number(m[1]);
-  const last = m[2] === '' ? size - 1 : Number(m[2]);
-  if (last < start) return { kind: 'full' }; // invalid range-spec: ignore the header
+  if (m[2] !== '' && Number(m[2]) < start) return { kind: 'full' }; // invalid range-spec: ignore the header
   if (start >= size) return { kind: 'unsatisfiable' };
-  return { kind: 'partial', range: { start, end: Math.min(last, size - 1) } };
+  const last = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  return { kind: 'partial', range: { start, end: last } };
 }
