@@ -52,6 +52,8 @@ export interface HttpErrorInfo {
   status: number;
   code: string;
   message: string;
+  /** Structured facts for API clients (conflicting refs, missing objects, the object at fault). */
+  details?: Record<string, unknown>;
 }
 
 /** What the client is told about `err`. */
@@ -59,7 +61,8 @@ export function describeError(err: unknown): HttpErrorInfo {
   if (err instanceof CairnError) {
     const status = statusForCode(err.code);
     // IO messages name storage internals; keep them in the log only.
-    return { status, code: err.code, message: status >= 500 ? 'internal storage error' : err.message };
+    if (status >= 500) return { status, code: err.code, message: 'internal storage error' };
+    return { status, code: err.code, message: err.message, details: err.details };
   }
   // Errors from express/body-parser/multer carry a 4xx `status` and `expose`.
   const e = err as { status?: unknown; statusCode?: unknown; expose?: unknown; message?: unknown; type?: unknown } | null;
@@ -92,7 +95,7 @@ export function sendError(req: Request, res: Response, info: HttpErrorInfo): voi
   let body: string;
   if (isApiPath(req.originalUrl.split('?', 1)[0])) {
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
-    body = JSON.stringify({ error: { code: info.code, message: info.message } });
+    body = JSON.stringify({ error: { code: info.code, message: info.message, ...(info.details ? { details: info.details } : {}) } });
   } else {
     res.setHeader('Content-Type', 'text/plain; charset=utf-8');
     // One line; 4xx messages say what was wrong with the request, 5xx stay generic.
