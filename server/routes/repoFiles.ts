@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
 import { type Backend, validateKey } from '../../storage/backends/backend';
 import { FsBackend } from '../../storage/backends/fs';
-import { classifyRepoKey } from '../../storage/repo/layout';
+import { classifyNestedKey, classifyRepoKey, type RepoFileClass } from '../../storage/repo/layout';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import { sendNotFound } from '../errors';
 import type { FileCache } from '../files/cache';
@@ -34,6 +34,8 @@ export interface FileRouteOptions {
   resolve: TargetResolver;
   /** Metrics label stem: routes are `${label}_object`, `${label}_delta`, `${label}_file`. */
   label: string;
+  /** How keys are classified (default: keys at a repository's top). */
+  classify?: (key: string) => RepoFileClass;
   cache?: FileCache;
   metrics?: Metrics;
 }
@@ -65,7 +67,7 @@ export function fileRoutes(opts: FileRouteOptions): RequestHandler {
       if (!target) return sendNotFound(req, res);
       const key = validateKey(target.key);
       if (target.repo !== undefined) res.locals.repo = target.repo;
-      const cls = classifyRepoKey(key);
+      const cls = (opts.classify ?? classifyRepoKey)(key);
       res.locals.route = `${opts.label}_${cls.area}`;
       if (cls.kind === 'local') return sendNotFound(req, res);
       const found = await serveFile(req, res, target.backend, key, cls, { cache: opts.cache, metrics: opts.metrics });
@@ -93,5 +95,5 @@ export function repoFileRoutes(registry: RepoRegistry, shared: Pick<FileRouteOpt
 /** Any folder at any prefix, with the same rules (e.g. libostree's test repositories). */
 export function folderFileRoutes(prefix: string, dir: string, shared: Pick<FileRouteOptions, 'cache' | 'metrics'>): RequestHandler {
   const backend = new FsBackend(dir);
-  return fileRoutes({ ...shared, prefix, label: 'mount', resolve: (segments) => ({ backend, key: segments.join('/') }) });
+  return fileRoutes({ ...shared, prefix, label: 'mount', classify: classifyNestedKey, resolve: (segments) => ({ backend, key: segments.join('/') }) });
 }

@@ -56,3 +56,23 @@ export function classifyRepoKey(key: string): RepoFileClass {
   if (top === 'delta-indexes') return { kind: 'mutable', area: 'delta' };
   return { kind: 'mutable', area: 'file' };
 }
+
+const NESTED_DELTA = /^deltas\/[A-Za-z0-9+_]{2}\/[A-Za-z0-9+_-]{41,}\/(superblock|\d+)$/;
+
+/**
+ * For a folder that holds repositories somewhere below it (e.g. libostree's
+ * test httpd folder with `ostree/gnomerepo/…`): finds a content-addressed
+ * object or delta file at any depth, by its exact shape only, so that a ref
+ * or other mutable file is never mistaken for one. Anything else is
+ * classified as a key at the folder's top.
+ */
+export function classifyNestedKey(key: string): RepoFileClass {
+  const segments = key.split('/');
+  for (let i = 1; i < segments.length - 1; i++) {
+    if (segments[i] !== 'objects' && segments[i] !== 'deltas') continue;
+    const rest = segments.slice(i).join('/');
+    const cls = classifyRepoKey(rest);
+    if ((cls.area === 'object' && cls.kind === 'immutable') || NESTED_DELTA.test(rest)) return cls;
+  }
+  return classifyRepoKey(key);
+}
