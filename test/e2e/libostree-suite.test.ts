@@ -133,8 +133,11 @@ function tail(text: string, lines: number): string {
   return all.length <= lines ? text : `[… ${all.length - lines} lines cut …]\n` + all.slice(-lines).join('\n');
 }
 
-/** Server logs left in the test folder (libtest.sh's httpd.log files, override-url's mirror_log). */
-function collectServerLogs(dir: string): string {
+/**
+ * Server logs: those the scripts ask for in the test folder (libtest.sh's httpd.log files,
+ * override-url's mirror_log) and the stand-in's own for servers started without --log-file.
+ */
+function collectServerLogs(dir: string, relTo: string): string {
   const out: string[] = [];
   const walk = (d: string, depth: number) => {
     let ents: fs.Dirent[];
@@ -146,8 +149,8 @@ function collectServerLogs(dir: string): string {
     for (const e of ents) {
       const p = path.join(d, e.name);
       if (e.isDirectory() && depth < 2) walk(p, depth + 1);
-      else if (e.isFile() && (e.name.endsWith('httpd.log') || e.name === 'mirror_log')) {
-        out.push(`--- ${path.relative(dir, p)} ---\n${tail(fs.readFileSync(p, 'utf8'), 150)}`);
+      else if (e.isFile() && (e.name.endsWith('.log') || e.name === 'mirror_log')) {
+        out.push(`--- ${path.relative(relTo, p)} ---\n${tail(fs.readFileSync(p, 'utf8'), 150)}`);
       }
     }
   };
@@ -171,8 +174,10 @@ async function runScript(s: Script): Promise<RunOutcome> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `libostree-${s.name.replace(/\W/g, '_')}-`));
   const cwd = path.join(work, 'tmp');
   const piddir = path.join(work, 'pids');
+  const logdir = path.join(work, 'logs');
   fs.mkdirSync(cwd);
   fs.mkdirSync(piddir);
+  fs.mkdirSync(logdir);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     G_TEST_SRCDIR: SUITE_DIR,
@@ -180,6 +185,7 @@ async function runScript(s: Script): Promise<RunOutcome> {
     OSTREE_UNINSTALLED: STANDIN_DIR,
     CAIRN_ROOT: ROOT,
     CAIRN_TRIVIAL_HTTPD_PIDDIR: piddir,
+    CAIRN_TRIVIAL_HTTPD_LOGDIR: logdir,
   };
   delete env.CAIRN_SERVE_CMD;
   if (ALT_SERVER) env.CAIRN_SERVE_CMD = ALT_SERVER;
@@ -218,7 +224,7 @@ async function runScript(s: Script): Promise<RunOutcome> {
   });
   clearTimeout(timer);
   const seconds = (Date.now() - started) / 1000;
-  const serverLogs = collectServerLogs(cwd);
+  const serverLogs = [collectServerLogs(cwd, cwd), collectServerLogs(logdir, work)].filter(Boolean).join('\n');
   const startsFile = path.join(piddir, 'started.log');
   const starts = fs.existsSync(startsFile) ? fs.readFileSync(startsFile, 'utf8').trim().split('\n').filter(Boolean) : [];
   // Deleting the served folders makes --autoexit stand-ins stop by themselves; give them a moment,
