@@ -1,0 +1,585 @@
+// Pull benchmark: Cairn against nginx serving the same archive repository on loopback.
+//
+//   npm run bench:pull                       (builds first; see package.json)
+//   node dist/bench/pull.js [options]
+//
+// Options (all optional):
+//   --rounds N         pull rounds per client mode and server (default 3, alternating order)
+//   --files N          files in the generated tree (default 6000)
+//   --wrk-seconds S    duration of each wrk run (default 10)
+//   --wrk-rounds N     wrk runs per server, alternating (default 3)
+//   --connections N    wrk connections (default 64)
+//   --quiet-logs       no request logs on either side (default: both log every request to a file)
+//   --cpu-prof         run Cairn under `node --cpu-prof` (profile in WORK/profiles/)
+//   --skip-pull / --skip-rps
+// Env: CAIRN_BENCH_DIR (work folder; default bench/.work, the generated repo is cached there).
+//
+// Needs the ostree client, nginx-light and wrk: apt-get install -y ostree nginx-light wrk
+// A benchmark, never a test: it reports figures and ratios against the targets, it does not fail.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cairn-process';
+import {
+  addRemote,
+  commitTree,
+  initRepo,
+  OSTREE_VERSION,
+  ostree,
+  pseudoRandomBytes,
+  revParse,
+  run,
+  runCommand,
+  updateSummary,
+} from '../test/helpers/ostree';
+
+// ------------------------------------------------------------------------------------------------
+// options
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(`--${name}`);
+const num = (name: string, dflt: number) => {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = Number(argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
+  return v;
+};
+const opts = {
+  rounds: num('rounds', 3),
+  files: num('files', 6000),
+  wrkSeconds: num('wrk-seconds', 10),
+  wrkRounds: num('wrk-rounds', 3),
+  connections: num('connections', 64),
+  quietLogs: flag('quiet-logs'),
+  cpuProf: flag('cpu-prof'),
+  skipPull: flag('skip-pull'),
+  skipRps: flag('skip-rps'),
+};
+
+const ROOT = projectRoot();
+const WORK = path.resolve(process.env.CAIRN_BENCH_DIR || path.join(ROOT, 'bench', '.work'));
+const DATA = path.join(WORK, 'data');
+const REPO_NAME = 'bench';
+const REPO = path.join(DATA, 'repos', REPO_NAME);
+const REF = 'bench/x86_64/os';
+const RESULTS = path.join(ROOT, 'bench', 'results', 'pull-latest.json');
+const SHAPE_VERSION = 1;
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+// ------------------------------------------------------------------------------------------------
+// the generated tree: deterministic, realistic shape
+
+/** Small deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WORDS = (
+  'the of and to in is that for it as with was on be by this are from or at an which not have ' +
+  'config service module kernel driver library system user value return error option default file ' +
+  'path version package install update buffer memory thread socket stream handler request response ' +
+  'struct function const static void int char unsigned size_t include define ifdef endif namespace'
+)
+  .split(' ')
+  .map((w) => Buffer.from(w));
+
+/** Text-like bytes: words, punctuation, newlines (compresses roughly 3–4×). */
+function textBytes(r: () => number, size: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  while (o < size) {
+    const w = WORDS[Math.floor(r() * WORDS.length)]!;
+    o += w.copy(out, o, 0, Math.min(w.length, size - o));
+    if (o < size) out[o++] = r() < 0.08 ? 0x0a : r() < 0.05 ? 0x2c : 0x20;
+  }
+  return out;
+}
+
+/** Binary-like bytes: random runs, zero padding and repeated tables (compresses roughly 1.5–2×). */
+function binaryBytes(r: () => number, seed: number, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  const noise = pseudoRandomBytes(seed, Math.min(size, 256 * 1024));
+  const table = pseudoRandomBytes(seed ^ 0x55aa, 512);
+  let o = 0;
+  while (o < size) {
+    const kind = r();
+    const len = Math.min(size - o, 64 + Math.floor(r() * 4096));
+    if (kind < 0.5) {
+      const from = Math.floor(r() * Math.max(1, noise.length - len));
+      noise.copy(out, o, from, from + len);
+    }
+    else if (kind < 0.75) for (let i = 0; i < len; i += table.length) table.copy(out, o + i, 0, Math.min(table.length, len - i));
+    // else: zeros
+    o += len;
+  }
+  return out;
+}
+
+interface Shape {
+  version: number;
+  files: number;
+}
+
+/** Returns the file list: relative path, size, kind, mode. */
+function planTree(shape: Shape) {
+  const r = rng(20261127);
+  const files: { rel: string; size: number; kind: 'text' | 'binary' | 'random'; mode: number }[] = [];
+  const dirs: string[] = [];
+  const tops = ['usr/lib', 'usr/share', 'usr/bin', 'usr/lib/firmware', 'etc', 'opt/app', 'usr/include'];
+  for (let i = 0; i < Math.max(20, Math.floor(shape.files / 20)); i++) {
+    const top = tops[Math.floor(r() * tops.length)]!;
+    const depth = 1 + Math.floor(r() * 3);
+    let d = top;
+    for (let k = 0; k < depth; k++) d += `/pkg${Math.floor(r() * 60)}${k ? `-sub${k}` : ''}`;
+    dirs.push(d);
+  }
+  const large = Math.max(1, Math.round(shape.files * 0.005)); // ~30 files of 2–8 MB
+  for (let i = 0; i < shape.files; i++) {
+    const dir = dirs[Math.floor(r() * dirs.length)]!;
+    let size: number;
+    if (i < large) size = Math.floor(2e6 + r() * 6e6);
+    else if (r() < 0.13) size = Math.floor(Math.exp(Math.log(16384) + r() * (Math.log(262144) - Math.log(16384))));
+    else size = Math.floor(Math.exp(Math.log(100) + r() * (Math.log(16384) - Math.log(100))));
+    const k = r();
+    const kind = k < 0.4 ? 'text' : k < 0.8 ? 'binary' : 'random';
+    const mode = dir.includes('/bin') || r() < 0.05 ? 0o755 : 0o644;
+    files.push({ rel: `${dir}/f${i}${kind === 'text' ? '.txt' : '.bin'}`, size, kind, mode });
+  }
+  return { files, dirs };
+}
+
+async function buildRepo(): Promise<{ commit: string; bytes: number; files: number; objects: number; objectBytes: number }> {
+  const shape: Shape = { version: SHAPE_VERSION, files: opts.files };
+  const marker = path.join(WORK, 'shape.json');
+  try {
+    const m = JSON.parse(await fsp.readFile(marker, 'utf8'));
+    if (JSON.stringify(m.shape) === JSON.stringify(shape) && (await revParse(REPO, REF)) === m.commit) {
+      log(`using the cached repo in ${REPO} (${m.files} files, ${(m.bytes / 1e6).toFixed(0)} MB)`);
+      return m;
+    }
+  } catch {
+    /* build it */
+  }
+  log(`generating a ${shape.files}-file tree in ${WORK} …`);
+  await fsp.rm(DATA, { recursive: true, force: true });
+  const src = path.join(WORK, 'src');
+  await fsp.rm(src, { recursive: true, force: true });
+  const plan = planTree(shape);
+  let bytes = 0;
+  for (const [i, f] of plan.files.entries()) {
+    const r = rng(i * 2654435761);
+    const data =
+      f.kind === 'text' ? textBytes(r, f.size) : f.kind === 'binary' ? binaryBytes(r, i + 1, f.size) : pseudoRandomBytes(i + 7, f.size);
+    const p = path.join(src, f.rel);
+    await fsp.mkdir(path.dirname(p), { recursive: true });
+    await fsp.writeFile(p, data, { mode: f.mode });
+    bytes += f.size;
+  }
+  for (let i = 0; i < 50; i++) {
+    const f = plan.files[(i * 7) % plan.files.length]!;
+    await fsp.symlink(`/${f.rel}`, path.join(src, `usr/lib/link-${i}`)).catch(() => undefined);
+  }
+  await fsp.mkdir(path.join(src, 'var/empty'), { recursive: true });
+  log(`committing ${(bytes / 1e6).toFixed(0)} MB with ostree commit (archive) …`);
+  const t0 = performance.now();
+  await initRepo(REPO, 'archive');
+  const commit = await commitTree(REPO, { branch: REF, tree: src, subject: 'bench', timestamp: '2026-11-27T00:00:00Z' });
+  await updateSummary(REPO);
+  log(`committed ${commit} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  await fsp.rm(src, { recursive: true, force: true });
+  let objects = 0;
+  let objectBytes = 0;
+  for (const d of await fsp.readdir(path.join(REPO, 'objects'))) {
+    for (const f of await fsp.readdir(path.join(REPO, 'objects', d))) {
+      objects++;
+      objectBytes += (await fsp.stat(path.join(REPO, 'objects', d, f))).size;
+    }
+  }
+  const m = { shape, commit, bytes, files: plan.files.length, objects, objectBytes };
+  await fsp.writeFile(marker, JSON.stringify(m, null, 2));
+  return m;
+}
+
+// ------------------------------------------------------------------------------------------------
+// servers
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+interface Server {
+  name: 'cairn' | 'nginx';
+  base: string; // http://127.0.0.1:PORT/repo/bench
+  stop(): Promise<void>;
+}
+
+async function waitHttp(url: string, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      await r.arrayBuffer();
+      if (r.status === 200) return;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > end) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startNginx(): Promise<Server> {
+  const prefix = path.join(WORK, 'nginx');
+  await fsp.rm(prefix, { recursive: true, force: true });
+  await fsp.mkdir(path.join(prefix, 'tmp'), { recursive: true });
+  const port = await freePort();
+  const conf = path.join(prefix, 'nginx.conf');
+  // A plain production-like static config: as many workers as cores, sendfile, keep-alive.
+  await fsp.writeFile(
+    conf,
+    `daemon off;
+master_process on;
+worker_processes auto;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  ${opts.quietLogs ? 'access_log off;' : `access_log ${prefix}/access.log;`}
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  default_type application/octet-stream;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    location /repo/ { alias ${DATA}/repos/; }
+  }
+}
+`,
+  );
+  const child: ChildProcess = spawn('nginx', ['-c', conf, '-p', prefix], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (c) => (err += c));
+  const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  child.on('error', (e) => (err += String(e)));
+  const base = `http://127.0.0.1:${port}/repo/${REPO_NAME}`;
+  try {
+    await waitHttp(`${base}/config`);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`nginx did not start: ${(e as Error).message}\n${err}`);
+  }
+  return {
+    name: 'nginx',
+    base,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGQUIT'); // graceful: workers finish, master exits
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+async function startCairnServer(): Promise<Server & { proc: CairnProcess }> {
+  const profDir = path.join(WORK, 'profiles');
+  if (opts.cpuProf) await fsp.mkdir(profDir, { recursive: true });
+  const proc = await startCairn({
+    dataDir: DATA,
+    env: { CAIRN_LOG: opts.quietLogs ? 'warn' : 'info' },
+    nodeArgs: opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+    logFile: path.join(WORK, 'cairn.log'),
+  });
+  const base = `${proc.url}/repo/${REPO_NAME}`;
+  await waitHttp(`${base}/config`);
+  return { name: 'cairn', base, proc, stop: () => proc.stop() };
+}
+
+// ------------------------------------------------------------------------------------------------
+// measurements
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+type Mode = 'archive' | 'bare-user';
+
+async function timedPull(server: Server, mode: Mode, tag: string, expect: string): Promise<number> {
+  const repo = path.join(WORK, 'clients', `${server.name}-${mode}-${tag}`);
+  await fsp.rm(repo, { recursive: true, force: true });
+  await initRepo(repo, mode);
+  await addRemote(repo, 'origin', server.base);
+  const t0 = performance.now();
+  await ostree(['pull', 'origin', REF], { repo, timeoutMs: 30 * 60_000 });
+  const seconds = (performance.now() - t0) / 1000;
+  const got = await revParse(repo, `origin:${REF}`);
+  if (got !== expect) throw new Error(`${server.name} ${mode}: pulled ${got}, expected ${expect}`);
+  await fsp.rm(repo, { recursive: true, force: true });
+  return seconds;
+}
+
+interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  transferPerSec: string;
+  requests: number;
+  non2xx: number;
+  errors: string;
+}
+
+function parseLatency(s: string | undefined): number {
+  if (!s) return NaN;
+  const m = /([\d.]+)(us|ms|s)/.exec(s);
+  if (!m) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function runWrk(server: Server, script: string): Promise<WrkResult> {
+  const out = await run(
+    'wrk',
+    ['-t', '2', '-c', String(opts.connections), '-d', `${opts.wrkSeconds}s`, '--latency', '-s', script, server.base],
+    { timeoutMs: (opts.wrkSeconds + 30) * 1000 },
+  );
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const errors = /Socket errors:[^\n]*/.exec(out)?.[0] ?? '';
+  const p50 = parseLatency(/\s50%\s+(\S+)/.exec(out)?.[1]);
+  const p99 = parseLatency(/\s99%\s+(\S+)/.exec(out)?.[1]);
+  const transferPerSec = /Transfer\/sec:\s+(\S+)/.exec(out)?.[1] ?? '';
+  if (!Number.isFinite(rps)) throw new Error(`could not parse wrk output:\n${out}`);
+  return { rps, p50ms: p50, p99ms: p99, transferPerSec, requests, non2xx, errors };
+}
+
+/** Up to 2000 object paths of at most 8 KiB (dirtree, dirmeta and small .filez), in a fixed order. */
+async function smallObjectPaths(): Promise<string[]> {
+  const paths: string[] = [];
+  for (const d of (await fsp.readdir(path.join(REPO, 'objects'))).sort()) {
+    for (const f of (await fsp.readdir(path.join(REPO, 'objects', d))).sort()) {
+      const st = await fsp.stat(path.join(REPO, 'objects', d, f));
+      if (st.size <= 8192) paths.push(`objects/${d}/${f}`);
+    }
+  }
+  const r = rng(42);
+  for (let i = paths.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [paths[i], paths[j]] = [paths[j]!, paths[i]!];
+  }
+  return paths.slice(0, 2000);
+}
+
+async function writeWrkScript(paths: string[], prefix: string): Promise<string> {
+  const file = path.join(WORK, 'small-objects.lua');
+  const list = paths.map((p) => `"${prefix}/${p}"`).join(',\n');
+  await fsp.writeFile(
+    file,
+    `-- generated by bench/pull.ts: cycle through small object paths
+local paths = {
+${list}
+}
+local counter = 1
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("offset", threads * 997)
+end
+function init(args)
+  counter = (offset or 1) % #paths + 1
+end
+function request()
+  local p = paths[counter]
+  counter = counter % #paths + 1
+  return wrk.format("GET", p)
+end
+`,
+  );
+  return file;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+async function versionOf(cmd: string, args: string[]): Promise<string> {
+  const r = await runCommand(cmd, args).catch(() => ({ stdout: '', stderr: 'missing', code: 1 }));
+  return (r.stdout + r.stderr).trim().split('\n')[0] ?? '';
+}
+
+async function main(): Promise<void> {
+  for (const [cmd, args] of [
+    ['nginx', ['-v']],
+    ['wrk', ['--version']],
+  ] as const) {
+    const r = await runCommand(cmd, [...args]).catch(() => undefined);
+    if (!r) throw new Error(`${cmd} is not installed: apt-get install -y nginx-light wrk`);
+  }
+  await fsp.mkdir(WORK, { recursive: true });
+  const built = await buildRepo();
+  log(
+    `repo: ${built.files} files, ${(built.bytes / 1e6).toFixed(0)} MB of content, ${built.objects} objects, ` +
+      `${(built.objectBytes / 1e6).toFixed(0)} MB on disk (archive)`,
+  );
+
+  const cairn = await startCairnServer();
+  const nginx = await startNginx();
+  const servers = [nginx, cairn];
+  const result: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    command: `npm run bench:pull -- ${argv.join(' ')}`.trim(),
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memGB: Math.round(os.totalmem() / 1e9),
+      node: process.version,
+      ostree: OSTREE_VERSION,
+      nginx: await versionOf('nginx', ['-v']),
+      wrk: await versionOf('wrk', ['--version']),
+      requestLogs: !opts.quietLogs,
+    },
+    repo: built,
+  };
+  try {
+    if (!opts.skipPull) {
+      const modes: Mode[] = ['archive', 'bare-user'];
+      log('warm-up pulls (page cache, JIT), not counted …');
+      for (const s of servers) await timedPull(s, 'archive', 'warmup', built.commit);
+      const times: Record<string, Record<string, number[]>> = {};
+      for (let round = 0; round < opts.rounds; round++) {
+        for (const mode of modes) {
+          const order = (round + (mode === 'archive' ? 0 : 1)) % 2 ? [cairn, nginx] : [nginx, cairn];
+          for (const s of order) {
+            const sec = await timedPull(s, mode, `r${round}`, built.commit);
+            ((times[mode] ??= {})[s.name] ??= []).push(sec);
+            log(`round ${round + 1}/${opts.rounds} ${mode.padEnd(9)} ${s.name.padEnd(5)} ${sec.toFixed(2)} s`);
+          }
+        }
+      }
+      const pull: Record<string, unknown> = {};
+      for (const mode of modes) {
+        const c = median(times[mode]!.cairn!);
+        const n = median(times[mode]!.nginx!);
+        pull[mode] = { cairnSeconds: times[mode]!.cairn, nginxSeconds: times[mode]!.nginx, cairnMedian: c, nginxMedian: n, ratio: c / n };
+      }
+      result.pull = pull;
+    }
+
+    if (!opts.skipRps) {
+      const paths = await smallObjectPaths();
+      const prefix = `/repo/${REPO_NAME}`;
+      const script = await writeWrkScript(paths, prefix);
+      // both must serve the very same bytes for the list
+      for (const p of paths.slice(0, 20)) {
+        const [a, b] = await Promise.all(servers.map(async (s) => Buffer.from(await (await fetch(`${s.base}/${p}`)).arrayBuffer())));
+        if (!a!.equals(b!)) throw new Error(`cairn and nginx differ on ${p}`);
+      }
+      const runs: Record<string, WrkResult[]> = { cairn: [], nginx: [] };
+      for (let round = 0; round < opts.wrkRounds; round++) {
+        for (const s of round % 2 ? [cairn, nginx] : [nginx, cairn]) {
+          const r = await runWrk(s, script);
+          runs[s.name]!.push(r);
+          log(
+            `wrk ${round + 1}/${opts.wrkRounds} ${s.name.padEnd(5)} ${r.rps.toFixed(0)} req/s  p50 ${r.p50ms} ms  p99 ${r.p99ms} ms` +
+              (r.non2xx ? `  NON-2xx ${r.non2xx}` : '') +
+              (r.errors ? `  ${r.errors}` : ''),
+          );
+        }
+      }
+      const c = median(runs.cairn!.map((r) => r.rps));
+      const n = median(runs.nginx!.map((r) => r.rps));
+      result.smallObjects = {
+        paths: paths.length,
+        maxObjectBytes: 8192,
+        connections: opts.connections,
+        threads: 2,
+        seconds: opts.wrkSeconds,
+        cairn: runs.cairn,
+        nginx: runs.nginx,
+        cairnMedianRps: c,
+        nginxMedianRps: n,
+        ratio: c / n,
+      };
+    }
+  } finally {
+    await cairn.stop();
+    await nginx.stop();
+    await fsp.rm(path.join(WORK, 'clients'), { recursive: true, force: true });
+  }
+
+  // ---- report
+  const pull = result.pull as Record<Mode, { cairnMedian: number; nginxMedian: number; ratio: number }> | undefined;
+  const small = result.smallObjects as { cairnMedianRps: number; nginxMedianRps: number; ratio: number } | undefined;
+  const rows: string[][] = [['measure', 'cairn', 'nginx', 'cairn/nginx', 'target', 'met']];
+  if (pull) {
+    for (const mode of ['archive', 'bare-user'] as const) {
+      const p = pull[mode];
+      rows.push([
+        `pull ${mode} (median s)`,
+        p.cairnMedian.toFixed(2),
+        p.nginxMedian.toFixed(2),
+        p.ratio.toFixed(3),
+        '≤ 1.10',
+        p.ratio <= 1.1 ? 'yes' : 'NO',
+      ]);
+    }
+  }
+  if (small) {
+    rows.push([
+      `small objects, ${opts.connections} conns (median req/s)`,
+      small.cairnMedianRps.toFixed(0),
+      small.nginxMedianRps.toFixed(0),
+      small.ratio.toFixed(3),
+      '≥ 0.50',
+      small.ratio >= 0.5 ? 'yes' : 'NO',
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log('');
+  console.log(line(rows[0]!));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows.slice(1)) console.log(line(r));
+  result.targets = {
+    pullRatioMax: 1.1,
+    smallObjectRatioMin: 0.5,
+    met: {
+      ...(pull ? { pullArchive: pull.archive.ratio <= 1.1, pullBareUser: pull['bare-user'].ratio <= 1.1 } : {}),
+      ...(small ? { smallObjects: small.ratio >= 0.5 } : {}),
+    },
+  };
+  await fsp.mkdir(path.dirname(RESULTS), { recursive: true });
+  await fsp.writeFile(RESULTS, JSON.stringify(result, null, 2) + '\n');
+  console.log(`\nJSON summary: ${path.relative(process.cwd(), RESULTS)}`);
+  if (opts.cpuProf) console.log(`CPU profile(s): ${path.join(WORK, 'profiles')}`);
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.stack ?? err.message : err);
+  process.exitCode = 1;
+});
