@@ -166,7 +166,8 @@ function parseMembers(members: GType[], buf: Buffer, start: number, end: number,
     } else {
       framesUsed++;
       const at = size - framesUsed * w;
-      if (at < 0) invalid('tuple framing offsets out of range');
+      // w is 0 when the container is empty: there is no room for the frame this member needs.
+      if (at < 0 || w === 0) invalid('tuple framing offsets out of range');
       mEnd = readOffset(buf, start + at, w);
     }
     const limit = size - framesUsed * w;

@@ -53,8 +53,16 @@ const be32 = (v: number): number => {
   return b.readUInt32BE();
 };
 
+/**
+ * parse() turns any stray exception into INVALID_GVARIANT as a safety net; a
+ * message that comes from Node (a RangeError of a Buffer read, a stack
+ * overflow, a TypeError) means the codec read out of bounds or crashed and
+ * only the net caught it. Those count as failures here.
+ */
+const NODE_INTERNAL = /The value of|It must be|outside buffer bounds|out of range of|Maximum call stack|Cannot read|is not a function|is not iterable|undefined|ERR_/;
+
 function isGvError(e: unknown): boolean {
-  return e instanceof CairnError && e.code === 'INVALID_GVARIANT';
+  return e instanceof CairnError && e.code === 'INVALID_GVARIANT' && !NODE_INTERNAL.test(e.message);
 }
 
 function describeErr(e: unknown): string {
@@ -753,6 +761,10 @@ describe('GVariant: hostile and non-normal input', () => {
     assertRejects('(sss)', hex('6100 626300 6400 02 05'), 'tuple frames out of order');
     assertRejects('(ayay)', hex('ff'), 'tuple frame larger than the tuple');
     assertRejects('(ayay)', Buffer.alloc(0), 'tuple with no room for its frame');
+    assertRejects('(ss)', Buffer.alloc(0), 'empty (ss)');
+    assertRejects('{sv}', Buffer.alloc(0), 'empty dict entry');
+    assertRejects('(asy)', Buffer.alloc(0), 'empty (asy)');
+    assertRejects(T.commit, Buffer.alloc(0), 'empty commit');
     const big = Buffer.alloc(300, 0x61);
     big.writeUInt16LE(0xffff, 298);
     assertRejects('as', big, '2-byte offset 0xffff in 300 bytes');
