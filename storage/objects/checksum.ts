@@ -38,5 +38,9 @@ export function checksumToMb64(hex: string): string {
 
 export function checksumFromMb64(mb64: string): string {
   if (!/^[A-Za-z0-9+_]{43}$/.test(mb64)) throw new CairnError('INVALID_CHECKSUM', `invalid modified-base64 checksum "${mb64.slice(0, 80)}"`);
-  return checksumFromBytes(Buffer.from(mb64.replace(/_/g, '/') + '=', 'base64'));
+  const hex = checksumFromBytes(Buffer.from(mb64.replace(/_/g, '/') + '=', 'base64'));
+  // 43 characters carry 258 bits: the last one's 2 spare bits must be zero, or
+  // several names would alias the same checksum.
+  if (checksumToMb64(hex) !== mb64) throw new CairnError('INVALID_CHECKSUM', `non-canonical modified-base64 checksum "${mb64}"`);
+  return hex;
 }
