@@ -1,0 +1,36 @@
+import type { Request } from 'express';
+import { CairnError } from '../storage/errors';
+import type { IngestLimits } from '../storage/repo/ingest';
+import type { RepoSigner } from '../storage/repo/publish';
+import type { RefLogEntry } from '../storage/repo/reflog';
+import type { RepoRegistry } from '../storage/repo/registry';
+import type { Repo } from '../storage/repo/repo';
+import type { SettingsStore } from '../storage/repo/settings';
+import type { Authenticator } from './auth/middleware';
+
+/**
+ * What the API routes work with: the repositories, their settings and keys,
+ * authentication, and hooks for work that follows a publish (delta jobs).
+ * Built once by `cairn serve` (or a test) and handed to createApp.
+ */
+export interface ServerContext {
+  dataDir: string;
+  registry: RepoRegistry;
+  settings: SettingsStore;
+  auth: Authenticator;
+  /** The signer of a repository's commits and summary, or undefined to publish unsigned. */
+  signerFor(repo: Repo): Promise<RepoSigner | undefined>;
+  /** Public keys of a repository, for /repo/NAME/keys/. */
+  publicKeysFor?(repo: Repo): Promise<{ gpgArmored?: string; ed25519Base64?: string }>;
+  /** Called after refs moved (e.g. to queue static deltas). */
+  onPublished?(repo: Repo, changes: RefLogEntry[]): void;
+  ingestLimits: IngestLimits;
+}
+
+/** The repository named by `:repo`, or NOT_FOUND. */
+export async function repoParam(ctx: ServerContext, req: Request): Promise<Repo> {
+  const name = String(req.params.repo ?? '');
+  const repo = await ctx.registry.open(name);
+  if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${name.slice(0, 80)}`);
+  return repo;
+}

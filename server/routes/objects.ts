@@ -1,0 +1,127 @@
+import express, { Router, type Request } from 'express';
+import multer, { type StorageEngine } from 'multer';
+import { CairnError } from '../../storage/errors';
+import { validateChecksum } from '../../storage/objects/checksum';
+import { objectTypeFromExtension, type ObjectType } from '../../storage/objects/types';
+import { ingestObject, type IngestResult } from '../../storage/repo/ingest';
+import type { Repo } from '../../storage/repo/repo';
+import { requireScope } from '../auth/middleware';
+import { repoParam, type ServerContext } from '../context';
+
+/** `<64 hex>.<ext>` as used in upload field names and URLs. */
+export function parseObjectName(name: string): { checksum: string; type: ObjectType; name: string } {
+  const dot = name.indexOf('.');
+  if (dot !== 64) throw new CairnError('INVALID_ARGUMENT', `invalid object name "${name.slice(0, 100)}": expected <checksum>.<type>`);
+  return { checksum: validateChecksum(name.slice(0, 64)), type: objectTypeFromExtension(name.slice(65)), name };
+}
+
+const MAX_MISSING_QUERY = 100_000;
+const MAX_FILES_PER_REQUEST = 10_000;
+
+/**
+ * Object upload: which are missing, many in one multipart request, one by PUT.
+ * Every object is verified by storage/repo/ingest before it becomes visible.
+ */
+export function objectRoutes(ctx: ServerContext): Router {
+  const router = Router({ strict: true, caseSensitive: true });
+  const push = requireScope(ctx.auth, 'push');
+
+  router.post('/api/repos/:repo/objects/missing', push, express.json({ limit: '16mb' }), async (req, res) => {
+    res.locals.route = 'api_objects_missing';
+    const repo = await repoParam(ctx, req);
+    const names = (req.body as { objects?: unknown })?.objects;
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new CairnError('INVALID_ARGUMENT', 'body must be {"objects": ["<checksum>.<type>", …]}');
+    if (names.length > MAX_MISSING_QUERY) throw new CairnError('TOO_LARGE', `at most ${MAX_MISSING_QUERY} objects per query`);
+    const parsed = names.map(parseObjectName);
+    const missing: string[] = [];
+    for (let i = 0; i < parsed.length; i += 256) {
+      const batch = parsed.slice(i, i + 256);
+      const present = await Promise.all(batch.map((o) => repo.hasObject(o.checksum, o.type)));
+      batch.forEach((o, j) => {
+        if (!present[j]) missing.push(o.name);
+      });
+    }
+    res.json({ missing });
+  });
+
+  router.post('/api/repos/:repo/objects', push, async (req, res) => {
+    res.locals.route = 'api_objects_upload';
+    const repo = await repoParam(ctx, req);
+    const results: IngestResult[] = [];
+    const upload = multer({
+      storage: ingestStorage(repo, ctx, results),
+      limits: { fileSize: ctx.ingestLimits.maxUploadSize, files: MAX_FILES_PER_REQUEST, fields: 0, fieldNameSize: 200 },
+    }).any();
+    await new Promise<void>((resolve, reject) => upload(req, res, (err?: unknown) => (err ? reject(normalizeMulterError(err)) : resolve())));
+    res.json({
+      stored: results.filter((r) => r.stored).map(nameOf),
+      present: results.filter((r) => !r.stored).map(nameOf),
+    });
+  });
+
+  router.put('/api/repos/:repo/objects/:name', push, async (req, res) => {
+    res.locals.route = 'api_object_put';
+    const repo = await repoParam(ctx, req);
+    const o = parseObjectName(String(req.params.name));
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);
+    const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits).catch((e: unknown) => {
+      closeAfterResponse(req);
+      throw e;
+    });
+    if (!result.stored) req.resume(); // already present: the body is not needed
+    res.status(result.stored ? 201 : 200).json({ object: o.name, stored: result.stored });
+  });
+
+  return router;
+}
+
+function nameOf(r: IngestResult): string {
+  return `${r.checksum}.${['', 'filez', 'dirtree', 'dirmeta', 'commit', 'tombstone-commit', 'commitmeta'][r.type]}`;
+}
+
+/** A multer storage engine that verifies each part straight into the repository (temp file, verify, rename). */
+function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[]): StorageEngine {
+  return {
+    _handleFile(_req, file, cb) {
+      let o: ReturnType<typeof parseObjectName>;
+      try {
+        o = parseObjectName(file.fieldname);
+      } catch (e) {
+        file.stream.resume();
+        cb(e as Error);
+        return;
+      }
+      ingestObject(repo, o.checksum, o.type, file.stream, ctx.ingestLimits).then(
+        (r) => {
+          if (!r.stored) file.stream.resume();
+          results.push(r);
+          cb(null, { size: r.bytes });
+        },
+        (e: unknown) => {
+          file.stream.resume();
+          cb(e as Error);
+        },
+      );
+    },
+    _removeFile(_req, _file, cb) {
+      // Verified objects are valid whatever happened to the rest of the request.
+      cb(null);
+    },
+  };
+}
+
+function normalizeMulterError(err: unknown): unknown {
+  if (err instanceof multer.MulterError) {
+    const code = err.code === 'LIMIT_FILE_SIZE' || err.code === 'LIMIT_FILE_COUNT' || err.code === 'LIMIT_PART_COUNT' ? 'TOO_LARGE' : 'INVALID_ARGUMENT';
+    return new CairnError(code, `upload refused: ${err.message}${err.field ? ` (${err.field})` : ''}`, err.field ? { object: err.field } : undefined);
+  }
+  return err;
+}
+
+/** After a refused body, do not keep reading what the client still sends: close once answered. */
+function closeAfterResponse(req: Request): void {
+  req.res?.setHeader('Connection', 'close');
+  req.unpipe();
+  req.resume();
+}
