@@ -29,8 +29,9 @@ export class FsBackend implements Backend {
   }
 
   async stat(key: string): Promise<BlobInfo | null> {
+    const file = this.resolve(key); // outside the try: INVALID_PATH must not become IO
     try {
-      const st = await fsp.stat(this.resolve(key), { bigint: true });
+      const st = await fsp.stat(file, { bigint: true });
       return st.isFile() ? infoOf(st) : null;
     } catch (e) {
       if (isNotFoundErrno(e)) return null;
@@ -77,8 +78,9 @@ export class FsBackend implements Backend {
   }
 
   private async openFile(key: string): Promise<fsp.FileHandle | null> {
+    const file = this.resolve(key); // outside the try: INVALID_PATH must not become IO
     try {
-      return await fsp.open(this.resolve(key), fsc.O_RDONLY);
+      return await fsp.open(file, fsc.O_RDONLY);
     } catch (e) {
       if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
       throw ioError(e, key);
