@@ -8,6 +8,14 @@ import { observeRequests } from './observe';
 import { healthRoutes } from './routes/health';
 import { metricsRoutes } from './routes/metrics';
 import { folderFileRoutes, repoFileRoutes } from './routes/repoFiles';
+import type { ServerContext } from './context';
+import { privateRepoGuard } from './routes/access';
+import { keyRoutes } from './routes/keys';
+import { objectRoutes } from './routes/objects';
+import { openapiRoutes } from './routes/openapi';
+import { refRoutes } from './routes/refs';
+import { repoRoutes } from './routes/repos';
+import { tokenRoutes } from './routes/tokens';
 
 export interface Mount {
   /** URL prefix, e.g. `/` or `/httpd`. */
@@ -24,6 +32,8 @@ export interface AppOptions {
   logger?: Logger;
   /** An existing metrics set, or false for none (no /metrics route). Defaults to a fresh one. */
   metrics?: Metrics | false;
+  /** Publishing API, auth, private repositories and keys; without it Cairn serves read-only and public. */
+  context?: ServerContext;
   /** In-memory cache of small files; false disables it. */
   fileCache?: FileCacheOptions | false;
 }
@@ -54,8 +64,17 @@ export function createApp(opts: AppOptions): CairnApp {
   app.use(observeRequests(logger, metrics));
   app.use(healthRoutes(opts.registry));
   if (metrics) app.use(metricsRoutes(metrics));
+  const ctx = opts.context;
+  if (ctx) {
+    app.use(openapiRoutes());
+    app.use(repoRoutes(ctx));
+    app.use(objectRoutes(ctx));
+    app.use(refRoutes(ctx));
+    app.use(tokenRoutes(ctx));
+    app.use('/repo/:repo', privateRepoGuard(ctx));
+    app.use(keyRoutes(ctx));
+  }
   app.use(repoFileRoutes(opts.registry, files));
-  // (later: uploads, refs API, UI; each a router from server/routes/)
   app.use('/api', apiNotFound);
   for (const m of opts.mounts ?? []) app.use(folderFileRoutes(m.prefix, m.dir, files));
   app.use((req, res) => sendNotFound(req, res));

@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import * as path from 'node:path';
 import { RepoRegistry } from '../../storage/repo/registry';
 import { createApp, type Mount } from '../../server/app';
+import { createServerContext } from '../../server/bootstrap';
 import { listen } from '../../server/listen';
 import { createLogger } from '../../server/logging';
 import { type Command, parseCommandLine, UsageError } from '../command';
@@ -42,7 +43,8 @@ export const serve: Command = {
     const logger = createLogger();
     const registry = new RepoRegistry(dataDir);
     await registry.ensureDefault();
-    const app = createApp({ registry, mounts, logger });
+    const context = await createServerContext(dataDir, registry);
+    const app = createApp({ registry, mounts, logger, context });
     const server = await listen(app, { port, host });
     logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts });
     return server.stopOnSignals(logger);

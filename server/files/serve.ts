@@ -53,7 +53,9 @@ async function serveVersion(req: Request, res: Response, backend: Backend, key: 
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('ETag', v.etag);
-  res.setHeader('Cache-Control', cls.kind === 'immutable' ? IMMUTABLE : REVALIDATE);
+  const cacheControl = cls.kind === 'immutable' ? IMMUTABLE : REVALIDATE;
+  // A private repository's files must never sit in a shared cache.
+  res.setHeader('Cache-Control', res.locals.privateRepo ? cacheControl.replace('public', 'private') : cacheControl);
   if (lastModifiedUsable(info.mtimeMs, v.nowMs)) res.setHeader('Last-Modified', httpDate(info.mtimeMs));
   else res.removeHeader('Last-Modified');
 

@@ -1,0 +1,43 @@
+import { DEFAULT_INGEST_LIMITS } from '../storage/repo/ingest';
+import type { RepoSigner } from '../storage/repo/publish';
+import type { RepoRegistry } from '../storage/repo/registry';
+import type { Repo } from '../storage/repo/repo';
+import { SettingsStore } from '../storage/repo/settings';
+import { ensureRepoKeys } from '../storage/signing/keys';
+import { createRepoSigner } from '../storage/signing/signer';
+import { RevocationList } from './auth/revocations';
+import { loadTokenSecret } from './auth/tokens';
+import type { ServerContext } from './context';
+
+/**
+ * The ServerContext of a data folder: token secret (env or generated),
+ * revocations, settings, and per-repository signing keys — generated on first
+ * use unless an operator placed keys in DATA/keys/NAME/.
+ */
+export async function createServerContext(dataDir: string, registry: RepoRegistry, opts: { signing?: boolean } = {}): Promise<ServerContext> {
+  const signers = new Map<string, Promise<RepoSigner>>();
+  const keysOf = (repo: Repo) => ensureRepoKeys(dataDir, repo.name);
+  const ctx: ServerContext = {
+    dataDir,
+    registry,
+    settings: new SettingsStore(dataDir),
+    auth: { secret: await loadTokenSecret(dataDir), revocations: new RevocationList(dataDir) },
+    ingestLimits: DEFAULT_INGEST_LIMITS,
+    async signerFor(repo) {
+      if (opts.signing === false) return undefined;
+      let s = signers.get(repo.name);
+      if (!s) {
+        s = keysOf(repo).then((k) => createRepoSigner(k));
+        signers.set(repo.name, s);
+        s.catch(() => signers.delete(repo.name));
+      }
+      return s;
+    },
+    async publicKeysFor(repo) {
+      if (opts.signing === false) return {};
+      const k = await keysOf(repo);
+      return { gpgArmored: k.gpgPublicFile, ed25519Base64: k.ed25519PublicFile.trim() };
+    },
+  };
+  return ctx;
+}
