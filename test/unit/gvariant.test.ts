@@ -62,7 +62,9 @@ const be32 = (v: number): number => {
 const NODE_INTERNAL = /The value of|It must be|outside buffer bounds|out of range of|Maximum call stack|Cannot read|is not a function|is not iterable|undefined|ERR_/;
 
 function isGvError(e: unknown): boolean {
-  return e instanceof CairnError && e.code === 'INVALID_GVARIANT' && !NODE_INTERNAL.test(e.message);
+  if (!(e instanceof CairnError) || e.code !== 'INVALID_GVARIANT') return false;
+  // the quoted type string comes from the input: only the reason is checked
+  return !NODE_INTERNAL.test(e.message.replace(/^invalid GVariant type ".*": /s, ''));
 }
 
 function describeErr(e: unknown): string {
