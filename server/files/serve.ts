@@ -61,6 +61,8 @@ async function serveVersion(req: Request, res: Response, backend: Backend, key: 
 
   if (isNotModified(req.headers, v)) {
     res.statusCode = 304;
+    res.removeHeader('Content-Length');
+    res.removeHeader('Content-Range');
     res.end();
     return 'sent';
   }
