@@ -1,6 +1,7 @@
 import type { Command } from '../command';
 import { commit } from './commit';
 import { initRepo } from './initRepo';
+import { pushCommand } from './push';
 import { serve } from './serve';
 import { token } from './token';
 
@@ -10,4 +11,5 @@ export const COMMANDS: readonly Command[] = [
   initRepo,
   commit,
   token,
+  pushCommand,
 ];

@@ -1,0 +1,108 @@
+import { validateRefName } from '../../storage/repo/names';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { push, type PushResult } from '../push/push';
+import { QuietProgress, TerminalProgress } from '../push/progress';
+import { DEFAULT_RETRY } from '../push/retry';
+import { summaryLine } from '../push/summary';
+import { parsePushUrl } from '../push/target';
+import { commitTreeToTempRepo, type TreeRepo } from '../push/tree';
+
+const usage = `Usage: cairn push --url URL [--repo LOCAL_REPO | --tree DIR] [options] REF
+
+Publishes the commit at REF of a local archive OSTree repository with its whole
+tree to a Cairn server, then moves the server's ref with a compare-and-swap
+against the value it had when the push began. Only objects the server lacks
+are sent; an interrupted push resumes where it stopped when run again.
+
+  --url URL        the repository's URL, http://HOST:PORT/repo/NAME
+  --token T        bearer token with push scope (env CAIRN_TOKEN)
+  --repo DIR       local archive repository holding REF (a ref, REMOTE:REF or
+                   a commit checksum). Without --repo and --tree, REF names a
+                   commit already on the server (a ref or checksum) and only
+                   --to moves: promotion.
+  --tree DIR       publish folder DIR: commit it (parent: the server's current
+                   commit of the ref) and push that; REF is the ref to publish
+  --to REF         server ref to move (default: REF)
+  --force          move the ref whatever it holds now (no compare-and-swap)
+  --jobs N         parallel upload requests (default 4)
+  --retries N      retries per request on network errors and 408/429/5xx (default ${DEFAULT_RETRY.retries})
+  -s, --subject S  with --tree: commit subject
+  --body TEXT      with --tree: commit body
+  --version V      with --tree: the 'version' metadata
+  --json           print the result as JSON instead of the summary line
+
+Exit status 0 when the ref points at the commit, 1 on any failure (one line on
+stderr saying why), 2 on bad usage.`;
+
+export const pushCommand: Command = {
+  name: 'push',
+  summary: 'upload a commit to a Cairn server and move a ref to it',
+  usage,
+  async run(args) {
+    const { values, positionals } = parseCommandLine('push', args, {
+      url: { type: 'string' },
+      token: { type: 'string' },
+      repo: { type: 'string' },
+      tree: { type: 'string' },
+      to: { type: 'string' },
+      force: { type: 'boolean' },
+      jobs: { type: 'string' },
+      retries: { type: 'string' },
+      subject: { type: 'string', short: 's' },
+      body: { type: 'string' },
+      version: { type: 'string' },
+      json: { type: 'boolean' },
+    }, true);
+    if (!values.url) throw new UsageError('missing --url http://HOST:PORT/repo/NAME', 'push');
+    if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing REF' : `unexpected argument "${positionals[1]}"`, 'push');
+    if (values.repo && values.tree) throw new UsageError('--repo and --tree exclude each other', 'push');
+    const ref = positionals[0]!;
+    const destRef = validateRefName(values.to ?? (ref.includes(':') ? ref.slice(ref.indexOf(':') + 1) : ref));
+    if (!values.repo && !values.tree && !values.to) throw new UsageError('without --repo or --tree, give --to: the ref to point at the server commit REF', 'push');
+    if (!values.tree && (values.subject || values.body || values.version)) throw new UsageError('--subject, --body and --version go with --tree', 'push');
+    const jobs = count(values.jobs, 'jobs', 4, 1, 64);
+    const retries = count(values.retries, 'retries', DEFAULT_RETRY.retries, 0, 100);
+    const target = parsePushUrl(values.url);
+    const token = values.token ?? process.env.CAIRN_TOKEN ?? undefined;
+
+    const progress = process.stderr.isTTY && !values.json ? new TerminalProgress(process.stderr) : new QuietProgress(process.stderr);
+    let tree: TreeRepo | undefined;
+    let result: PushResult;
+    try {
+      result = await push({
+        target,
+        token: token || undefined,
+        localRepo: values.repo,
+        ref: values.tree ? destRef : ref,
+        destRef,
+        force: !!values.force,
+        jobs,
+        retry: { ...DEFAULT_RETRY, retries },
+        progress,
+        onStart: values.tree
+          ? async (current) => {
+              progress.stage(`committing ${values.tree}`);
+              tree = await commitTreeToTempRepo(values.tree!, destRef, {
+                subject: values.subject,
+                body: values.body,
+                version: values.version,
+                parent: current,
+              });
+              return tree.dir;
+            }
+          : undefined,
+      });
+    } finally {
+      progress.stop();
+      await tree?.dispose();
+    }
+    process.stdout.write(values.json ? JSON.stringify(result) + '\n' : summaryLine(result) + '\n');
+    return 0;
+  },
+};
+
+function count(raw: string | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (raw === undefined) return dflt;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new UsageError(`--${name} takes a whole number from ${min} to ${max}`, 'push');
+  return Number(raw);
+}

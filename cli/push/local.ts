@@ -1,0 +1,90 @@
+import { createReadStream, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { FsBackend } from '../../storage/backends/fs';
+import { CairnError } from '../../storage/errors';
+import { isChecksum } from '../../storage/objects/checksum';
+import { ObjectType, objectKey } from '../../storage/objects/types';
+import { objectName, walkCommitTree, type ObjectRef } from '../../storage/repo/closure';
+import { keyFileGet } from '../../storage/repo/config';
+import { ARCHIVE_MODES, Repo } from '../../storage/repo/repo';
+
+/** One object of the local repository, as it will be sent: the archive-format file. */
+export interface LocalObject extends ObjectRef {
+  /** `<checksum>.<ext>`, the name the API uses. */
+  name: string;
+  /** Absolute path of the file in the local repository. */
+  file: string;
+}
+
+export interface LocalCommit {
+  repo: Repo;
+  root: string;
+  commit: string;
+  /** Every object of the commit's tree, the commit first, plus the `.commitmeta` when there is one. */
+  objects: LocalObject[];
+  /** Objects of the tree the local repository does not have (a partial pull); fine if the server has them. */
+  absent: LocalObject[];
+}
+
+/**
+ * Opens an OSTree repository folder for reading. Only archive repositories
+ * hold objects in the format the server takes (`.filez`); a bare-user repo
+ * would need every file recompressed, which push does not do (yet).
+ */
+export async function openLocalRepo(dir: string): Promise<{ repo: Repo; root: string }> {
+  const root = path.resolve(dir);
+  const repo = new Repo(path.basename(root), new FsBackend(root));
+  const config = await repo.readConfig().catch(() => null);
+  if (!config) throw new CairnError('NOT_FOUND', `${dir} is not an OSTree repository (no config file)`);
+  const mode = keyFileGet(config, 'core', 'mode') ?? 'bare';
+  if (!ARCHIVE_MODES.has(mode)) {
+    throw new CairnError(
+      'UNSUPPORTED',
+      `${dir} is a ${mode} repository; cairn push needs an archive one. ` +
+        `Copy the commit first: ostree init --repo=ARCHIVE --mode=archive && ostree pull-local --repo=ARCHIVE ${dir} REF`,
+    );
+  }
+  return { repo, root };
+}
+
+/** REF as a ref name under refs/heads (or refs/remotes/REMOTE/NAME as `REMOTE:NAME`), or a full checksum. */
+export async function resolveLocalRef(repo: Repo, root: string, ref: string): Promise<string> {
+  if (isChecksum(ref)) return ref;
+  const colon = ref.indexOf(':');
+  if (colon > 0) {
+    const file = path.join(root, 'refs', 'remotes', ref.slice(0, colon), ref.slice(colon + 1));
+    const text = await fsp.readFile(file, 'utf8').catch(() => null);
+    if (text && isChecksum(text.trim())) return text.trim();
+    throw new CairnError('NOT_FOUND', `no ref ${ref} in ${root}`);
+  }
+  const c = await repo.readRef(ref);
+  if (!c) throw new CairnError('NOT_FOUND', `no ref ${ref} in ${root}`);
+  return c;
+}
+
+/** Walks the commit's whole tree in the local repository. */
+export async function enumerateCommit(repo: Repo, root: string, commit: string): Promise<LocalCommit> {
+  const walk = await walkCommitTree(repo, commit);
+  const toLocal = (o: ObjectRef): LocalObject => ({ ...o, name: objectName(o), file: path.join(root, objectKey(o.checksum, o.type)) });
+  if (walk.missing.some((o) => o.type === ObjectType.Commit)) throw new CairnError('NOT_FOUND', `commit ${commit} is not in ${root}`);
+  const objects = walk.objects.map(toLocal);
+  // Detached metadata (signatures made at commit time) travels with the commit.
+  if (await repo.hasObject(commit, ObjectType.CommitMeta)) objects.push(toLocal({ checksum: commit, type: ObjectType.CommitMeta }));
+  return { repo, root, commit, objects, absent: walk.missing.map(toLocal) };
+}
+
+/** Sizes of local object files (the bytes that go on the wire), statted with bounded parallelism. */
+export async function statObjects(objects: readonly LocalObject[], concurrency = 64): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  for (let i = 0; i < objects.length; i += concurrency) {
+    const batch = objects.slice(i, i + concurrency);
+    const st = await Promise.all(batch.map((o) => fsp.stat(o.file)));
+    batch.forEach((o, j) => sizes.set(o.name, st[j]!.size));
+  }
+  return sizes;
+}
+
+/** A fresh read stream of a local object file (one per upload attempt). */
+export function openObject(file: string): AsyncIterable<Uint8Array> {
+  return createReadStream(file, { highWaterMark: 256 * 1024 });
+}
