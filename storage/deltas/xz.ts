@@ -1,0 +1,131 @@
+/**
+ * xz for static delta parts (the `'x'` compression byte).
+ *
+ * Library: node-liblzma (liblzma through N-API). It ships prebuilt binaries, so
+ * it works although npm does not run its install scripts. (`@napi-rs/lzma`
+ * was rejected: its xz output was not compressed at all.)
+ *
+ * Decompression is bounded: parts come from the network or from disk written by
+ * someone else, so an "xz bomb" must stop at the size the caller allows (derived
+ * from the superblock), not at whatever the stream claims.
+ */
+import { createUnxz, xzAsync } from 'node-liblzma';
+import { CairnError } from '../errors';
+
+/**
+ * ostree compresses parts with liblzma's easy encoder at preset 8 (32 MiB
+ * dictionary, which covers a whole 32 MB part). We use the same, so the
+ * client's decoder needs no more memory than for ostree's own deltas.
+ */
+export const XZ_PRESET = 8;
+
+/** xz magic: FD 37 7A 58 5A 00 */
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+
+export async function xzCompress(data: Buffer, preset = XZ_PRESET): Promise<Buffer> {
+  // CRC64 check, as `lzma_easy_encoder(…, LZMA_CHECK_CRC64)` in ostree.
+  return xzAsync(data, { preset });
+}
+
+function corrupt(why: string): never {
+  throw new CairnError('INVALID_OBJECT', `delta part: corrupt xz data (${why})`);
+}
+
+/** xz variable-length integer (up to 9 bytes, 7 bits each, low group first). */
+function readVli(buf: Buffer, at: number, end: number): [number, number] {
+  let value = 0;
+  for (let i = 0; i < 9; i++) {
+    if (at + i >= end) corrupt('truncated index');
+    const b = buf[at + i]!;
+    value += (b & 0x7f) * 2 ** (7 * i);
+    if (!(b & 0x80)) {
+      if (i > 0 && b === 0) corrupt('non-minimal integer in index');
+      if (value > Number.MAX_SAFE_INTEGER) corrupt('index value out of range');
+      return [value, at + i + 1];
+    }
+  }
+  return corrupt('integer too long in index');
+}
+
+/**
+ * Reads the framing of a single xz stream (header, footer, index) and returns
+ * the uncompressed size the index declares. liblzma checks the CRCs and that
+ * the index matches the blocks while decoding; what it does not tell us through
+ * the binding is whether the stream *ended*, so a truncated stream or trailing
+ * bytes are caught here: the blocks the index lists plus header, index and
+ * footer must add up to exactly the input length.
+ */
+export function xzDeclaredSize(data: Buffer): number {
+  if (data.length < 12 + 12 + 8 || !data.subarray(0, XZ_MAGIC.length).equals(XZ_MAGIC)) corrupt('not an xz stream');
+  const footer = data.length - 12;
+  if (data[footer + 10] !== 0x59 || data[footer + 11] !== 0x5a) corrupt('no stream footer (truncated or trailing bytes)');
+  if (data.readUInt16LE(6) !== data.readUInt16LE(footer + 8)) corrupt('stream flags of header and footer differ');
+  const indexSize = (data.readUInt32LE(footer + 4) + 1) * 4;
+  const indexStart = footer - indexSize;
+  if (indexStart < 12) corrupt('index larger than the stream');
+  if (data[indexStart] !== 0x00) corrupt('no index indicator');
+  const indexEnd = footer - 4; // CRC32 of the index follows the records and padding
+  let [records, at] = readVli(data, indexStart + 1, indexEnd);
+  let blocks = 0;
+  let uncompressed = 0;
+  for (; records > 0; records--) {
+    let unpadded: number;
+    let size: number;
+    [unpadded, at] = readVli(data, at, indexEnd);
+    [size, at] = readVli(data, at, indexEnd);
+    blocks += Math.ceil(unpadded / 4) * 4;
+    uncompressed += size;
+    if (blocks > data.length || uncompressed > Number.MAX_SAFE_INTEGER) corrupt('index sizes out of range');
+  }
+  // Records end, then 0-3 zero bytes pad the index to a multiple of 4.
+  if (indexEnd - at > 3) corrupt('index longer than its records');
+  for (; at < indexEnd; at++) if (data[at] !== 0) corrupt('bad index padding');
+  if (12 + blocks + indexSize + 12 !== data.length) corrupt('blocks do not fill the stream (truncated or trailing bytes)');
+  return uncompressed;
+}
+
+/**
+ * Decompresses one complete xz stream. Its declared (index) size must be at most
+ * `maxSize` (else TOO_LARGE, before any work), and the decoder is stopped as
+ * soon as it produces more than that declared size; anything that is not one
+ * valid, complete xz stream is INVALID_OBJECT.
+ */
+export async function xzDecompress(data: Buffer, maxSize: number): Promise<Buffer> {
+  const declared = xzDeclaredSize(data);
+  if (declared > maxSize) throw new CairnError('TOO_LARGE', `delta part declares ${declared} uncompressed bytes, limit ${maxSize}`, { limit: maxSize });
+  const out = await boundedUnxz(data, declared);
+  if (out.length !== declared) corrupt(`decompressed to ${out.length} bytes, index declares ${declared}`);
+  return out;
+}
+
+function boundedUnxz(data: Buffer, maxSize: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const unxz = createUnxz();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let settled = false;
+    const fail = (e: CairnError) => {
+      if (settled) return;
+      settled = true;
+      unxz.removeAllListeners('data');
+      unxz.destroy();
+      reject(e);
+    };
+    unxz.on('data', (...args: unknown[]) => {
+      const chunk = args[0] as Buffer;
+      total += chunk.length;
+      if (total > maxSize) {
+        fail(new CairnError('TOO_LARGE', `delta part decompresses past its limit of ${maxSize} bytes`, { limit: maxSize }));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    unxz.on('error', (...args: unknown[]) => fail(new CairnError('INVALID_OBJECT', `delta part: corrupt xz data (${(args[0] as Error)?.message})`)));
+    unxz.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(Buffer.concat(chunks, total));
+    });
+    unxz.end(data);
+  });
+}
