@@ -200,7 +200,7 @@ export async function push(opts: PushOptions): Promise<PushResult> {
  * attempt moved the ref but its answer was lost, the retry meets a 409 whose
  * "actual" is our own commit. That is our success, not a conflict.
  */
-async function updateRef(api: PushApi, ref: string, commit: string, expected: string | null, force: boolean): Promise<RefChange[]> {
+export async function updateRef(api: PushApi, ref: string, commit: string, expected: string | null, force: boolean): Promise<RefChange[]> {
   let retried = false;
   try {
     return await api.updateRefs([{ ref, commit, expected }], force, () => (retried = true));
