@@ -1,5 +1,6 @@
 import { validateRefName } from '../../storage/repo/names';
 import { type Command, parseCommandLine, UsageError } from '../command';
+import { DEFAULT_LIMITS } from '../push/plan';
 import { push, type PushResult } from '../push/push';
 import { QuietProgress, TerminalProgress } from '../push/progress';
 import { DEFAULT_RETRY } from '../push/retry';
@@ -25,6 +26,7 @@ are sent; an interrupted push resumes where it stopped when run again.
   --to REF         server ref to move (default: REF)
   --force          move the ref whatever it holds now (no compare-and-swap)
   --jobs N         parallel upload requests (default 4)
+  --batch-size N   most objects per multipart upload request (default ${DEFAULT_LIMITS.maxBatchObjects})
   --retries N      retries per request on network errors and 408/429/5xx (default ${DEFAULT_RETRY.retries})
   -s, --subject S  with --tree: commit subject
   --body TEXT      with --tree: commit body
@@ -48,6 +50,7 @@ export const pushCommand: Command = {
       force: { type: 'boolean' },
       jobs: { type: 'string' },
       retries: { type: 'string' },
+      'batch-size': { type: 'string' },
       subject: { type: 'string', short: 's' },
       body: { type: 'string' },
       version: { type: 'string' },
@@ -61,6 +64,7 @@ export const pushCommand: Command = {
     if (!values.repo && !values.tree && !values.to) throw new UsageError('without --repo or --tree, give --to: the ref to point at the server commit REF', 'push');
     if (!values.tree && (values.subject || values.body || values.version)) throw new UsageError('--subject, --body and --version go with --tree', 'push');
     const jobs = count(values.jobs, 'jobs', 4, 1, 64);
+    const batchSize = count(values['batch-size'], 'batch-size', DEFAULT_LIMITS.maxBatchObjects, 1, 10_000);
     const retries = count(values.retries, 'retries', DEFAULT_RETRY.retries, 0, 100);
     const target = parsePushUrl(values.url);
     const token = values.token ?? process.env.CAIRN_TOKEN ?? undefined;
@@ -78,6 +82,7 @@ export const pushCommand: Command = {
         force: !!values.force,
         jobs,
         retry: { ...DEFAULT_RETRY, retries },
+        limits: { ...DEFAULT_LIMITS, maxBatchObjects: batchSize },
         progress,
         onStart: values.tree
           ? async (current) => {
