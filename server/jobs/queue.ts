@@ -1,0 +1,315 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+
+/**
+ * One bounded, in-process queue for background work (static deltas today).
+ *
+ * - Bounded: at most `maxQueued` jobs wait; beyond that `submit` refuses with
+ *   status 'full' instead of growing without limit — callers decide what a
+ *   refusal means (on-demand deltas just skip, the API answers 503).
+ * - Deduplicated by key: submitting a key that is already queued or running
+ *   returns that job ('duplicate'), and a key whose last run failed is not
+ *   retried for `failedCooldownMs` unless asked (so a delta that cannot be
+ *   built is not rebuilt on every request).
+ * - Records (id, kind, key, state, timestamps, progress, result/error) stay
+ *   for `keepFinishedMs` (and at most `keepFinished` of them) for the status API.
+ *
+ * The queue only schedules: a job kind's `run` decides where the work runs
+ * (CPU-heavy parts go to worker threads, see worker.ts), so the queue itself
+ * never blocks the event loop.
+ */
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed';
+
+export interface JobProgress {
+  /** Units of work done so far (objects, bytes, steps: the kind decides). */
+  done: number;
+  total?: number;
+  /** Current phase, e.g. 'compiling', 'summary'. */
+  phase?: string;
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+}
+
+export interface Job<P = unknown, R = unknown> {
+  id: string;
+  kind: string;
+  /** Deduplication key (e.g. `delta:REPO:FROM-TO`). */
+  key: string;
+  /** Repository the job works on, for filtering. */
+  repo?: string;
+  /** Who asked: 'policy', 'on-demand', 'api', 'cli', a test… */
+  source?: string;
+  params: P;
+  state: JobState;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  progress?: JobProgress;
+  result?: R;
+  error?: JobError;
+}
+
+/** What a running job may use. */
+export interface JobControl {
+  readonly id: string;
+  /** Aborted when the queue shuts down; kinds pass it on to their worker. */
+  readonly signal: AbortSignal;
+  progress(p: JobProgress): void;
+}
+
+export interface JobKind<P = unknown, R = unknown> {
+  name: string;
+  run(params: P, ctl: JobControl): Promise<R>;
+}
+
+export type SubmitOutcome<P = unknown, R = unknown> =
+  | { status: 'queued'; job: Job<P, R> }
+  /** The same key is queued or running (or failed recently): that job. */
+  | { status: 'duplicate'; job: Job<P, R> }
+  /** `maxQueued` jobs are already waiting. */
+  | { status: 'full'; queued: number; limit: number }
+  /** The queue is shutting down. */
+  | { status: 'closed' };
+
+export interface SubmitOptions {
+  repo?: string;
+  source?: string;
+  /** Run again even if the last run of this key failed within the cooldown. */
+  retryFailed?: boolean;
+}
+
+export interface JobQueueOptions {
+  /** Jobs waiting to run (not counting running ones); default 100. */
+  maxQueued?: number;
+  /** Jobs running at once; default 1 (each delta job occupies a core). */
+  maxConcurrent?: number;
+  /** Finished records kept at most; default 1000. */
+  keepFinished?: number;
+  /** How long finished records stay visible; default 1 h. */
+  keepFinishedMs?: number;
+  /** A failed key is not re-run within this time unless `retryFailed`; default 60 s. */
+  failedCooldownMs?: number;
+  /** For tests. */
+  now?: () => number;
+}
+
+export interface JobFilter {
+  repo?: string;
+  state?: JobState;
+  kind?: string;
+  limit?: number;
+}
+
+/**
+ * Events: 'submitted' (job), 'refused' (kind, outcome status), 'started' (job),
+ * 'progress' (job), 'finished' (job, durationMs). Metrics listen to these.
+ */
+export class JobQueue extends EventEmitter {
+  readonly maxQueued: number;
+  readonly maxConcurrent: number;
+  private readonly keepFinished: number;
+  private readonly keepFinishedMs: number;
+  private readonly failedCooldownMs: number;
+  private readonly now: () => number;
+
+  private readonly kinds = new Map<string, JobKind<any, any>>();
+  /** Every known record by id, oldest first (Map keeps insertion order). */
+  private readonly jobs = new Map<string, Job>();
+  /** Queued or running job by key. */
+  private readonly active = new Map<string, Job>();
+  /** Last failure by key: the job and when it finished. */
+  private readonly failures = new Map<string, { job: Job; at: number }>();
+  private readonly waiting: Job[] = [];
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(opts: JobQueueOptions = {}) {
+    super();
+    this.maxQueued = positive(opts.maxQueued ?? 100, 'maxQueued', true);
+    this.maxConcurrent = positive(opts.maxConcurrent ?? 1, 'maxConcurrent', false);
+    this.keepFinished = opts.keepFinished ?? 1000;
+    this.keepFinishedMs = opts.keepFinishedMs ?? 60 * 60 * 1000;
+    this.failedCooldownMs = opts.failedCooldownMs ?? 60 * 1000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  register<P, R>(kind: JobKind<P, R>): this {
+    if (this.kinds.has(kind.name)) throw new Error(`job kind ${kind.name} is already registered`);
+    this.kinds.set(kind.name, kind);
+    return this;
+  }
+
+  hasKind(name: string): boolean {
+    return this.kinds.has(name);
+  }
+
+  submit<P, R>(kindName: string, key: string, params: P, opts: SubmitOptions = {}): SubmitOutcome<P, R> {
+    if (!this.kinds.has(kindName)) throw new Error(`unknown job kind ${kindName}`);
+    if (this.closed) return this.refuse(kindName, { status: 'closed' });
+    const existing = this.active.get(key);
+    if (existing) return { status: 'duplicate', job: existing as Job<P, R> };
+    const failed = this.failures.get(key);
+    if (failed && !opts.retryFailed && this.now() - failed.at < this.failedCooldownMs) return { status: 'duplicate', job: failed.job as Job<P, R> };
+    if (this.waiting.length >= this.maxQueued) return this.refuse(kindName, { status: 'full', queued: this.waiting.length, limit: this.maxQueued });
+
+    const job: Job<P, R> = {
+      id: randomUUID(),
+      kind: kindName,
+      key,
+      repo: opts.repo,
+      source: opts.source,
+      params,
+      state: 'queued',
+      createdAt: new Date(this.now()).toISOString(),
+    };
+    this.jobs.set(job.id, job as Job);
+    this.active.set(key, job as Job);
+    this.waiting.push(job as Job);
+    this.emit('submitted', job);
+    this.trim();
+    // Start on the next tick: the caller gets its answer (202, a log line) before any work begins.
+    queueMicrotask(() => this.pump());
+    return { status: 'queued', job };
+  }
+
+  get(id: string): Job | undefined {
+    return this.jobs.get(id);
+  }
+
+  /** Newest first. */
+  list(filter: JobFilter = {}): Job[] {
+    this.trim();
+    const out: Job[] = [];
+    const all = [...this.jobs.values()].reverse();
+    for (const j of all) {
+      if (filter.repo !== undefined && j.repo !== filter.repo) continue;
+      if (filter.state !== undefined && j.state !== filter.state) continue;
+      if (filter.kind !== undefined && j.kind !== filter.kind) continue;
+      out.push(j);
+      if (filter.limit !== undefined && out.length >= filter.limit) break;
+    }
+    return out;
+  }
+
+  /** The job of `key` if it is queued or running. */
+  activeJob(key: string): Job | undefined {
+    return this.active.get(key);
+  }
+
+  stats(): { queued: number; running: number; maxQueued: number; maxConcurrent: number } {
+    return { queued: this.waiting.length, running: this.running.size, maxQueued: this.maxQueued, maxConcurrent: this.maxConcurrent };
+  }
+
+  /** Resolves once nothing is queued or running (tests, `cairn delta`, shutdown). */
+  idle(): Promise<void> {
+    if (this.waiting.length === 0 && this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Stops accepting jobs; queued ones fail with CANCELLED. Running ones are
+   * aborted (their workers terminated) unless `drain`, which waits for them.
+   */
+  async close(opts: { drain?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    for (const job of this.waiting.splice(0)) this.finish(job, undefined, { code: 'CANCELLED', message: 'the job queue was closed before this job ran' }, 0);
+    if (!opts.drain) for (const r of this.running.values()) r.abort.abort();
+    await Promise.all([...this.running.values()].map((r) => r.done));
+  }
+
+  private refuse<P, R>(kind: string, outcome: SubmitOutcome<P, R>): SubmitOutcome<P, R> {
+    this.emit('refused', kind, outcome.status);
+    return outcome;
+  }
+
+  private pump(): void {
+    while (this.running.size < this.maxConcurrent && this.waiting.length > 0) {
+      const job = this.waiting.shift()!;
+      this.start(job);
+    }
+    this.checkIdle();
+  }
+
+  private start(job: Job): void {
+    const kind = this.kinds.get(job.kind)!;
+    const abort = new AbortController();
+    const started = this.now();
+    job.state = 'running';
+    job.startedAt = new Date(started).toISOString();
+    this.emit('started', job);
+    const ctl: JobControl = {
+      id: job.id,
+      signal: abort.signal,
+      progress: (p) => {
+        job.progress = { ...p };
+        this.emit('progress', job);
+      },
+    };
+    const done = (async () => {
+      try {
+        const result = await kind.run(job.params, ctl);
+        this.finish(job, result, undefined, this.now() - started);
+      } catch (e) {
+        this.finish(job, undefined, toJobError(e, abort.signal.aborted), this.now() - started);
+      } finally {
+        this.running.delete(job.id);
+        this.pump();
+      }
+    })();
+    this.running.set(job.id, { abort, done });
+  }
+
+  private finish(job: Job, result: unknown, error: JobError | undefined, durationMs: number): void {
+    job.finishedAt = new Date(this.now()).toISOString();
+    if (error) {
+      job.state = 'failed';
+      job.error = error;
+      this.failures.set(job.key, { job, at: this.now() });
+    } else {
+      job.state = 'done';
+      job.result = result;
+      this.failures.delete(job.key);
+    }
+    if (this.active.get(job.key) === job) this.active.delete(job.key);
+    this.emit('finished', job, durationMs);
+  }
+
+  private checkIdle(): void {
+    if (this.waiting.length > 0 || this.running.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Forgets finished records that are too old or too many; active jobs always stay. */
+  private trim(): void {
+    const cutoff = this.now() - this.keepFinishedMs;
+    let finished = 0;
+    for (const j of this.jobs.values()) if (j.finishedAt) finished++;
+    for (const [id, j] of this.jobs) {
+      if (!j.finishedAt) continue;
+      if (finished > this.keepFinished || Date.parse(j.finishedAt) < cutoff) {
+        this.jobs.delete(id);
+        finished--;
+      }
+    }
+    for (const [key, f] of this.failures) if (this.now() - f.at >= this.failedCooldownMs) this.failures.delete(key);
+  }
+}
+
+function positive(n: number, name: string, allowZero: boolean): number {
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new Error(`${name} must be an integer ≥ ${allowZero ? 0 : 1}`);
+  return n;
+}
+
+function toJobError(e: unknown, aborted: boolean): JobError {
+  if (aborted) return { code: 'CANCELLED', message: 'the job was stopped because the queue closed' };
+  const code = typeof (e as { code?: unknown })?.code === 'string' ? (e as { code: string }).code : 'INTERNAL';
+  const message = e instanceof Error ? e.message : String(e);
+  return { code, message: message.slice(0, 2000) };
+}
