@@ -186,6 +186,8 @@ async function runScript(s: Script): Promise<RunOutcome> {
     CAIRN_ROOT: ROOT,
     CAIRN_TRIVIAL_HTTPD_PIDDIR: piddir,
     CAIRN_TRIVIAL_HTTPD_LOGDIR: logdir,
+    // If this runner dies mid-script, its servers still go away on their own.
+    CAIRN_TRIVIAL_HTTPD_MAX_SECONDS: String(TIMEOUT_S + 120),
   };
   delete env.CAIRN_SERVE_CMD;
   if (ALT_SERVER) env.CAIRN_SERVE_CMD = ALT_SERVER;
