@@ -11,6 +11,7 @@ import { folderFileRoutes, repoFileRoutes } from './routes/repoFiles';
 import type { ServerContext } from './context';
 import { privateRepoGuard } from './routes/access';
 import { keyRoutes } from './routes/keys';
+import { jobRoutes } from './routes/jobs';
 import { objectRoutes } from './routes/objects';
 import { openapiRoutes } from './routes/openapi';
 import { refRoutes } from './routes/refs';
@@ -73,8 +74,9 @@ export function createApp(opts: AppOptions): CairnApp {
     app.use(tokenRoutes(ctx));
     app.use('/repo/:repo', privateRepoGuard(ctx));
     app.use(keyRoutes(ctx));
+    app.use(jobRoutes(ctx, { logger, metrics }));
   }
-  app.use(repoFileRoutes(opts.registry, files));
+  app.use(repoFileRoutes(opts.registry, { ...files, onMissing: ctx?.deltaJobs && ((repo, key) => ctx.deltaJobs!.onMissing(repo, key)) }));
   app.use('/api', apiNotFound);
   for (const m of opts.mounts ?? []) app.use(folderFileRoutes(m.prefix, m.dir, files));
   app.use((req, res) => sendNotFound(req, res));

@@ -8,13 +8,14 @@ import { createRepoSigner } from '../storage/signing/signer';
 import { RevocationList } from './auth/revocations';
 import { loadTokenSecret } from './auth/tokens';
 import type { ServerContext } from './context';
+import { DeltaJobs, type DeltaJobsOptions } from './jobs/deltas';
 
 /**
  * The ServerContext of a data folder: token secret (env or generated),
  * revocations, settings, and per-repository signing keys — generated on first
  * use unless an operator placed keys in DATA/keys/NAME/.
  */
-export async function createServerContext(dataDir: string, registry: RepoRegistry, opts: { signing?: boolean } = {}): Promise<ServerContext> {
+export async function createServerContext(dataDir: string, registry: RepoRegistry, opts: { signing?: boolean; deltas?: DeltaJobsOptions | false } = {}): Promise<ServerContext> {
   const signers = new Map<string, Promise<RepoSigner>>();
   const keysOf = (repo: Repo) => ensureRepoKeys(dataDir, repo.name);
   const ctx: ServerContext = {
@@ -39,5 +40,11 @@ export async function createServerContext(dataDir: string, registry: RepoRegistr
       return { gpgArmored: k.gpgPublicFile, ed25519Base64: k.ed25519PublicFile.trim() };
     },
   };
+  if (opts.deltas !== false) {
+    // Deltas follow publishing: when refs move, queue the policy's deltas (server/jobs/deltas.ts).
+    const deltaJobs = new DeltaJobs({ dataDir, registry, settings: ctx.settings, summarySigner: async (r) => (await ctx.signerFor(r))?.signSummary }, opts.deltas);
+    ctx.deltaJobs = deltaJobs;
+    ctx.onPublished = (repo, changes) => deltaJobs.onPublished(repo, changes);
+  }
   return ctx;
 }

@@ -7,6 +7,7 @@ import type { RepoRegistry } from '../storage/repo/registry';
 import type { Repo } from '../storage/repo/repo';
 import type { SettingsStore } from '../storage/repo/settings';
 import type { Authenticator } from './auth/middleware';
+import type { DeltaJobs } from './jobs/deltas';
 
 /**
  * What the API routes work with: the repositories, their settings and keys,
@@ -24,6 +25,8 @@ export interface ServerContext {
   publicKeysFor?(repo: Repo): Promise<{ gpgArmored?: string; ed25519Base64?: string }>;
   /** Called after refs moved (e.g. to queue static deltas). */
   onPublished?(repo: Repo, changes: RefLogEntry[]): void;
+  /** Background static deltas (policy, on demand, API); see server/jobs/deltas.ts. */
+  deltaJobs?: DeltaJobs;
   ingestLimits: IngestLimits;
 }
 

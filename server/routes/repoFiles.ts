@@ -38,6 +38,8 @@ export interface FileRouteOptions {
   classify?: (key: string) => RepoFileClass;
   cache?: FileCache;
   metrics?: Metrics;
+  /** Told (after the fact, never awaited) about a 404 for an existing repository's file; e.g. on-demand deltas. */
+  onMissing?: (repo: string, key: string) => void;
 }
 
 export function fileRoutes(opts: FileRouteOptions): RequestHandler {
@@ -71,7 +73,10 @@ export function fileRoutes(opts: FileRouteOptions): RequestHandler {
       res.locals.route = `${opts.label}_${cls.area}`;
       if (cls.kind === 'local') return sendNotFound(req, res);
       const found = await serveFile(req, res, target.backend, key, cls, { cache: opts.cache, metrics: opts.metrics });
-      if (!found) sendNotFound(req, res);
+      if (!found) {
+        sendNotFound(req, res);
+        if (target.repo !== undefined) opts.onMissing?.(target.repo, key);
+      }
     } catch (e) {
       next(e);
     }
@@ -79,7 +84,7 @@ export function fileRoutes(opts: FileRouteOptions): RequestHandler {
 }
 
 /** `/repo/NAME/…`: the repositories of the data folder, looked up on every request (new ones appear at once). */
-export function repoFileRoutes(registry: RepoRegistry, shared: Pick<FileRouteOptions, 'cache' | 'metrics'>): RequestHandler {
+export function repoFileRoutes(registry: RepoRegistry, shared: Pick<FileRouteOptions, 'cache' | 'metrics' | 'onMissing'>): RequestHandler {
   return fileRoutes({
     ...shared,
     prefix: '/repo/',

@@ -1,0 +1,168 @@
+import { EventEmitter } from 'node:events';
+import { parseDeltaKey } from '../../storage/deltas/format';
+import { deltaExists } from '../../storage/deltas/inventory';
+import { planDeltasForRefMove } from '../../storage/deltas/plan';
+import { ObjectType } from '../../storage/objects/types';
+import type { RefLogEntry } from '../../storage/repo/reflog';
+import type { RepoRegistry } from '../../storage/repo/registry';
+import type { Repo } from '../../storage/repo/repo';
+import type { SettingsStore } from '../../storage/repo/settings';
+import type { SummarySigner } from '../../storage/repo/summary';
+import { createLogger, type Logger } from '../logging';
+import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
+import { JobQueue, type JobQueueOptions, type SubmitOutcome } from './queue';
+
+/**
+ * When static deltas get built, in the background:
+ *   - policy: after a ref moves, a from-scratch delta to the new head and
+ *     deltas from the ref's previous N commits (per-repository settings);
+ *   - on demand: a host asked for a from→to superblock that is not there, both
+ *     commits are here and `to` is the head of a ref — it got its 404 (and falls
+ *     back to objects), and the delta is queued for the next host;
+ *   - on request: the API and operators.
+ * Everything goes through one bounded, deduplicated JobQueue; existing deltas
+ * are never rebuilt (immutable).
+ *
+ * Events: 'ondemand' (result: OnDemandResult) for metrics.
+ */
+
+export type OnDemandResult = 'queued' | 'duplicate' | 'full' | 'exists' | 'ineligible' | 'error';
+export type RequestOutcome = SubmitOutcome<DeltaJobParams, DeltaJobResult> | { status: 'exists' };
+
+export interface DeltaJobsDeps {
+  dataDir: string;
+  registry: RepoRegistry;
+  settings: SettingsStore;
+  summarySigner(repo: Repo): Promise<SummarySigner | undefined>;
+}
+
+export interface DeltaJobsOptions extends JobQueueOptions {
+  /** Queue deltas hosts ask for (default true). */
+  onDemand?: boolean;
+  compileOptions?: DeltaJobDeps['compileOptions'];
+}
+
+export class DeltaJobs extends EventEmitter {
+  readonly queue: JobQueue;
+  private readonly onDemandEnabled: boolean;
+  private log: Logger = createLogger({ level: 'silent' });
+  /** Policy and on-demand checks still deciding what to queue (see settled()). */
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly deps: DeltaJobsDeps,
+    opts: DeltaJobsOptions = {},
+  ) {
+    super();
+    this.onDemandEnabled = opts.onDemand ?? true;
+    this.queue = new JobQueue(opts);
+    this.queue.register(
+      deltaJobKind({
+        dataDir: deps.dataDir,
+        openRepo: (name) => deps.registry.open(name),
+        summarySigner: deps.summarySigner,
+        compileOptions: opts.compileOptions,
+      }),
+    );
+    this.queue.on('finished', (job, ms: number) => {
+      if (job.kind !== DELTA_JOB) return;
+      const fields = { job: job.id, repo: job.repo, delta: (job.result as DeltaJobResult | undefined)?.name ?? job.key, source: job.source, duration_ms: ms };
+      if (job.state === 'done') this.log.info('delta job done', { ...fields, existed: (job.result as DeltaJobResult).existed, pruned: (job.result as DeltaJobResult).pruned });
+      else this.log.warn('delta job failed', { ...fields, error: job.error });
+    });
+  }
+
+  /** Logs go where the app's go (createApp calls this through the jobs routes). */
+  setLogger(log: Logger): void {
+    this.log = log;
+  }
+
+  /**
+   * Queues the delta `from → to` of `repo` unless it exists. Callers check
+   * that the commits exist when they need a precise answer; the job checks again.
+   */
+  async request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean }): Promise<RequestOutcome> {
+    if (await deltaExists(repo, from, to)) return { status: 'exists' };
+    const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(repo.name, from, to), { repo: repo.name, from, to }, {
+      repo: repo.name,
+      source: opts.source,
+      retryFailed: opts.retryFailed,
+    });
+    if (outcome.status === 'full') this.log.warn('delta queue full', { repo: repo.name, from, to, source: opts.source, limit: outcome.limit });
+    return outcome;
+  }
+
+  /** The `onPublished` hook: never throws, never blocks the publish. */
+  onPublished(repo: Repo, changes: RefLogEntry[]): void {
+    this.track(
+      (async () => {
+        const settings = await this.deps.settings.get(repo.name);
+        for (const c of changes) {
+          if (!c.new) continue; // a deleted ref needs no delta
+          const plan = await planDeltasForRefMove(repo, c.ref, c.new, settings.deltas, { old: c.old });
+          for (const d of plan) {
+            const r = await this.request(repo, d.from, d.to, { source: 'policy' });
+            if (r.status === 'full' || r.status === 'closed') break; // later ones would be refused too
+          }
+        }
+      })(),
+      'delta policy failed',
+      { repo: repo.name },
+    );
+  }
+
+  /**
+   * The repository-file routes' hook for a 404: acts only on from→to
+   * superblocks. Answers nothing; the checks run after the 404 went out.
+   */
+  onMissing(repoName: string, key: string): void {
+    if (!this.onDemandEnabled || !key.endsWith('/superblock')) return;
+    const k = parseDeltaKey(key);
+    if (!k || k.from === null) return;
+    const { from, to } = k;
+    this.track(
+      (async () => {
+        const result = await this.onDemand(repoName, from, to).catch((e: unknown) => {
+          this.log.warn('on-demand delta failed', { repo: repoName, from, to, err: e instanceof Error ? e.message : String(e) });
+          return 'error' as const;
+        });
+        this.emit('ondemand', result);
+        if (result === 'queued') this.log.info('on-demand delta queued', { repo: repoName, from, to });
+      })(),
+      'on-demand delta failed',
+      { repo: repoName },
+    );
+  }
+
+  private async onDemand(repoName: string, from: string, to: string): Promise<OnDemandResult> {
+    const repo = await this.deps.registry.open(repoName);
+    if (!repo) return 'ineligible';
+    if (!(await repo.hasObject(to, ObjectType.Commit)) || !(await repo.hasObject(from, ObjectType.Commit))) return 'ineligible';
+    // Only the head of a ref: hosts update to heads, and this keeps strangers from
+    // making Cairn compile deltas between arbitrary old commits.
+    const heads = new Set((await repo.listRefs()).values());
+    if (!heads.has(to)) return 'ineligible';
+    const r = await this.request(repo, from, to, { source: 'on-demand' });
+    return r.status === 'closed' ? 'full' : r.status;
+  }
+
+  /** Resolves once policy/on-demand checks are over and the queue is idle (tests, shutdown). */
+  async settled(): Promise<void> {
+    for (;;) {
+      while (this.pending.size) await Promise.all([...this.pending]);
+      await this.queue.idle();
+      if (this.pending.size === 0 && this.queue.stats().queued === 0 && this.queue.stats().running === 0) return;
+    }
+  }
+
+  async close(opts: { drain?: boolean } = {}): Promise<void> {
+    await Promise.all([...this.pending]);
+    await this.queue.close(opts);
+  }
+
+  private track(p: Promise<void>, msg: string, fields: Record<string, unknown>): void {
+    const guarded = p.catch((e: unknown) => this.log.error(msg, { ...fields, err: e instanceof Error ? e.message : String(e) }));
+    this.pending.add(guarded);
+    void guarded.finally(() => this.pending.delete(guarded));
+  }
+}

@@ -1,0 +1,67 @@
+import type { Commit } from '../objects/commit';
+import { ObjectType } from '../objects/types';
+import { readRefLog } from '../repo/reflog';
+import type { Repo } from '../repo/repo';
+import { deltaExists } from './inventory';
+
+/** One delta to build: `from` null means from scratch. */
+export interface PlannedDelta {
+  from: string | null;
+  to: string;
+}
+
+export interface DeltaPolicy {
+  /** Also a from-scratch delta to the new head. */
+  scratch: boolean;
+  /** Deltas from this many earlier commits of the ref. */
+  previousCommits: number;
+}
+
+/**
+ * The deltas worth having once `ref` moved to `to`: from scratch (hosts
+ * installing fresh) and from the ref's previous commits (hosts updating).
+ *
+ * "Previous commits" are, first, the values the ref held before (its log, newest
+ * first, `old` of this very move leading): those are the versions hosts actually
+ * run. When the log holds fewer than N, the new commit's parent chain fills up
+ * (commits pushed together, or a repository older than the log). Commits that
+ * are not in the repository (pruned, or never uploaded: `--depth` pushes) are
+ * skipped. Deltas already present are left out: they are immutable.
+ */
+export async function planDeltasForRefMove(repo: Repo, ref: string, to: string, policy: DeltaPolicy, opts: { old?: string | null } = {}): Promise<PlannedDelta[]> {
+  const out: PlannedDelta[] = [];
+  if (policy.scratch) out.push({ from: null, to });
+  const n = policy.previousCommits;
+  if (n > 0) for (const from of await previousCommits(repo, ref, to, n, opts.old ?? null)) out.push({ from, to });
+  const missing: PlannedDelta[] = [];
+  for (const d of out) if (!(await deltaExists(repo, d.from, d.to))) missing.push(d);
+  return missing;
+}
+
+/** Up to `n` distinct commits present in the repo that `ref` held before `to` (see above). */
+export async function previousCommits(repo: Repo, ref: string, to: string, n: number, old: string | null): Promise<string[]> {
+  const picked: string[] = [];
+  const seen = new Set<string>([to]);
+  const consider = async (c: string | null | undefined): Promise<boolean> => {
+    if (!c || seen.has(c)) return picked.length < n;
+    seen.add(c);
+    if (await repo.hasObject(c, ObjectType.Commit)) picked.push(c);
+    return picked.length < n;
+  };
+
+  if (!(await consider(old))) return picked;
+  // The log keeps a bounded look-back: far older heads are unlikely to still run.
+  for (const e of await readRefLog(repo, { ref, limit: 10 * n + 10 })) {
+    if (!(await consider(e.new))) return picked;
+    if (!(await consider(e.old))) return picked;
+  }
+  // Then the parent chain; it ends at the first commit that is not here.
+  let cur: string | null = to;
+  for (let depth = 0; cur && depth < 10 * n + 10; depth++) {
+    const commit: Commit | null = await repo.readCommit(cur).catch(() => null);
+    if (!commit?.parent) break;
+    if (!(await consider(commit.parent))) return picked;
+    cur = commit.parent;
+  }
+  return picked;
+}
