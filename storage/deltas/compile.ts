@@ -17,7 +17,8 @@
  *     anyway, and the repo keeps them);
  *   - everything else is spliced with `S` (mode and xattr tables per part).
  * Objects are ordered so similar bytes sit together in the xz window
- * (metadata, then patches, then files grouped by extension and name), and the
+ * (metadata, then patches, then small files grouped by extension and name,
+ * then large files, then symlinks), and the
  * order is a pure function of the two trees: the same inputs give the same
  * parts byte for byte; only the superblock's generation time differs.
  */
@@ -106,6 +107,8 @@ export const DEFAULT_MAX_BSDIFF_SIZE = 128 * 1000 * 1000;
 /** ostree's CONTENT_SIZE_SIMILARITY_THRESHOLD_PERCENT. */
 const SIMILARITY_PERCENT = 30;
 const S_IROTH = 0o004;
+/** Files above this go after the small ones in a part (see the layout comment in compileDelta). */
+const LARGE_FILE = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Trees with paths
@@ -362,6 +365,12 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     loaded ??= (await readContentObject(repo, f.checksum, Math.max(minFallback, maxPartSize, info.size))).data;
     filePlans.push({ kind: 'file', ref, header: info.header, data: loaded });
   }
+
+  // Small files first, large ones after (stable, so each group keeps the extension/name order):
+  // the small files then share one contiguous xz window instead of being split by big,
+  // often incompressible, blobs. Measured: this beats ostree's hash order on mixed trees.
+  const big = (p: Plan) => (p.kind === 'file' && p.data.length > LARGE_FILE ? 1 : 0);
+  filePlans.sort((a, b) => big(a) - big(b));
 
   // Lay the objects out in parts.
   const plans = [...metaPlans, ...patchPlans, ...filePlans, ...linkPlans];

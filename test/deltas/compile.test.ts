@@ -177,14 +177,15 @@ test('Cairn compiles every shape; sizes and times against ostree static-delta ge
       assert.ok(r.totalSize < 100_000, `large-binary delta is ${r.totalSize} bytes`);
       assert.deepEqual(desc.parts[0]!.ops.B, 1);
     }
-    // Within 10% of ostree on every shape (the figures are printed; the target is ≤ 1.0×).
-    assert.ok(r.totalSize <= oBytes * 1.1, `${s.name}: cairn ${r.totalSize} B vs ostree ${oBytes} B`);
+    // Target of issue 4: no larger than ostree's delta on every shape (figures printed after the run).
+    assert.ok(r.totalSize <= oBytes, `${s.name}: cairn ${r.totalSize} B vs ostree ${oBytes} B`);
   }
   const sr = await compileDelta(repo, null, scratchTree.commit);
   compiled.set('scratch', sr);
   const [oBytes, oMs] = await ostreeDelta('scratch', ['--empty', `--to=${scratchTree.commit}`]);
   rows.push(`${'scratch'.padEnd(15)} cairn ${String(sr.totalSize).padStart(8)} B ${String(sr.stats.elapsedMs).padStart(5)} ms | ostree ${String(oBytes).padStart(8)} B ${String(oMs).padStart(5)} ms | size ratio ${(sr.totalSize / oBytes).toFixed(3)} | fallbacks ${sr.stats.fallbacks} (${sr.fallbackSize} B loose)`);
   assert.equal(sr.stats.fallbacks, 1, 'the 5 MB file is a fallback');
+  assert.ok(sr.totalSize <= oBytes, `scratch: cairn ${sr.totalSize} B vs ostree ${oBytes} B`);
 });
 
 test('compilation is deterministic apart from the timestamp, and refuses to overwrite a delta', async () => {
