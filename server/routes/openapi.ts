@@ -21,7 +21,28 @@ export const OPENAPI = {
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
-    schemas: { Error: error },
+    schemas: {
+      Error: error,
+      Job: {
+        type: 'object',
+        description: 'A background job (kind "delta": params {repo, from, to}; result {name, existed, digest, totalSize, parts, pruned, …}). Records stay for an hour.',
+        properties: {
+          id: { type: 'string' },
+          kind: { type: 'string' },
+          key: { type: 'string' },
+          repo: { type: ['string', 'null'] },
+          source: { type: ['string', 'null'], description: 'policy, on-demand, api' },
+          params: { type: 'object' },
+          state: { enum: ['queued', 'running', 'done', 'failed'] },
+          createdAt: { type: 'string', format: 'date-time' },
+          startedAt: { type: ['string', 'null'] },
+          finishedAt: { type: ['string', 'null'] },
+          progress: { type: ['object', 'null'] },
+          result: { type: ['object', 'null'] },
+          error: { type: ['object', 'null'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
+        },
+      },
+    },
   },
   security: [{ bearer: [] }],
   paths: {
@@ -89,6 +110,35 @@ export const OPENAPI = {
     '/api/repos/{repo}/reflog': {
       parameters: [repoParam, { name: 'ref', in: 'query', schema: { type: 'string' } }, { name: 'limit', in: 'query', schema: { type: 'integer' } }],
       get: { summary: 'Ref history, newest first: time, ref, old, new, actor (token subject)', responses: { '200': { description: 'entries' } } },
+    },
+    '/api/repos/{repo}/deltas': {
+      parameters: [repoParam],
+      get: {
+        summary: 'Static deltas present: name (FROM-TO or TO, hex), from, to, digest (SHA-256 of the superblock), size (bytes of superblock and parts), parts',
+        responses: { '200': json({ type: 'object', properties: { deltas: { type: 'array', items: { type: 'object', properties: { name: { type: 'string' }, from: { oneOf: [checksum, { type: 'null' }] }, to: checksum, digest: checksum, size: { type: 'integer' }, parts: { type: ['integer', 'null'] } } } } } }), ...errors(401, 403, 404) },
+      },
+      post: {
+        summary: 'Queue the generation of one static delta (push); deltas are immutable: an existing one answers 200 {status: "exists"}',
+        description: '`to` and `from` are commit checksums or ref names of the repository; `from` null or absent means from scratch. 202 {status: "queued"|"duplicate", job} with Location /api/jobs/{id}; 503 QUEUE_FULL (Retry-After) when the bounded queue is full.',
+        requestBody: json({ type: 'object', required: ['to'], properties: { from: { oneOf: [{ type: 'string' }, { type: 'null' }] }, to: { type: 'string' } } }),
+        responses: { '200': { description: 'exists' }, '202': { description: 'queued' }, ...errors(400, 401, 403, 404, 501, 503) },
+      },
+    },
+    '/api/jobs': {
+      parameters: [
+        { name: 'repo', in: 'query', schema: { type: 'string' } },
+        { name: 'state', in: 'query', schema: { enum: ['queued', 'running', 'done', 'failed'] } },
+        { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+      ],
+      get: {
+        summary: 'Recent background jobs, newest first (jobs of private repositories only with a read token), and the queue: queued, running, limits',
+        security: [],
+        responses: { '200': json({ type: 'object', properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } }, queue: { type: 'object' } } }), ...errors(400) },
+      },
+    },
+    '/api/jobs/{id}': {
+      parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+      get: { summary: 'One job', security: [], responses: { '200': json({ $ref: '#/components/schemas/Job' }), ...errors(404) } },
     },
     '/api/tokens/revoke': {
       post: { summary: 'Revoke a token by jti (admin)', requestBody: json({ type: 'object', required: ['jti'], properties: { jti: { type: 'string' }, reason: { type: 'string' } } }), responses: { '200': { description: 'revoked' }, ...errors(400, 401, 403) } },
