@@ -1,5 +1,6 @@
 import type { Command } from '../command';
 import { commit } from './commit';
+import { delta } from './delta';
 import { initRepo } from './initRepo';
 import { pushCommand } from './push';
 import { serve } from './serve';
@@ -12,4 +13,5 @@ export const COMMANDS: readonly Command[] = [
   commit,
   token,
   pushCommand,
+  delta,
 ];
