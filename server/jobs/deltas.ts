@@ -146,6 +146,11 @@ export class DeltaJobs extends EventEmitter {
     return r.status === 'closed' ? 'full' : r.status;
   }
 
+  /** Policy and on-demand decisions still running (they may queue jobs yet). */
+  get deciding(): number {
+    return this.pending.size;
+  }
+
   /** Resolves once policy/on-demand checks are over and the queue is idle (tests, shutdown). */
   async settled(): Promise<void> {
     for (;;) {

@@ -52,7 +52,8 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
       if (out.length >= limit) break;
     }
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ jobs: out, queue: deltas?.queue.stats() ?? null });
+    // `deciding`: publishes and 404s whose deltas are still being worked out (not queued yet).
+    res.json({ jobs: out, queue: deltas ? { ...deltas.queue.stats(), deciding: deltas.deciding } : null });
   });
 
   router.get('/api/jobs/:id', async (req, res) => {

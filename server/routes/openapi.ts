@@ -131,7 +131,7 @@ export const OPENAPI = {
         { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
       ],
       get: {
-        summary: 'Recent background jobs, newest first (jobs of private repositories only with a read token), and the queue: queued, running, limits',
+        summary: 'Recent background jobs, newest first (jobs of private repositories only with a read token), and the queue: queued, running, limits, deciding (publishes and 404s whose deltas are still being worked out)',
         security: [],
         responses: { '200': json({ type: 'object', properties: { jobs: { type: 'array', items: { $ref: '#/components/schemas/Job' } }, queue: { type: 'object' } } }), ...errors(400) },
       },
