@@ -248,3 +248,24 @@ test('deltas whose commits were pruned are removed, and the summary stops listin
   for (const d of before) assert.ok(!inSummary.has(d.name), `${d.name} left the summary`);
   assert.deepEqual([...inSummary.keys()].sort(), after.map((d) => d.name));
 });
+
+test('a full queue: the API answers 503 QUEUE_FULL with Retry-After, on-demand counts "full", nothing is built', async () => {
+  const busy = await createServerContext(data.dataDir, data.registry, { deltas: { maxQueued: 0 } });
+  const busyApp = makeApp(data, { context: busy, metrics: createMetrics({ defaultMetrics: false }) });
+  try {
+    const head = C[C.length - 1]!;
+    const r = await request(busyApp).post('/api/repos/main/deltas').set('Authorization', `Bearer ${pushToken}`).send({ from: C[4], to: C[2] }).expect(503);
+    assert.equal(r.body.error.code, 'QUEUE_FULL');
+    assert.equal(r.headers['retry-after'], '60');
+    await request(busyApp).get(superblockUrl(C[1]!, head)).expect(404);
+    await busy.deltaJobs!.settled();
+    assert.deepEqual(busy.deltaJobs!.queue.list(), []);
+    const metrics = (await request(busyApp).get('/metrics').expect(200)).text;
+    assert.match(metrics, /cairn_delta_ondemand_total\{result="full"\} 1/);
+    assert.match(metrics, /cairn_jobs_refused_total\{kind="delta",reason="full"\} 2/);
+    const names = new Set((await listDeltas(main)).map((d) => d.name));
+    assert.ok(!names.has(name(C[4]!, C[2]!)) && !names.has(name(C[1]!, head)));
+  } finally {
+    await busy.deltaJobs!.close();
+  }
+});
