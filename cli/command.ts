@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import * as path from 'node:path';
 
 /** One `cairn` subcommand. Each lives in its own file under cli/commands/ and is listed in cli/commands/index.ts. */
 export interface Command {
@@ -35,4 +36,9 @@ export function parseCommandLine<O extends Options>(command: string, args: strin
 
 export function wantsHelp(args: string[]): boolean {
   return args.includes('--help') || args.includes('-h');
+}
+
+/** The data folder: --data, else CAIRN_DATA, else ./data (absolute). */
+export function dataDirOption(data: string | undefined): string {
+  return path.resolve(data ?? process.env.CAIRN_DATA ?? './data');
 }

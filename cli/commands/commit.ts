@@ -1,11 +1,10 @@
-import * as path from 'node:path';
 import { Variant, type VarDict } from '../../storage/gvariant';
 import { CairnError } from '../../storage/errors';
 import { commitFolder } from '../../storage/import/folder';
 import { validateRefName } from '../../storage/repo/names';
 import { RepoRegistry } from '../../storage/repo/registry';
 import { updateSummary } from '../../storage/repo/summary';
-import { type Command, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
 const usage = `Usage: cairn commit --branch REF --tree DIR [--repo NAME] [--data DIR] [options]
 
@@ -43,7 +42,7 @@ export const commit: Command = {
     if (!values.tree) throw new UsageError('missing --tree DIR', 'commit');
     if (values.timestamp !== undefined && !/^\d+$/.test(values.timestamp)) throw new UsageError('--timestamp takes seconds since the epoch', 'commit');
     const branch = validateRefName(values.branch);
-    const registry = new RepoRegistry(path.resolve(values.data ?? process.env.CAIRN_DATA ?? './data'));
+    const registry = new RepoRegistry(dataDirOption(values.data));
     const name = values.repo ?? 'main';
     const repo = await registry.open(name);
     if (!repo) throw new CairnError('NOT_FOUND', `no repository ${name} in ${registry.reposDir}`);

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { RepoRegistry } from '../../storage/repo/registry';
-import { type Command, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
 const usage = `Usage: cairn init-repo NAME [--data DIR] [--collection-id ID]
 
@@ -20,7 +20,7 @@ export const initRepo: Command = {
       'collection-id': { type: 'string' },
     }, true);
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing repository NAME' : `unexpected argument "${positionals[1]}"`, 'init-repo');
-    const dataDir = path.resolve(values.data ?? process.env.CAIRN_DATA ?? './data');
+    const dataDir = dataDirOption(values.data);
     const registry = new RepoRegistry(dataDir);
     await registry.create(positionals[0], { collectionId: values['collection-id'] });
     process.stdout.write(`created repository ${positionals[0]} at ${path.join(registry.reposDir, positionals[0])}\n`);

@@ -5,7 +5,7 @@ import { createApp, type Mount } from '../../server/app';
 import { createServerContext } from '../../server/bootstrap';
 import { listen } from '../../server/listen';
 import { createLogger } from '../../server/logging';
-import { type Command, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
 const usage = `Usage: cairn serve [--data DIR] [--port N] [--host ADDR] [--mount PREFIX=DIR]...
 
@@ -35,7 +35,7 @@ export const serve: Command = {
       mount: { type: 'string', multiple: true },
     }, false);
     const env = process.env;
-    const dataDir = path.resolve(values.data ?? env.CAIRN_DATA ?? './data');
+    const dataDir = dataDirOption(values.data);
     const port = parsePort(values.port ?? env.CAIRN_PORT ?? '8080');
     const host = values.host ?? env.CAIRN_HOST ?? '127.0.0.1';
     const mounts = (values.mount ?? []).map(parseMount);

@@ -1,6 +1,5 @@
-import * as path from 'node:path';
 import { issueToken, loadTokenSecret, parseTtl, SCOPES, type Scope } from '../../server/auth/tokens';
-import { type Command, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
 const usage = `Usage: cairn token --scope SCOPE --repo NAME [options]
 
@@ -36,7 +35,7 @@ export const token: Command = {
     const bad = scope.find((s) => !SCOPES.includes(s as Scope));
     if (bad) throw new UsageError(`unknown scope "${bad}"; use ${SCOPES.join(', ')}`, 'token');
     if (!values.repo?.length) throw new UsageError("missing --repo (a name or '*')", 'token');
-    const dataDir = process.env.CAIRN_TOKEN_SECRET && !values.data ? undefined : path.resolve(values.data ?? process.env.CAIRN_DATA ?? './data');
+    const dataDir = process.env.CAIRN_TOKEN_SECRET && !values.data ? undefined : dataDirOption(values.data);
     const secret = await loadTokenSecret(dataDir);
     const { token: jwt, claims } = await issueToken(secret, {
       sub: values.sub ?? process.env.USER ?? 'cli',
