@@ -72,12 +72,15 @@ export async function verifyFilez(
   // Default finishFlush (Z_FINISH): a deflate stream cut short is an error, not a short file.
   const inflate = createInflateRaw();
   let produced = 0;
+  let fed = 0;
   const feed = async () => {
     try {
+      fed += rest.length;
       if (rest.length) if (!inflate.write(rest)) await onceDrain(inflate);
       for (;;) {
         const { value, done } = await it.next();
         if (done) break;
+        fed += value.length;
         if (!inflate.write(value)) await onceDrain(inflate);
       }
       inflate.end();
@@ -101,6 +104,10 @@ export async function verifyFilez(
     throw new CairnError('INVALID_OBJECT', `corrupt compressed content: ${(e as Error).message}`);
   }
   await feeding;
+  // zlib stops at the end of the deflate stream and ignores what follows;
+  // bytesWritten counts only the input it consumed. Anything left over is junk
+  // that would be stored and served behind a valid object.
+  if (inflate.bytesWritten !== fed) throw new CairnError('INVALID_OBJECT', `${fed - inflate.bytesWritten} bytes of trailing data after the compressed content`);
   if (produced !== size) throw new CairnError('INVALID_OBJECT', `content inflates to ${produced} bytes, header declares ${size}`);
   return { checksum: hasher.digest(), header, size };
 }

@@ -45,7 +45,9 @@ export async function ingestObject(
   validateChecksum(checksum);
   if (!UPLOADABLE_TYPES.has(type)) throw new CairnError('INVALID_ARGUMENT', `objects of type ${ARCHIVE_EXTENSION[type] ?? type} cannot be uploaded`);
   const name = `${checksum}.${ARCHIVE_EXTENSION[type]}`;
-  if (type !== ObjectType.CommitMeta && (await repo.hasObject(checksum, type))) return { checksum, type, stored: false, bytes: 0 };
+  // Detached metadata is not content-addressed: an upload never replaces what
+  // is there (the server's own signatures are merged in at publish time).
+  if (await repo.hasObject(checksum, type)) return { checksum, type, stored: false, bytes: 0 };
 
   if (type === ObjectType.File) {
     let bytes = 0;

@@ -118,6 +118,11 @@ test('refusals name the object and keep nothing', async () => {
   assert.equal(r.body.error.details.object, `${tool}.filez`);
   assertNoTrace(tool, 'filez');
 
+  // A valid object with junk behind its deflate stream.
+  r = await upload([[`${tool}.filez`, Buffer.concat([toolBytes, Buffer.from('\0\0XX')])]]).expect(400);
+  assert.match(r.body.error.message, /trailing data/);
+  assertNoTrace(tool, 'filez');
+
   // The same bytes under a name they do not hash to.
   const other = 'ab'.repeat(32);
   r = await upload([[`${other}.filez`, toolBytes]]).expect(400);

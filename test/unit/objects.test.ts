@@ -145,3 +145,11 @@ test('validateMetadataObject refuses non-normal and truncated metadata', () => {
   }
   assert.throws(() => validateMetadataObject(ObjectType.Commit, Buffer.alloc(11 * 1024 * 1024)), (e: unknown) => e instanceof CairnError && e.code === 'TOO_LARGE');
 });
+
+test('a .filez with bytes after the end of its deflate stream is refused', async () => {
+  const body = Buffer.from('hello\n');
+  const good = filez(body, body.length);
+  await verifyFilez([good]);
+  await rejectsWith(verifyFilez([Buffer.concat([good, Buffer.from([0, 0, 0x58, 0x58])])]), 'INVALID_OBJECT');
+  await rejectsWith(verifyFilez([good, Buffer.alloc(1 << 20)]), 'INVALID_OBJECT');
+});
