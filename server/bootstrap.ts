@@ -8,7 +8,7 @@ import { createRepoSigner } from '../storage/signing/signer';
 import { RevocationList } from './auth/revocations';
 import { loadTokenSecret } from './auth/tokens';
 import type { ServerContext } from './context';
-import { DeltaJobs, type DeltaJobsOptions } from './jobs/deltas';
+import { DeltaJobs, deltaJobsOptionsFromEnv, type DeltaJobsOptions } from './jobs/deltas';
 
 /**
  * The ServerContext of a data folder: token secret (env or generated),
@@ -42,7 +42,7 @@ export async function createServerContext(dataDir: string, registry: RepoRegistr
   };
   if (opts.deltas !== false) {
     // Deltas follow publishing: when refs move, queue the policy's deltas (server/jobs/deltas.ts).
-    const deltaJobs = new DeltaJobs({ dataDir, registry, settings: ctx.settings, summarySigner: async (r) => (await ctx.signerFor(r))?.signSummary }, opts.deltas);
+    const deltaJobs = new DeltaJobs({ dataDir, registry, settings: ctx.settings, summarySigner: async (r) => (await ctx.signerFor(r))?.signSummary }, opts.deltas ?? deltaJobsOptionsFromEnv());
     ctx.deltaJobs = deltaJobs;
     ctx.onPublished = (repo, changes) => deltaJobs.onPublished(repo, changes);
   }

@@ -23,6 +23,12 @@ import { JobQueue, type JobQueueOptions, type SubmitOutcome } from './queue';
  * Everything goes through one bounded, deduplicated JobQueue; existing deltas
  * are never rebuilt (immutable).
  *
+ * On demand matters less than it sounds for stock clients: Cairn's summary sets
+ * indexed-deltas, and a 2022.7 client then asks only for superblocks its index
+ * lists (FORMATS.md §5), so a missing from→to superblock is requested by
+ * clients without a summary or index (older libostree, custom tools, or a
+ * client whose cached index names a delta since pruned).
+ *
  * Events: 'ondemand' (result: OnDemandResult) for metrics.
  */
 
@@ -40,6 +46,21 @@ export interface DeltaJobsOptions extends JobQueueOptions {
   /** Queue deltas hosts ask for (default true). */
   onDemand?: boolean;
   compileOptions?: DeltaJobDeps['compileOptions'];
+}
+
+/**
+ * Queue limits from the environment, for `cairn serve`: CAIRN_JOBS_CONCURRENCY
+ * (jobs at once, default 1: each delta job keeps a core busy) and
+ * CAIRN_JOBS_MAX_QUEUED (default 100).
+ */
+export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): DeltaJobsOptions {
+  const int = (name: string, min: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    if (!/^\d+$/.test(v) || Number(v) < min) throw new Error(`${name} must be an integer ≥ ${min}, not "${v}"`);
+    return Number(v);
+  };
+  return { maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1), maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0) };
 }
 
 export class DeltaJobs extends EventEmitter {
