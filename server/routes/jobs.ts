@@ -30,13 +30,18 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
   }
   const router = Router({ strict: true, caseSensitive: true });
 
-  /** Whether the caller may see jobs of `repo` (public, or a read token for it). */
+  /** Whether the caller may see jobs of `repo` (public, or a read token for it); memoized per request. */
   const mayRead = async (req: Request, res: Response, repo: string | undefined): Promise<boolean> => {
     if (repo === undefined) return true;
-    const settings = await ctx.settings.get(repo).catch(() => null);
-    if (!settings?.private) return true;
-    const claims = await claimsOf(ctx.auth, req, res);
-    return !!claims && allows(claims, { scope: 'read', repo });
+    const memo: Map<string, boolean> = (res.locals.jobRepoAccess ??= new Map());
+    let ok = memo.get(repo);
+    if (ok === undefined) {
+      const settings = await ctx.settings.get(repo).catch(() => null);
+      const claims = settings?.private ? await claimsOf(ctx.auth, req, res) : null;
+      ok = !settings?.private || (!!claims && allows(claims, { scope: 'read', repo }));
+      memo.set(repo, ok);
+    }
+    return ok;
   };
 
   router.get('/api/jobs', async (req, res) => {

@@ -269,3 +269,23 @@ test('a full queue: the API answers 503 QUEUE_FULL with Retry-After, on-demand c
     await busy.deltaJobs!.close();
   }
 });
+
+test('jobs and deltas of a private repository are visible only with a read token for it', async () => {
+  await request(app).patch('/api/repos/main/settings').set('Authorization', `Bearer ${adminToken}`).send({ private: true }).expect(200);
+  try {
+    const readToken = (await issueToken(ctx.auth.secret, { sub: 'host', scope: ['read'], repos: ['main'], ttlSeconds: 600 })).token;
+    const otherToken = (await issueToken(ctx.auth.secret, { sub: 'host', scope: ['read'], repos: ['other'], ttlSeconds: 600 })).token;
+    const anon = (await request(app).get('/api/jobs').expect(200)).body.jobs;
+    assert.deepEqual(anon, []);
+    assert.deepEqual((await request(app).get('/api/jobs').set('Authorization', `Bearer ${otherToken}`).expect(200)).body.jobs, []);
+    const mine = (await request(app).get('/api/jobs').set('Authorization', `Bearer ${readToken}`).expect(200)).body.jobs as Array<{ id: string }>;
+    assert.ok(mine.length > 10);
+    await request(app).get(`/api/jobs/${mine[0]!.id}`).expect(404);
+    await request(app).get(`/api/jobs/${mine[0]!.id}`).set('Authorization', `Bearer ${readToken}`).expect(200);
+    await request(app).get('/api/repos/main/deltas').expect(401);
+    await request(app).get('/api/repos/main/deltas').set('Authorization', `Bearer ${readToken}`).expect(200);
+    await request(app).post('/api/repos/main/deltas').set('Authorization', `Bearer ${readToken}`).send({ to: REF }).expect(403);
+  } finally {
+    await request(app).patch('/api/repos/main/settings').set('Authorization', `Bearer ${adminToken}`).send({ private: false }).expect(200);
+  }
+});
