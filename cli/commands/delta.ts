@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import * as path from 'node:path';
 import { compileDelta } from '../../storage/deltas/compile';
 import { deltaName, parseDeltaName } from '../../storage/deltas/format';
 import { deltaExists, listDeltas } from '../../storage/deltas/inventory';
@@ -12,7 +11,7 @@ import type { Repo } from '../../storage/repo/repo';
 import { updateSummary, type SummarySigner } from '../../storage/repo/summary';
 import { repoKeysDir } from '../../storage/signing/keys';
 import { createServerContext } from '../../server/bootstrap';
-import { type Command, parseCommandLine, UsageError } from '../command';
+import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
 
 const usage = `Usage: cairn delta generate --repo NAME --to C|REF [--from C|REF | --empty] [--data DIR]
        cairn delta list --repo NAME [--data DIR] [--json]
@@ -55,7 +54,7 @@ export const delta: Command = {
       empty: { type: 'boolean' },
       json: { type: 'boolean' },
     }, true);
-    const dataDir = path.resolve(values.data ?? process.env.CAIRN_DATA ?? './data');
+    const dataDir = dataDirOption(values.data);
     const registry = new RepoRegistry(dataDir);
     const openRepo = async () => {
       const name = values.repo ?? 'main';
