@@ -3,7 +3,9 @@ import { CairnError } from '../../storage/errors';
 import { commitFolder } from '../../storage/import/folder';
 import { validateRefName } from '../../storage/repo/names';
 import { RepoRegistry } from '../../storage/repo/registry';
-import { updateSummary } from '../../storage/repo/summary';
+import { updateRefs } from '../../storage/repo/publish';
+import { ensureRepoKeys } from '../../storage/signing/keys';
+import { createRepoSigner } from '../../storage/signing/signer';
 import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
 const usage = `Usage: cairn commit --branch REF --tree DIR [--repo NAME] [--data DIR] [options]
@@ -19,7 +21,12 @@ Options:
   --body TEXT          commit body
   --version V          set the 'version' metadata
   --timestamp SECONDS  commit time (default now)
-  --no-bindings        do not bind the commit to REF (ostree.ref-binding)`;
+  --no-bindings        do not bind the commit to REF (ostree.ref-binding)
+  --no-sign            publish without signing (removes summary.sig)
+
+Signs the commit and the summary with the repository's keys (DATA/keys/NAME/,
+generated on first use). A running server builds static deltas only for
+publishes it sees: use 'cairn delta generate' after committing this way.`;
 
 export const commit: Command = {
   name: 'commit',
@@ -36,6 +43,7 @@ export const commit: Command = {
       version: { type: 'string' },
       timestamp: { type: 'string' },
       'no-bindings': { type: 'boolean' },
+      'no-sign': { type: 'boolean' },
     }, false);
     void positionals;
     if (!values.branch) throw new UsageError('missing --branch REF', 'commit');
@@ -55,8 +63,10 @@ export const commit: Command = {
       timestamp: values.timestamp ? BigInt(values.timestamp) : undefined,
       bindRef: !values['no-bindings'],
     });
-    await repo.setRef(branch, result.commit);
-    await updateSummary(repo);
+    // The same path as a publish through the API: completeness check, signed
+    // commit and summary (keys generated on first use), ref log entry.
+    const signer = values['no-sign'] ? undefined : createRepoSigner(await ensureRepoKeys(registry.dataDir, name));
+    await updateRefs(repo, [{ ref: branch, commit: result.commit }], { actor: `cli:${process.env.USER ?? 'unknown'}`, signer });
     process.stdout.write(`${result.commit}\n`);
     process.stderr.write(`committed ${result.files} files (${result.bytes} bytes) to ${name}:${branch}\n`);
     return 0;

@@ -47,7 +47,11 @@ export const serve: Command = {
     const app = createApp({ registry, mounts, logger, context });
     const server = await listen(app, { port, host });
     logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts });
-    return server.stopOnSignals(logger);
+    const code = await server.stopOnSignals(logger);
+    // Queued delta jobs are dropped (they are re-derived on the next publish);
+    // a running compile is stopped: its writes are crash-safe.
+    await context.deltaJobs?.close();
+    return code;
   },
 };
 
