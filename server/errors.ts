@@ -97,10 +97,14 @@ export function sendError(req: Request, res: Response, info: HttpErrorInfo): voi
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     body = JSON.stringify({ error: { code: info.code, message: info.message, ...(info.details ? { details: info.details } : {}) } });
   } else {
-    res.setHeader('Content-Type', 'text/plain; charset=utf-8');
-    // One line; 4xx messages say what was wrong with the request, 5xx stay generic.
-    const detail = info.status < 500 && info.message && info.message !== 'not found' ? `: ${info.message.replace(/[\r\n]+/g, ' ')}` : '';
-    body = `${info.status} ${httpReason(info.status)}${detail}\n`;
+    // Repository files answer errors with an empty body. libostree 2022.7's
+    // curl fetcher keeps the bytes of a failed mirror's response and prepends
+    // them to the next mirror's file (ostreedev/ostree#3546), so any body here
+    // corrupts the object the client gets from the mirror that has it. The
+    // reason still reaches humans (curl -i) in a header.
+    body = '';
+    const detail = info.status < 500 && info.message && info.message !== 'not found' ? info.message : httpReason(info.status);
+    res.setHeader('X-Cairn-Error', detail.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 300));
   }
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(req.method === 'HEAD' ? undefined : body);

@@ -62,7 +62,9 @@ describe('malformed and escaping paths', () => {
     test(`400 for ${p.length > 80 ? p.slice(0, 80) + '…' : p}`, async () => {
       const res = await rawRequest(server.port, p);
       assert.equal(res.status, 400);
-      assert.match(String(res.headers['content-type']), /^text\/plain/);
+      assert.equal(res.body.length, 0, 'file-route errors have no body');
+      assert.ok(String(res.headers['x-cairn-error']).length > 0, 'the reason is in X-Cairn-Error');
+      assert.ok(!String(res.headers['x-cairn-error']).includes('SECRET'));
       assert.ok(!res.body.toString().includes('SECRET'));
       assert.ok(!res.body.toString().includes('root:'));
       assert.ok(!/at .*\.js:\d+/.test(res.body.toString()), 'no stack trace');
