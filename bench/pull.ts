@@ -18,6 +18,7 @@
 // A benchmark, never a test: it reports figures and ratios against the targets, it does not fail.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -316,7 +317,12 @@ async function startCairnServer(): Promise<Server & { proc: CairnProcess }> {
     logFile: path.join(WORK, 'cairn.log'),
   });
   const base = `${proc.url}/repo/${REPO_NAME}`;
-  await waitHttp(`${base}/config`);
+  try {
+    await waitHttp(`${base}/config`);
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
   return { name: 'cairn', base, proc, stop: () => proc.stop() };
 }
 
@@ -448,7 +454,10 @@ async function main(): Promise<void> {
   );
 
   const cairn = await startCairnServer();
-  const nginx = await startNginx();
+  const nginx = await startNginx().catch(async (e) => {
+    await cairn.stop();
+    throw e;
+  });
   const servers = [nginx, cairn];
   const result: Record<string, unknown> = {
     date: new Date().toISOString(),
@@ -466,6 +475,10 @@ async function main(): Promise<void> {
     repo: built,
   };
   try {
+    // The comparison assumes both serve the very same folder: if Cairn wrote static deltas into it
+    // (deltas on demand), bare-user clients would use them from either server afterwards.
+    const hadDeltas = fs.existsSync(path.join(REPO, 'deltas'));
+    if (hadDeltas) log('warning: the bench repo has a deltas/ folder; bare-user pulls may use deltas');
     if (!opts.skipPull) {
       const modes: Mode[] = ['archive', 'bare-user'];
       log('warm-up pulls (page cache, JIT), not counted …');
@@ -526,6 +539,9 @@ async function main(): Promise<void> {
         ratio: c / n,
       };
     }
+    const hasDeltas = fs.existsSync(path.join(REPO, 'deltas'));
+    if (hasDeltas && !hadDeltas) log('warning: deltas/ appeared in the bench repo during the run (written by Cairn?)');
+    result.repoHasDeltas = hasDeltas;
   } finally {
     await cairn.stop();
     await nginx.stop();

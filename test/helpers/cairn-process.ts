@@ -94,6 +94,8 @@ export async function startCairn(opts: {
   if (!fs.existsSync(script)) throw new Error(`${script} does not exist (is the server built? npx tsc -p .)`);
   const args = [script, 'serve', '--data', opts.dataDir, '--port', '0', '--host', '127.0.0.1', ...(opts.extraArgs ?? [])];
   const logFd = opts.logFile ? fs.openSync(opts.logFile, 'a') : undefined;
+  // the file may hold earlier runs: only what this child writes counts
+  const logStart = logFd === undefined ? 0 : fs.fstatSync(logFd).size;
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), ...args], {
     cwd: root,
     env: { ...process.env, ...opts.env },
@@ -133,11 +135,14 @@ export async function startCairn(opts: {
   let poll: NodeJS.Timeout | undefined;
   if (opts.logFile) {
     const file = opts.logFile;
-    let seen = 0;
+    let seen = logStart;
     poll = setInterval(() => {
-      const text = fs.readFileSync(file, 'utf8');
-      for (const line of text.slice(seen).split('\n')) if (!listening) handleLine(line.trim());
-      seen = text.length;
+      const all = fs.readFileSync(file);
+      const text = all.subarray(seen).toString('utf8');
+      const end = text.lastIndexOf('\n');
+      if (end < 0) return;
+      for (const line of text.slice(0, end).split('\n')) if (!listening) handleLine(line.trim());
+      seen += Buffer.byteLength(text.slice(0, end + 1));
       if (listening) clearInterval(poll);
     }, 50);
   } else {
@@ -171,7 +176,7 @@ export async function startCairn(opts: {
       reject(
         new Error(
           `cairn did not print its listening line within ${opts.timeoutMs ?? 15000} ms:\n` +
-            (opts.logFile ? fs.readFileSync(opts.logFile, 'utf8') : output),
+            (opts.logFile ? fs.readFileSync(opts.logFile).subarray(logStart).toString('utf8') : output),
         ),
       );
     }, opts.timeoutMs ?? 15_000);
@@ -181,7 +186,8 @@ export async function startCairn(opts: {
     };
     onExit = (why) => {
       clearTimeout(timer);
-      reject(new Error(`cairn ${why} before listening:\n${opts.logFile ? fs.readFileSync(opts.logFile, 'utf8') : output}`));
+      const text = opts.logFile ? fs.readFileSync(opts.logFile).subarray(logStart).toString('utf8') : output;
+      reject(new Error(`cairn ${why} before listening:\n${text}`));
     };
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -198,7 +204,7 @@ export async function startCairn(opts: {
     port,
     dataDir: opts.dataDir,
     pid: child.pid!,
-    output: () => (opts.logFile ? fs.readFileSync(opts.logFile, 'utf8') : output),
+    output: () => (opts.logFile ? fs.readFileSync(opts.logFile).subarray(logStart).toString('utf8') : output),
     requests: () => [...requests],
     logsRequests: () => sawRequestLog,
     waitForRequest: async (pred, timeoutMs = 2000) => {
