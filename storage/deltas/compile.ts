@@ -10,8 +10,10 @@
  *   - metadata (dirtree, dirmeta): spliced with `S`;
  *   - a regular file with a previous version (same path in `from`, else same
  *     basename and size within 30%, like ostree's similarity rule) and both
- *     under `maxBsdiffSize`: `r o B c R` (bsdiff against the old version) when
- *     the patch compresses smaller than the new bytes would;
+ *     under `maxBsdiffSize`: `r o w c R` (bytes copied from the old version)
+ *     when only its mode, owner or xattrs changed, else `r o B c R` (bsdiff
+ *     against the old version) when the patch compresses smaller than the new
+ *     bytes would;
  *   - otherwise, files above `minFallbackSize` become fallbacks (the client
  *     fetches the loose .filez; bug #2053 means every object must stay loose
  *     anyway, and the repo keeps them);
@@ -82,6 +84,8 @@ export interface CompileStats {
   fallbacks: number;
   /** Files with a previous version where bsdiff was not worth it. */
   bsdiffRejected: number;
+  /** Files whose bytes equal their previous version's (mode, owner or xattrs changed): `r o w c R`. */
+  copiedFiles: number;
   usize: number;
   elapsedMs: number;
 }
@@ -166,11 +170,14 @@ function extension(p: string): string {
 type Plan =
   | { kind: 'meta'; ref: DeltaObjectRef; data: Buffer }
   | { kind: 'file'; ref: DeltaObjectRef; header: FileHeader; data: Buffer }
-  | { kind: 'bsdiff'; ref: DeltaObjectRef; header: FileHeader; size: number; source: string; patch: Buffer };
+  | { kind: 'bsdiff'; ref: DeltaObjectRef; header: FileHeader; size: number; source: string; patch: Buffer }
+  /** Same bytes as `source`, new mode/uid/gid/xattrs: `r o w c R`, the bytes copied from the source. */
+  | { kind: 'copy'; ref: DeltaObjectRef; header: FileHeader; size: number; source: string };
 
 function planPayloadSize(p: Plan): number {
   if (p.kind === 'meta') return p.data.length;
   if (p.kind === 'file') return isSymlink(p.header) ? Buffer.byteLength(p.header.symlinkTarget) : p.data.length;
+  if (p.kind === 'copy') return 32;
   return 32 + p.patch.length;
 }
 
@@ -229,6 +236,15 @@ class PartBuilder {
       this.op(DeltaOp.OpenSpliceAndClose, mi, xi, bytes.length, at);
       // ostree's usize counts regular-file content, not symlink targets.
       if (!isSymlink(p.header)) this.usize += bytes.length;
+    } else if (p.kind === 'copy') {
+      const [mi, xi] = this.tables(p.header);
+      const src = this.append(checksumToBytes(p.source));
+      this.op(DeltaOp.SetReadSource, src);
+      this.op(DeltaOp.Open, mi, xi, p.size);
+      this.op(DeltaOp.Write, p.size, 0);
+      this.op(DeltaOp.Close);
+      this.op(DeltaOp.UnsetReadSource);
+      this.usize += p.size;
     } else {
       const [mi, xi] = this.tables(p.header);
       const src = this.append(checksumToBytes(p.source));
@@ -282,7 +298,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
 
   const { index: toIdx, commitBytes } = await indexTree(repo, to);
   const fromIdx = from ? (await indexTree(repo, from)).index : null;
-  const stats: CompileStats = { metadataObjects: 0, splicedFiles: 0, symlinks: 0, bsdiffFiles: 0, fallbacks: 0, bsdiffRejected: 0, usize: 0, elapsedMs: 0 };
+  const stats: CompileStats = { metadataObjects: 0, splicedFiles: 0, symlinks: 0, bsdiffFiles: 0, fallbacks: 0, bsdiffRejected: 0, copiedFiles: 0, usize: 0, elapsedMs: 0 };
 
   // Metadata the client lacks, ordered by path then type (dirmeta, dirtree).
   const metaPlans: Plan[] = [];
@@ -351,6 +367,12 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     if (prev && info.size + (await infoOf(prev)).size <= maxBsdiff) {
       loaded = (await readContentObject(repo, f.checksum, maxBsdiff)).data;
       const old = (await readContentObject(repo, prev, maxBsdiff)).data;
+      if (old.equals(loaded)) {
+        // Only the mode, owner or xattrs changed: no bsdiff (a suffix array of the whole file for
+        // an empty patch), the client copies the bytes from its previous version.
+        patchPlans.push({ kind: 'copy', ref, header: info.header, size: info.size, source: prev });
+        continue;
+      }
       const patch = bsdiff(old, loaded);
       if (estimate(patch) + BSDIFF_OVERHEAD < estimate(loaded)) {
         patchPlans.push({ kind: 'bsdiff', ref, header: info.header, size: info.size, source: prev, patch });
@@ -384,6 +406,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     current.add(p);
     if (p.kind === 'meta') stats.metadataObjects++;
     else if (p.kind === 'bsdiff') stats.bsdiffFiles++;
+    else if (p.kind === 'copy') stats.copiedFiles++;
     else if (isSymlink(p.header)) stats.symlinks++;
     else stats.splicedFiles++;
   }
