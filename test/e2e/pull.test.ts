@@ -232,7 +232,6 @@ test('static deltas from `ostree static-delta generate` are used by a bare-user 
     const got = (p: string) => (r: LoggedRequest) => r.path === `/repo/deltas/${p}` && r.status === 200;
 
     const scratch = deltaSuperblockPath(null, D1);
-    if (process.env.CAIRN_E2E_DEBUG) console.error({ D1, scratch });
     await pull(c, ['--require-static-deltas', 'cairn', 'd/main']);
     assert.equal(await revParse(c, 'cairn:d/main'), D1);
     assert.ok(
@@ -268,9 +267,12 @@ test('static deltas from `ostree static-delta generate` are used by a bare-user 
   }
 
   // An archive client never uses deltas; it must still get the same tree from loose objects.
+  const deltaRequests = () => cairn.requests().filter((r) => r.path.startsWith('/repo/deltas/deltas/')).length;
+  const seen = deltaRequests();
   const a = await client('archive', repoUrl('deltas'));
   await pull(a, ['cairn', 'd/main']);
   await assertCheckoutEquals(a, 'cairn:d/main', src.v3, work);
+  assert.equal(deltaRequests(), seen, 'an archive client asks for no delta files');
 });
 
 test('a repo that is a symlink in DATA/repos is pullable', async () => {
