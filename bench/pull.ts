@@ -461,7 +461,7 @@ async function main(): Promise<void> {
   const servers = [nginx, cairn];
   const result: Record<string, unknown> = {
     date: new Date().toISOString(),
-    command: argv.length ? `npm run bench:pull -- ${argv.join(" ")}` : "npm run bench:pull",
+    command: argv.length ? `npm run bench:pull -- ${argv.join(' ')}` : 'npm run bench:pull',
     machine: {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model,
