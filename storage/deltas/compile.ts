@@ -31,7 +31,7 @@ import { Variant, parse } from '../gvariant';
 import { checksumToBytes, sha256Hex, validateChecksum } from '../objects/checksum';
 import { decodeCommit } from '../objects/commit';
 import { isSymlink, type FileHeader } from '../objects/content';
-import { decodeDirTree } from '../objects/dirtree';
+import { decodeDirTree, type DirTree } from '../objects/dirtree';
 import { ObjectType } from '../objects/types';
 import { encodeXattrs } from '../objects/xattrs';
 import type { Repo } from '../repo/repo';
@@ -126,20 +126,46 @@ interface TreeIndex {
   byPath: Map<string, string>;
 }
 
+/** Dirtrees read at once per batch while indexing (the walk itself stays sequential and ordered). */
+const DIRTREE_READ_CONCURRENCY = 32;
+
+/**
+ * Every dirtree under `root`, read level by level with bounded concurrency:
+ * one backend round trip after another made the index of a large tree the
+ * biggest cost of a small delta.
+ */
+async function loadDirTrees(repo: Repo, commit: string, root: string): Promise<Map<string, DirTree>> {
+  const trees = new Map<string, DirTree>();
+  let level = [root];
+  while (level.length > 0) {
+    const todo = [...new Set(level)].filter((t) => !trees.has(t));
+    for (let i = 0; i < todo.length; i += DIRTREE_READ_CONCURRENCY) {
+      const batch = todo.slice(i, i + DIRTREE_READ_CONCURRENCY);
+      const raws = await Promise.all(batch.map((t) => repo.readMetadata(t, ObjectType.DirTree)));
+      batch.forEach((t, k) => {
+        const raw = raws[k];
+        if (!raw) throw new CairnError('MISSING_OBJECTS', `dirtree ${t} of commit ${commit} is missing`, { object: t });
+        trees.set(t, decodeDirTree(raw));
+      });
+    }
+    level = todo.flatMap((t) => trees.get(t)!.dirs.map((d) => d.treeChecksum));
+  }
+  return trees;
+}
+
 async function indexTree(repo: Repo, commit: string): Promise<{ index: TreeIndex; commitBytes: Buffer }> {
   const commitBytes = await repo.readMetadata(commit, ObjectType.Commit);
   if (!commitBytes) throw new CairnError('NOT_FOUND', `commit ${commit} is not in repository ${repo.name}`, { commit });
   const c = decodeCommit(commitBytes);
+  const trees = await loadDirTrees(repo, commit, c.rootTree);
   const index: TreeIndex = { metadata: new Map(), files: new Map(), byPath: new Map() };
-  const visit = async (tree: string, meta: string, dir: string): Promise<void> => {
+  const visit = (tree: string, meta: string, dir: string): void => {
     const mk = `${ObjectType.DirMeta}:${meta}`;
     if (!index.metadata.has(mk)) index.metadata.set(mk, { ref: { type: ObjectType.DirMeta, checksum: meta }, path: dir });
     const tk = `${ObjectType.DirTree}:${tree}`;
     const seenTree = index.metadata.has(tk);
     if (!seenTree) index.metadata.set(tk, { ref: { type: ObjectType.DirTree, checksum: tree }, path: dir });
-    const raw = await repo.readMetadata(tree, ObjectType.DirTree);
-    if (!raw) throw new CairnError('MISSING_OBJECTS', `dirtree ${tree} of commit ${commit} is missing`, { object: tree });
-    const dt = decodeDirTree(raw);
+    const dt = trees.get(tree)!;
     for (const f of dt.files) {
       const p = `${dir}/${f.name}`;
       index.byPath.set(p, f.checksum);
@@ -147,9 +173,9 @@ async function indexTree(repo: Repo, commit: string): Promise<{ index: TreeIndex
       if (paths) paths.push(p);
       else index.files.set(f.checksum, [p]);
     }
-    for (const d of dt.dirs) await visit(d.treeChecksum, d.metaChecksum, `${dir}/${d.name}`);
+    for (const d of dt.dirs) visit(d.treeChecksum, d.metaChecksum, `${dir}/${d.name}`);
   };
-  await visit(c.rootTree, c.rootMeta, '');
+  visit(c.rootTree, c.rootMeta, '');
   return { index, commitBytes };
 }
 
