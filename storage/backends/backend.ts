@@ -40,6 +40,12 @@ export interface Backend {
   ensurePrefixes(prefixes: string[]): Promise<void>;
   /** Every key below `prefix` ('' for all), recursively, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
+  /**
+   * Optional: takes the repository-wide lock `name` across processes (several
+   * Cairn processes may share the storage); resolves with its release.
+   * Drivers without it are locked per process only (storage/repo/mutex.ts).
+   */
+  lock?(name: string): Promise<() => Promise<void>>;
 }
 
 const MAX_KEY_LENGTH = 4096;

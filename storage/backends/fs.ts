@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { CairnError, isNotFoundErrno } from '../errors';
 import { type Backend, type BlobInfo, type ByteRange, type WriteSource, validateKey } from './backend';
+import { acquireLockFile } from './lockfile';
 
 /** Where temporary files go: inside the repo (same filesystem, so rename is atomic); OSTree clients never fetch it. */
 const TMP_DIR = 'tmp';
@@ -140,6 +141,12 @@ export class FsBackend implements Backend {
 
   async ensurePrefixes(prefixes: string[]): Promise<void> {
     for (const p of prefixes) await this.ensureDir(this.resolve(p));
+  }
+
+  /** Lock files live in the repository's tmp/ (never served; same filesystem for every process). */
+  lock(name: string): Promise<() => Promise<void>> {
+    if (!/^[a-z0-9-]{1,64}$/.test(name)) throw new CairnError('INVALID_ARGUMENT', `invalid lock name ${name.slice(0, 80)}`);
+    return acquireLockFile(path.join(this.root, TMP_DIR, `cairn-${name}.lock`));
   }
 
   async *list(prefix: string): AsyncIterable<string> {

@@ -1,7 +1,13 @@
+import type { Backend } from '../backends/backend';
+
 /**
  * A per-key async mutex for this process: ref moves and summary regeneration
  * of one repository are serialised so that a slower writer can never publish
- * a summary older than the refs (multi-process locking comes with shared backends).
+ * a summary older than the refs. `withRepoLock` adds the backend's
+ * cross-process lock (a lock file for the filesystem driver) inside the
+ * in-process one, so that `cairn serve --workers N`, `cairn commit` and
+ * `cairn delta` sharing a data folder are serialised too; the in-process
+ * queue in front means a process contends for the file with one waiter only.
  */
 const tails = new Map<string, Promise<void>>();
 
@@ -18,4 +24,16 @@ export async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T>
     release();
     if (tails.get(key) === tail) tails.delete(key);
   }
+}
+
+/** The repository-wide lock `name` (e.g. `refs`, `summary`) of `backend`, in this process and across processes. */
+export function withRepoLock<T>(backend: Backend, name: string, fn: () => Promise<T>): Promise<T> {
+  return withLock(`${name}:${backend.location}`, async () => {
+    const unlock = backend.lock ? await backend.lock(name) : undefined;
+    try {
+      return await fn();
+    } finally {
+      await unlock?.();
+    }
+  });
 }

@@ -4,7 +4,7 @@ import { validateChecksum } from '../objects/checksum';
 import { decodeCommit } from '../objects/commit';
 import { OBJECT_GVARIANT_TYPE, ObjectType } from '../objects/types';
 import { objectName, walkCommitTree } from './closure';
-import { withLock } from './mutex';
+import { withRepoLock } from './mutex';
 import { validateRefName } from './names';
 import { appendRefLog, type RefLogEntry } from './reflog';
 import type { Repo } from './repo';
@@ -52,7 +52,7 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
     seen.add(u.ref);
   }
 
-  return withLock(`refs:${repo.backend.location}`, async () => {
+  return withRepoLock(repo.backend, 'refs', async () => {
     const current = new Map<string, string | null>();
     for (const u of updates) current.set(u.ref, await repo.readRef(u.ref));
 

@@ -5,7 +5,7 @@ import { commitVersion, decodeCommit } from '../objects/commit';
 import { bswap64 } from '../objects/endian';
 import { OBJECT_GVARIANT_TYPE, ObjectType } from '../objects/types';
 import { keyFileBool, keyFileGet, keyFileSet } from './config';
-import { withLock } from './mutex';
+import { withRepoLock } from './mutex';
 import { compareBytes, type Repo } from './repo';
 
 /** Produces the bytes of summary.sig for given summary bytes (an a{sv} of signatures). */
@@ -115,7 +115,7 @@ export async function writeDeltaIndexes(repo: Repo, deltas: StaticDeltaEntry[]):
  * summary, so a signature must never outlive the summary it signs.
  */
 export async function updateSummary(repo: Repo, signer?: SummarySigner): Promise<Buffer> {
-  return withLock(`summary:${repo.backend.location}`, async () => {
+  return withRepoLock(repo.backend, 'summary', async () => {
     const deltas = await listStaticDeltas(repo);
     await writeDeltaIndexes(repo, deltas);
     const summary = await buildSummary(repo, { deltas });
