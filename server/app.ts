@@ -2,6 +2,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import type { RepoRegistry } from '../storage/repo/registry';
 import { errorMiddleware, sendError, sendNotFound } from './errors';
 import { FileCache, type FileCacheOptions } from './files/cache';
+import { createFastPath, type FastPath } from './files/fastpath';
 import { createLogger, type Logger } from './logging';
 import { createMetrics, type Metrics } from './metrics';
 import { observeRequests } from './observe';
@@ -37,10 +38,12 @@ export interface AppOptions {
   context?: ServerContext;
   /** In-memory cache of small files; false disables it. */
   fileCache?: FileCacheOptions | false;
+  /** The raw GET/HEAD path for public repository files in front of express (server/files/fastpath.ts); on by default. */
+  fastPath?: boolean;
 }
 
 export interface CairnApp extends Express {
-  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache } };
+  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache; fastPath?: FastPath } };
 }
 
 /**
@@ -81,6 +84,20 @@ export function createApp(opts: AppOptions): CairnApp {
   for (const m of opts.mounts ?? []) app.use(folderFileRoutes(m.prefix, m.dir, files));
   app.use((req, res) => sendNotFound(req, res));
   app.use(errorMiddleware(logger));
+
+  // Pulls are thousands of small GETs: the ones for existing files of public
+  // repositories skip express (routing, param parsing, the guard's settings
+  // read) and go straight to serveFile; everything else, and anything the fast
+  // path is not sure about, takes the pipeline above untouched. Hooked on
+  // app.handle so that every way of running the app (listen, supertest, a
+  // parent express app) gets it.
+  if (opts.fastPath !== false) {
+    const fast = createFastPath({ registry: opts.registry, settings: ctx?.settings, cache, metrics, logger });
+    app.locals.cairn.fastPath = fast;
+    const handle = (app as unknown as { handle: (req: unknown, res: unknown, next?: unknown) => void }).handle.bind(app);
+    (app as unknown as { handle: typeof handle }).handle = (req, res, next) =>
+      fast(req as Parameters<FastPath>[0], res as Parameters<FastPath>[1], () => handle(req, res, next));
+  }
   return app;
 }
 

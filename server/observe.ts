@@ -1,4 +1,5 @@
-import type { RequestHandler, Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestHandler } from 'express';
 import type { Logger } from './logging';
 import type { Metrics } from './metrics';
 
@@ -11,45 +12,81 @@ import type { Metrics } from './metrics';
  */
 export function observeRequests(log: Logger, metrics: Metrics | undefined): RequestHandler {
   return (req, res, next) => {
-    const start = process.hrtime.bigint();
-    const counter = countBodyBytes(res);
-    res.once('close', () => {
-      const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
-      const route = typeof res.locals.route === 'string' ? res.locals.route : 'unmatched';
-      const aborted = !res.writableFinished;
-      const status = res.statusCode;
-      const bytes = counter();
-      metrics?.observeRequest({ route, method: req.method, status, bytes, durationMs });
-      log.request({
-        method: req.method,
-        path: req.originalUrl.split('?', 1)[0],
-        status,
-        bytes,
-        durationMs,
-        repo: typeof res.locals.repo === 'string' ? res.locals.repo : undefined,
-        aborted,
-      });
-    });
+    observe(log, metrics, req, res, res.locals as ObservedLabels, process.hrtime.bigint(), req.originalUrl);
     next();
   };
 }
 
+export interface ObservedLabels {
+  route?: unknown;
+  repo?: unknown;
+}
+
+export interface Observation {
+  /** Forget this request (it is handed to another handler that observes it itself). */
+  cancel(): void;
+}
+
+/**
+ * The same for a plain node:http request (the fast path): one log line and
+ * one observation when `res` closes, with the labels read at that moment.
+ */
+export function observe(log: Logger, metrics: Metrics | undefined, req: IncomingMessage, res: ServerResponse, labels: ObservedLabels, start: bigint, url = req.url ?? ''): Observation {
+  const counter = countBodyBytes(req, res);
+  const onClose = () => {
+    const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
+    const route = typeof labels.route === 'string' ? labels.route : 'unmatched';
+    const aborted = !res.writableFinished;
+    const status = res.statusCode;
+    const bytes = counter.bytes();
+    const method = req.method ?? 'GET';
+    metrics?.observeRequest({ route, method, status, bytes, durationMs });
+    const q = url.indexOf('?');
+    log.request({
+      method,
+      path: q === -1 ? url : url.slice(0, q),
+      status,
+      bytes,
+      durationMs,
+      repo: typeof labels.repo === 'string' ? labels.repo : undefined,
+      aborted,
+    });
+  };
+  res.once('close', onClose);
+  return {
+    cancel() {
+      res.off('close', onClose);
+      counter.restore();
+    },
+  };
+}
+
 /** Wraps write/end to count body bytes (HEAD bodies are discarded by node, so they count 0). */
-function countBodyBytes(res: Response): () => number {
+function countBodyBytes(req: IncomingMessage, res: ServerResponse): { bytes(): number; restore(): void } {
   let bytes = 0;
   const add = (chunk: unknown, encoding: unknown) => {
     if (typeof chunk === 'string') bytes += Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
     else if (chunk instanceof Uint8Array) bytes += chunk.byteLength;
   };
+  const hadOwnWrite = Object.prototype.hasOwnProperty.call(res, 'write');
+  const hadOwnEnd = Object.prototype.hasOwnProperty.call(res, 'end');
   const write = res.write;
   const end = res.end;
-  res.write = function (this: Response, chunk: unknown, ...rest: unknown[]) {
+  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
     add(chunk, rest[0]);
     return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-  } as Response['write'];
-  res.end = function (this: Response, chunk?: unknown, ...rest: unknown[]) {
+  } as ServerResponse['write'];
+  res.end = function (this: ServerResponse, chunk?: unknown, ...rest: unknown[]) {
     if (typeof chunk !== 'function') add(chunk, rest[0]);
-    return (end as (...a: unknown[]) => Response).call(this, chunk, ...rest);
-  } as Response['end'];
-  return () => (res.req.method === 'HEAD' ? 0 : bytes);
+    return (end as (...a: unknown[]) => ServerResponse).call(this, chunk, ...rest);
+  } as ServerResponse['end'];
+  return {
+    bytes: () => (req.method === 'HEAD' ? 0 : bytes),
+    restore() {
+      if (hadOwnWrite) res.write = write;
+      else delete (res as { write?: unknown }).write;
+      if (hadOwnEnd) res.end = end;
+      else delete (res as { end?: unknown }).end;
+    },
+  };
 }

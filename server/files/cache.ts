@@ -4,33 +4,46 @@ import type { Backend, BlobInfo } from '../../storage/backends/backend';
 /**
  * Small hot files (config, refs, summary, metadata objects) kept in memory,
  * bounded by bytes. An entry is only ever used for the exact backend version
- * it was read at, and the caller stats the backend on every request: a file
- * rewritten behind our back (the `ostree` CLI updating a ref or the summary)
- * is a miss on the very next request. The cache saves the open/read/close, not
- * the freshness check.
+ * it was read at, and for every file that can change the caller stats the
+ * backend on every request: a file rewritten behind our back (the `ostree` CLI
+ * updating a ref or the summary) is a miss on the very next request.
+ *
+ * The one exception is `trusted()`: content-addressed objects (a key whose
+ * name is the checksum of its bytes) cannot change, only appear or disappear
+ * (prune, a deleted repository). Their entries are served without a stat for
+ * TRUST_MS after the last time the backend confirmed them; after that the
+ * next request stats again (and refreshes or drops the entry). So a deleted
+ * object is served for at most TRUST_MS, never forever.
  */
 export interface FileCacheOptions {
   /** Total bytes held (default 64 MiB). */
   maxBytes?: number;
   /** Larger files are always streamed (default 256 KiB). */
   maxFileBytes?: number;
+  /** How long a content-addressed entry is served without asking the backend (default 5 s; 0 never). */
+  trustMs?: number;
 }
 
-interface Entry {
+export interface CacheEntry {
   version: string;
+  info: BlobInfo;
   data: Buffer;
+  /** When the backend last confirmed this version (Date.now()). */
+  checkedAt: number;
 }
 
-const ENTRY_OVERHEAD = 128;
+const ENTRY_OVERHEAD = 160;
 
 export class FileCache {
   readonly maxFileBytes: number;
-  private readonly lru: LRUCache<string, Entry>;
+  readonly trustMs: number;
+  private readonly lru: LRUCache<string, CacheEntry>;
 
   constructor(opts: FileCacheOptions = {}) {
     const maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
     this.maxFileBytes = Math.min(opts.maxFileBytes ?? 256 * 1024, maxBytes);
-    this.lru = new LRUCache<string, Entry>({
+    this.trustMs = opts.trustMs ?? 5_000;
+    this.lru = new LRUCache<string, CacheEntry>({
       maxSize: Math.max(1, maxBytes),
       sizeCalculation: (e, k) => e.data.length + k.length + ENTRY_OVERHEAD,
     });
@@ -41,7 +54,16 @@ export class FileCache {
     return size <= this.maxFileBytes;
   }
 
-  /** The bytes of `key` at exactly `version`, if held. */
+  /**
+   * The entry of a content-addressed key if the backend confirmed it less than
+   * trustMs ago. Only for keys whose bytes cannot change (see above).
+   */
+  trusted(backend: Backend, key: string, now: number): CacheEntry | undefined {
+    const e = this.lru.get(cacheKey(backend, key));
+    return e && now - e.checkedAt < this.trustMs ? e : undefined;
+  }
+
+  /** The bytes of `key` at exactly `version`, if held; a hit counts as a confirmation (the caller just statted). */
   get(backend: Backend, key: string, version: string): Buffer | undefined {
     const k = cacheKey(backend, key);
     const e = this.lru.get(k);
@@ -50,12 +72,13 @@ export class FileCache {
       this.lru.delete(k);
       return undefined;
     }
+    e.checkedAt = Date.now();
     return e.data;
   }
 
   set(backend: Backend, key: string, data: Buffer, info: BlobInfo): void {
     if (!this.accepts(data.length)) return;
-    this.lru.set(cacheKey(backend, key), { version: info.version, data });
+    this.lru.set(cacheKey(backend, key), { version: info.version, info, data, checkedAt: Date.now() });
   }
 
   get size(): number {
@@ -63,7 +86,7 @@ export class FileCache {
   }
 }
 
-/** Backends are created per request; their location names the repository. */
+/** Backends may be created per request; their location names the repository. */
 function cacheKey(backend: Backend, key: string): string {
   return `${backend.location}\0${key}`;
 }

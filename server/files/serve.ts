@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream';
-import type { Request, Response } from 'express';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Backend, BlobInfo, ByteRange } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import type { RepoFileClass } from '../../storage/repo/layout';
@@ -31,10 +31,28 @@ const ATTEMPTS = 3;
 export interface ServeFileOptions {
   cache?: FileCache;
   metrics?: Metrics;
+  /** A private repository's file: `Cache-Control: private`. */
+  privateRepo?: boolean;
 }
 
-/** Answers the request for `key`; false when the file does not exist (the caller sends 404). */
-export async function serveFile(req: Request, res: Response, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<boolean> {
+/**
+ * Answers the request for `key`; false when the file does not exist (the
+ * caller sends 404). Works on plain node:http objects, so that both the
+ * express routes and the raw fast path (server/files/fastpath.ts) use it.
+ */
+export async function serveFile(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<boolean> {
+  // Content-addressed objects cannot change: a copy the backend confirmed a
+  // moment ago is served without a stat (bounded by the cache's trustMs, so a
+  // deleted object stops being served soon after). Delta parts are not
+  // content-addressed (a regenerated delta rewrites them) and always stat.
+  if (cls.contentId && opts.cache) {
+    const hit = opts.cache.trusted(backend, key, Date.now());
+    if (hit) {
+      opts.metrics?.cacheHit(CACHE_NAME);
+      sendBuffered(req, res, cls, hit.info, hit.data, opts);
+      return true;
+    }
+  }
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const info = await backend.stat(key);
     if (!info) return false;
@@ -47,47 +65,9 @@ export async function serveFile(req: Request, res: Response, backend: Backend, k
 
 type Outcome = 'sent' | 'absent' | 'changed';
 
-async function serveVersion(req: Request, res: Response, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<Outcome> {
-  const v: Validators = { etag: etagFor(cls, info), mtimeMs: info.mtimeMs, nowMs: Date.now() };
-  res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Accept-Ranges', 'bytes');
-  res.setHeader('ETag', v.etag);
-  const cacheControl = cls.kind === 'immutable' ? IMMUTABLE : REVALIDATE;
-  // A private repository's files must never sit in a shared cache.
-  res.setHeader('Cache-Control', res.locals.privateRepo ? cacheControl.replace('public', 'private') : cacheControl);
-  if (lastModifiedUsable(info.mtimeMs, v.nowMs)) res.setHeader('Last-Modified', httpDate(info.mtimeMs));
-  else res.removeHeader('Last-Modified');
-
-  if (isNotModified(req.headers, v)) {
-    res.statusCode = 304;
-    res.removeHeader('Content-Length');
-    res.removeHeader('Content-Range');
-    res.end();
-    return 'sent';
-  }
-
-  const decision = decideRange(req.headers, info.size, v);
-  if (decision.kind === 'unsatisfiable') {
-    res.statusCode = 416;
-    res.setHeader('Content-Range', `bytes */${info.size}`);
-    res.setHeader('Content-Length', 0);
-    res.end();
-    return 'sent';
-  }
-  const range = decision.kind === 'partial' ? decision.range : undefined;
-  res.statusCode = range ? 206 : 200;
-  if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
-  else res.removeHeader('Content-Range');
-  res.setHeader('Content-Length', range ? range.end - range.start + 1 : info.size);
-
-  if (req.method === 'HEAD') {
-    res.end();
-    return 'sent';
-  }
-
+async function serveVersion(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<Outcome> {
   const cache = opts.cache;
-  if (cache?.accepts(info.size)) {
+  if (req.method !== 'HEAD' && cache?.accepts(info.size)) {
     let data = cache.get(backend, key, info.version);
     if (data) opts.metrics?.cacheHit(CACHE_NAME);
     else {
@@ -98,14 +78,70 @@ async function serveVersion(req: Request, res: Response, backend: Backend, key: 
       cache.set(backend, key, got.data, got.info);
       data = got.data;
     }
-    res.end(range ? data.subarray(range.start, range.end + 1) : data);
+    sendBuffered(req, res, cls, info, data, opts);
     return 'sent';
   }
-  return streamFile(res, backend, key, info, range);
+  const d = prepare(req, res, cls, info, opts);
+  if (d.done) return 'sent';
+  if (req.method === 'HEAD') {
+    res.end();
+    return 'sent';
+  }
+  return streamFile(res, backend, key, info, d.range);
+}
+
+/** A file whose bytes we hold: the whole answer in one writeHead + end. */
+function sendBuffered(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, info: BlobInfo, data: Buffer, opts: ServeFileOptions): void {
+  const d = prepare(req, res, cls, info, opts);
+  if (d.done) return;
+  if (req.method === 'HEAD') res.end();
+  else res.end(d.range ? data.subarray(d.range.start, d.range.end + 1) : data);
+}
+
+/**
+ * Status and headers for `info` (validators, 304, ranges, 416), written with
+ * one writeHead. `done` when the answer is complete (304, 416); else the
+ * caller sends the body (or none for HEAD).
+ */
+function prepare(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): { done: boolean; range?: ByteRange } {
+  const v: Validators = { etag: etagFor(cls, info), mtimeMs: info.mtimeMs, nowMs: Date.now() };
+  const cacheControl = cls.kind === 'immutable' ? IMMUTABLE : REVALIDATE;
+  const headers: OutgoingHttpHeaders = {
+    'Content-Type': 'application/octet-stream',
+    'X-Content-Type-Options': 'nosniff',
+    'Accept-Ranges': 'bytes',
+    ETag: v.etag,
+    // A private repository's files must never sit in a shared cache.
+    'Cache-Control': opts.privateRepo ? cacheControl.replace('public', 'private') : cacheControl,
+  };
+  if (lastModifiedUsable(info.mtimeMs, v.nowMs)) headers['Last-Modified'] = httpDate(info.mtimeMs);
+  else res.removeHeader('Last-Modified');
+  res.removeHeader('Content-Range');
+
+  if (isNotModified(req.headers, v)) {
+    res.removeHeader('Content-Length');
+    res.writeHead(304, headers);
+    res.end();
+    return { done: true };
+  }
+
+  const decision = decideRange(req.headers, info.size, v);
+  if (decision.kind === 'unsatisfiable') {
+    headers['Content-Range'] = `bytes */${info.size}`;
+    headers['Content-Length'] = 0;
+    res.writeHead(416, headers);
+    res.end();
+    return { done: true };
+  }
+  const range = decision.kind === 'partial' ? decision.range : undefined;
+  if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
+  headers['Content-Length'] = range ? range.end - range.start + 1 : info.size;
+  res.writeHead(range ? 206 : 200, headers);
+  return { done: false, range };
 }
 
 /** Large files: streamed from an open handle, never read whole. */
-async function streamFile(res: Response, backend: Backend, key: string, info: BlobInfo, range: ByteRange | undefined): Promise<Outcome> {
+async function streamFile(res: ServerResponse, backend: Backend, key: string, info: BlobInfo, range: ByteRange | undefined): Promise<Outcome> {
   const opened = await backend.openRead(key, range);
   if (!opened) return 'absent';
   if (opened.info.version !== info.version) {

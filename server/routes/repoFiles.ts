@@ -72,7 +72,7 @@ export function fileRoutes(opts: FileRouteOptions): RequestHandler {
       const cls = (opts.classify ?? classifyRepoKey)(key);
       res.locals.route = `${opts.label}_${cls.area}`;
       if (cls.kind === 'local') return sendNotFound(req, res);
-      const found = await serveFile(req, res, target.backend, key, cls, { cache: opts.cache, metrics: opts.metrics });
+      const found = await serveFile(req, res, target.backend, key, cls, { cache: opts.cache, metrics: opts.metrics, privateRepo: res.locals.privateRepo === true });
       if (!found) {
         sendNotFound(req, res);
         if (target.repo !== undefined) opts.onMissing?.(target.repo, key);

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { FsBackend } from '../backends/fs';
 import { CairnError, isNotFoundErrno } from '../errors';
@@ -9,9 +9,15 @@ import { Repo, type InitOptions } from './repo';
  * The repositories of a data folder: every archive repo at DATA/repos/NAME
  * (a real folder or a symlink), including ones that appear while we run.
  * Nothing is cached that could go stale: each lookup checks the disk.
+ *
+ * That check runs on every request to a repository's files, so it is one
+ * synchronous stat of NAME/config (a dentry-cache lookup of a microsecond or
+ * two, cheaper than a thread-pool round trip; an absent repository costs no
+ * exception), and the Repo of a name is reused while its config is a file.
  */
 export class RepoRegistry {
   readonly reposDir: string;
+  private readonly opened = new Map<string, Repo>();
 
   constructor(readonly dataDir: string) {
     this.reposDir = path.join(dataDir, 'repos');
@@ -26,13 +32,24 @@ export class RepoRegistry {
     }
     const dir = path.join(this.reposDir, name);
     try {
-      const st = await fsp.stat(path.join(dir, 'config'));
-      if (!st.isFile()) return null;
+      const st = statSync(path.join(dir, 'config'), { throwIfNoEntry: false });
+      if (!st?.isFile()) {
+        this.opened.delete(name);
+        return null;
+      }
     } catch (e) {
+      this.opened.delete(name);
       if (isNotFoundErrno(e)) return null;
       throw e;
     }
-    return new Repo(name, new FsBackend(dir));
+    // A Repo holds no state of its own (name + backend), so sharing one is safe.
+    let repo = this.opened.get(name);
+    if (!repo) {
+      repo = new Repo(name, new FsBackend(dir));
+      if (this.opened.size >= 1024) this.opened.clear();
+      this.opened.set(name, repo);
+    }
+    return repo;
   }
 
   async list(): Promise<string[]> {

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CairnError, isNotFoundErrno } from '../errors';
@@ -23,7 +23,22 @@ export interface RepoSettings {
 
 export const DEFAULT_SETTINGS: RepoSettings = { private: false, deltas: { scratch: true, previousCommits: 3 } };
 
+/**
+ * Read on every request to a repository's files (is it private?), so parsed
+ * settings are cached, keyed by the file's identity: each `get` does one
+ * synchronous stat of DATA/settings/NAME.json and re-reads the file only when
+ * its inode, size or mtime changed. That keeps every change visible on the
+ * very next request, whoever made it (this process, another worker, an
+ * editor): the API replaces the file by rename (a new inode). The stat is
+ * synchronous on purpose: a metadata lookup in the dentry cache takes a
+ * microsecond or two, far less than a thread-pool round trip, and an absent
+ * file (the usual case: default settings) costs no exception
+ * (`throwIfNoEntry: false`). Only an in-place rewrite of the same size within
+ * the filesystem's timestamp granularity (a few ms) could go unseen.
+ */
 export class SettingsStore {
+  private readonly cache = new Map<string, { sig: string; value: RepoSettings }>();
+
   constructor(readonly dataDir: string) {}
 
   private file(name: string): string {
@@ -31,11 +46,30 @@ export class SettingsStore {
   }
 
   async get(name: string): Promise<RepoSettings> {
+    const file = this.file(name);
+    let sig: string;
     try {
-      const raw = JSON.parse(await fsp.readFile(this.file(name), 'utf8')) as Partial<RepoSettings>;
-      return merge(DEFAULT_SETTINGS, raw);
+      const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+      if (!st) {
+        this.cache.delete(name);
+        return copy(DEFAULT_SETTINGS);
+      }
+      sig = `${st.ino}-${st.size}-${st.mtimeNs}-${st.ctimeNs}`;
     } catch (e) {
-      if (isNotFoundErrno(e)) return structuredClone(DEFAULT_SETTINGS);
+      if (isNotFoundErrno(e)) return copy(DEFAULT_SETTINGS);
+      throw e;
+    }
+    const hit = this.cache.get(name);
+    if (hit && hit.sig === sig) return copy(hit.value);
+    try {
+      const raw = JSON.parse(await fsp.readFile(file, 'utf8')) as Partial<RepoSettings>;
+      const value = merge(DEFAULT_SETTINGS, raw);
+      // If the file changed between the stat and the read, the next stat differs from `sig`: re-read then.
+      this.cache.set(name, { sig, value });
+      return copy(value);
+    } catch (e) {
+      this.cache.delete(name);
+      if (isNotFoundErrno(e)) return copy(DEFAULT_SETTINGS);
       if (e instanceof SyntaxError) throw new CairnError('INVALID_ARGUMENT', `settings of ${name} are not valid JSON`);
       throw e;
     }
@@ -58,6 +92,11 @@ export class SettingsStore {
     await fsyncDir(path.dirname(file));
     return next;
   }
+}
+
+/** Callers may modify what they get; the cache keeps its own. */
+function copy(s: RepoSettings): RepoSettings {
+  return { private: s.private, deltas: { ...s.deltas } };
 }
 
 function merge(base: RepoSettings, patch: Partial<{ private: boolean; deltas: Partial<RepoSettings['deltas']> }>): RepoSettings {
