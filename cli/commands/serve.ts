@@ -1,13 +1,18 @@
 import { statSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { RepoRegistry } from '../../storage/repo/registry';
 import { createApp, type Mount } from '../../server/app';
 import { createServerContext } from '../../server/bootstrap';
 import { listen } from '../../server/listen';
+import { isClusterWorker, runWorker, startPrimary } from '../../server/cluster';
+import { createMetrics } from '../../server/metrics';
+import { SettingsStore } from '../../storage/repo/settings';
 import { createLogger } from '../../server/logging';
+import { batchedSink } from '../../server/logsink';
 import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
-const usage = `Usage: cairn serve [--data DIR] [--port N] [--host ADDR] [--mount PREFIX=DIR]...
+const usage = `Usage: cairn serve [--data DIR] [--port N] [--host ADDR] [--workers N] [--mount PREFIX=DIR]...
 
 Serves every OSTree archive repository DIR/repos/NAME at /repo/NAME/.
 On first start with no repository, creates DIR/repos/main.
@@ -16,6 +21,8 @@ Options:
   --data DIR            data folder (env CAIRN_DATA, default ./data)
   --port N              TCP port, 0 picks a free one (env CAIRN_PORT, default 8080)
   --host ADDR           address to listen on (env CAIRN_HOST, default 127.0.0.1)
+  --workers N           processes answering requests (env CAIRN_WORKERS, default: the
+                        number of CPUs, at most 16); 1 runs everything in one process
   --mount PREFIX=DIR    also serve folder DIR at URL prefix PREFIX with the repository
                         file rules (repeatable; /healthz, /metrics, /repo/ and /api/ win)
 
@@ -33,27 +40,51 @@ export const serve: Command = {
       port: { type: 'string' },
       host: { type: 'string' },
       mount: { type: 'string', multiple: true },
+      workers: { type: 'string' },
     }, false);
     const env = process.env;
     const dataDir = dataDirOption(values.data);
     const port = parsePort(values.port ?? env.CAIRN_PORT ?? '8080');
     const host = values.host ?? env.CAIRN_HOST ?? '127.0.0.1';
     const mounts = (values.mount ?? []).map(parseMount);
+    const workers = parseWorkers(values.workers ?? env.CAIRN_WORKERS);
 
-    const logger = createLogger();
+    const logger = createLogger({ write: batchedSink().write });
     const registry = new RepoRegistry(dataDir);
+    if (isClusterWorker()) {
+      // A `--workers` child (server/cluster.ts): the read fast path, the rest goes to the primary.
+      return runWorker({ port, host, registry, settings: new SettingsStore(dataDir), metrics: createMetrics(), logger });
+    }
     await registry.ensureDefault();
     const context = await createServerContext(dataDir, registry);
-    const app = createApp({ registry, mounts, logger, context });
-    const server = await listen(app, { port, host });
-    logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts });
-    const code = await server.stopOnSignals(logger);
+    const metrics = createMetrics();
+    const app = createApp({ registry, mounts, logger, context, metrics });
+    let code: number;
+    if (workers > 1) {
+      const running = await startPrimary({ workers, port, host, app, metrics, logger });
+      logger.always('listening', { host, port: running.port, url: running.url, data: dataDir, repos: await registry.list(), mounts, workers });
+      code = await running.stopOnSignals();
+    } else {
+      const server = await listen(app, { port, host });
+      logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts, workers: 1 });
+      code = await server.stopOnSignals(logger);
+    }
     // Queued delta jobs are dropped (they are re-derived on the next publish);
     // a running compile is stopped: its writes are crash-safe.
     await context.deltaJobs?.close();
     return code;
   },
 };
+
+/**
+ * Default: one process per CPU (like nginx's `worker_processes auto`), at most
+ * 16; a single CPU means a single process (no cluster at all).
+ */
+function parseWorkers(s: string | undefined): number {
+  if (s === undefined || s === '' || s === 'auto') return Math.max(1, Math.min(16, os.availableParallelism()));
+  if (!/^\d{1,3}$/.test(s) || Number(s) < 1 || Number(s) > 256) throw new UsageError(`invalid --workers "${s}": use 1-256 or auto`, 'serve');
+  return Number(s);
+}
 
 function parsePort(s: string): number {
   if (!/^\d{1,5}$/.test(s) || Number(s) > 65535) throw new UsageError(`invalid port "${s}": use 0-65535`, 'serve');

@@ -62,7 +62,9 @@ async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerRes
   if (cls.kind === 'local' || key.startsWith('keys/')) return fallback();
   let observation;
   try {
-    const repo = await opts.registry.open(name);
+    // A repository confirmed within the last second is good enough here: the
+    // file itself is still statted (or is content-addressed), see RepoRegistry.open.
+    const repo = await opts.registry.open(name, 1000);
     if (!repo) return fallback();
     if (opts.settings && (await opts.settings.get(name)).private) return fallback();
     observation = observe(opts.logger, opts.metrics, req, res, { route: `repo_${cls.area}`, repo: name }, start, url);

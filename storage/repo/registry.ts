@@ -13,23 +13,36 @@ import { Repo, type InitOptions } from './repo';
  * That check runs on every request to a repository's files, so it is one
  * synchronous stat of NAME/config (a dentry-cache lookup of a microsecond or
  * two, cheaper than a thread-pool round trip; an absent repository costs no
- * exception), and the Repo of a name is reused while its config is a file.
+ * exception). The read fast path may accept a repository confirmed up to
+ * `maxAgeMs` ago (it passes 1 s) without a new stat: that is safe because a Repo is only a name and a folder path, and
+ * every mutable file under it is still statted per request, so a deleted or
+ * replaced repository answers 404s / new bytes at once all the same (only
+ * content-addressed objects already in the file cache may outlive it, for
+ * the cache's own bound). Absence is never remembered: a repository that
+ * appears is served on the very next request.
  */
 export class RepoRegistry {
   readonly reposDir: string;
-  private readonly opened = new Map<string, Repo>();
+  private readonly opened = new Map<string, { repo: Repo; checkedAt: number }>();
 
   constructor(readonly dataDir: string) {
     this.reposDir = path.join(dataDir, 'repos');
   }
 
-  /** The repository called `name`, or null when there is none (or the name is illegal). */
-  async open(name: string): Promise<Repo | null> {
+  /**
+   * The repository called `name`, or null when there is none (or the name is
+   * illegal). `maxAgeMs`: a positive answer confirmed that recently is good
+   * enough (default 0: always check).
+   */
+  async open(name: string, maxAgeMs = 0): Promise<Repo | null> {
     try {
       validateRepoName(name);
     } catch {
       return null;
     }
+    const known = this.opened.get(name);
+    const now = Date.now();
+    if (known && now - known.checkedAt < maxAgeMs) return known.repo;
     const dir = path.join(this.reposDir, name);
     try {
       const st = statSync(path.join(dir, 'config'), { throwIfNoEntry: false });
@@ -43,12 +56,9 @@ export class RepoRegistry {
       throw e;
     }
     // A Repo holds no state of its own (name + backend), so sharing one is safe.
-    let repo = this.opened.get(name);
-    if (!repo) {
-      repo = new Repo(name, new FsBackend(dir));
-      if (this.opened.size >= 1024) this.opened.clear();
-      this.opened.set(name, repo);
-    }
+    const repo = known?.repo ?? new Repo(name, new FsBackend(dir));
+    if (!known && this.opened.size >= 1024) this.opened.clear();
+    this.opened.set(name, { repo, checkedAt: now });
     return repo;
   }
 
