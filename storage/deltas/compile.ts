@@ -12,8 +12,9 @@
  *     basename and size within 30%, like ostree's similarity rule) and both
  *     under `maxBsdiffSize`: `r o w c R` (bytes copied from the old version)
  *     when only its mode, owner or xattrs changed, else `r o B c R` (bsdiff
- *     against the old version) when the patch compresses smaller than the new
- *     bytes would;
+ *     against the old version; over 1 MiB anchored on content-defined chunks
+ *     found in both, anchored.ts) when the patch compresses smaller than the
+ *     new bytes would;
  *   - otherwise, files above `minFallbackSize` become fallbacks (the client
  *     fetches the loose .filez; bug #2053 means every object must stay loose
  *     anyway, and the repo keeps them);
@@ -35,7 +36,7 @@ import { decodeDirTree, type DirTree } from '../objects/dirtree';
 import { ObjectType } from '../objects/types';
 import { encodeXattrs } from '../objects/xattrs';
 import type { Repo } from '../repo/repo';
-import { bsdiff } from './bsdiff';
+import { anchoredBsdiff } from './anchored';
 import {
   commitmetaKey,
   DELTA_PART_VERSION,
@@ -399,7 +400,8 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
         patchPlans.push({ kind: 'copy', ref, header: info.header, size: info.size, source: prev });
         continue;
       }
-      const patch = bsdiff(old, loaded);
+      // Large files: bsdiff between content-defined chunks found in both (no whole-file suffix array).
+      const patch = anchoredBsdiff(old, loaded);
       if (estimate(patch) + BSDIFF_OVERHEAD < estimate(loaded)) {
         patchPlans.push({ kind: 'bsdiff', ref, header: info.header, size: info.size, source: prev, patch });
         continue;
