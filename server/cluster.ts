@@ -72,7 +72,9 @@ export interface RunningCluster {
 
 /** Starts the internal server and the workers; resolves once every worker listens. */
 export async function startPrimary(opts: PrimaryOptions): Promise<RunningCluster> {
-  const socket = path.join(os.tmpdir(), `cairn-${process.pid}-${randomBytes(4).toString('hex')}.sock`);
+  // Linux: an abstract socket (no file, so nothing is left behind even if the primary is killed).
+  const name = `cairn-${process.pid}-${randomBytes(4).toString('hex')}.sock`;
+  const socket = process.platform === 'linux' ? `\0${name}` : path.join(os.tmpdir(), name);
   const internal = createServer(opts.app);
   internal.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
@@ -82,12 +84,16 @@ export async function startPrimary(opts: PrimaryOptions): Promise<RunningCluster
       resolve();
     });
   });
-  process.on('exit', () => rmSync(socket, { force: true }));
+  const removeSocket = () => {
+    if (!socket.startsWith('\0')) rmSync(socket, { force: true });
+  };
+  process.on('exit', removeSocket);
 
   if (opts.metrics) aggregateWorkerMetrics(opts.metrics);
 
   let stopping = false;
-  const env = { [ENV_SOCKET]: socket };
+  // Environment strings cannot hold NUL: an abstract name travels as `@name`.
+  const env = { [ENV_SOCKET]: socket.startsWith('\0') ? `@${socket.slice(1)}` : socket };
   const fork = () => cluster.fork(env);
   const ports: number[] = [];
   const listening = new Promise<number>((resolve, reject) => {
@@ -146,7 +152,7 @@ export async function startPrimary(opts: PrimaryOptions): Promise<RunningCluster
       internal.closeIdleConnections();
       setTimeout(() => internal.closeAllConnections(), 5000).unref();
     });
-    rmSync(socket, { force: true });
+    removeSocket();
   };
 
   return {
@@ -219,7 +225,8 @@ export interface WorkerOptions {
 
 /** A worker: the fast path, everything else forwarded to the primary. Returns once it stopped. */
 export async function runWorker(opts: WorkerOptions): Promise<number> {
-  const socket = process.env[ENV_SOCKET]!;
+  const named = process.env[ENV_SOCKET]!;
+  const socket = named.startsWith('@') ? `\0${named.slice(1)}` : named;
   const fast = createFastPath({ registry: opts.registry, settings: opts.settings, cache: new FileCache(), metrics: opts.metrics, logger: opts.logger });
   const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
   const server: Server = createServer((req, res) => fast(req, res, () => forward(socket, agent, req, res)));

@@ -68,7 +68,7 @@ async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerRes
     if (!repo) return fallback();
     if (opts.settings && (await opts.settings.get(name)).private) return fallback();
     observation = observe(opts.logger, opts.metrics, req, res, { route: `repo_${cls.area}`, repo: name }, start, url);
-    if (await serveFile(req, res, repo.backend, key, cls, { cache: opts.cache, metrics: opts.metrics })) return;
+    if (await serveFile(req, res, repo.backend, key, cls, { cache: opts.cache, metrics: opts.metrics, trustObjects: true })) return;
   } catch {
     // An error before anything was written: the full pipeline repeats the request and reports it.
     if (res.headersSent) {

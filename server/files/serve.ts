@@ -33,6 +33,14 @@ export interface ServeFileOptions {
   metrics?: Metrics;
   /** A private repository's file: `Cache-Control: private`. */
   privateRepo?: boolean;
+  /**
+   * Serve cached content-addressed objects without a stat for the cache's
+   * trustMs. Only for Cairn's own data folder, whose objects are written once
+   * by Cairn or ostree and at most deleted (prune); never for `--mount`
+   * folders, which may be anything (libostree's tests corrupt and delete
+   * objects in place and expect to see it at once).
+   */
+  trustObjects?: boolean;
 }
 
 /**
@@ -45,7 +53,7 @@ export async function serveFile(req: IncomingMessage, res: ServerResponse, backe
   // moment ago is served without a stat (bounded by the cache's trustMs, so a
   // deleted object stops being served soon after). Delta parts are not
   // content-addressed (a regenerated delta rewrites them) and always stat.
-  if (cls.contentId && opts.cache) {
+  if (opts.trustObjects && cls.contentId && opts.cache) {
     const hit = opts.cache.trusted(backend, key, Date.now());
     if (hit) {
       opts.metrics?.cacheHit(CACHE_NAME);

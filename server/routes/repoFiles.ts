@@ -38,6 +38,8 @@ export interface FileRouteOptions {
   classify?: (key: string) => RepoFileClass;
   cache?: FileCache;
   metrics?: Metrics;
+  /** See ServeFileOptions.trustObjects: only for the data folder's repositories. */
+  trustObjects?: boolean;
   /** Told (after the fact, never awaited) about a 404 for an existing repository's file; e.g. on-demand deltas. */
   onMissing?: (repo: string, key: string) => void;
 }
@@ -72,7 +74,7 @@ export function fileRoutes(opts: FileRouteOptions): RequestHandler {
       const cls = (opts.classify ?? classifyRepoKey)(key);
       res.locals.route = `${opts.label}_${cls.area}`;
       if (cls.kind === 'local') return sendNotFound(req, res);
-      const found = await serveFile(req, res, target.backend, key, cls, { cache: opts.cache, metrics: opts.metrics, privateRepo: res.locals.privateRepo === true });
+      const found = await serveFile(req, res, target.backend, key, cls, { cache: opts.cache, metrics: opts.metrics, privateRepo: res.locals.privateRepo === true, trustObjects: opts.trustObjects });
       if (!found) {
         sendNotFound(req, res);
         if (target.repo !== undefined) opts.onMissing?.(target.repo, key);
@@ -89,6 +91,7 @@ export function repoFileRoutes(registry: RepoRegistry, shared: Pick<FileRouteOpt
     ...shared,
     prefix: '/repo/',
     label: 'repo',
+    trustObjects: true,
     resolve: async ([name, ...rest]) => {
       if (rest.length === 0) return null;
       const repo = await registry.open(name);
