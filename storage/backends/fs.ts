@@ -46,7 +46,19 @@ export class FsBackend implements Backend {
     try {
       const st = await fh.stat({ bigint: true });
       if (!st.isFile()) return null;
-      const data = await fh.readFile();
+      // One read of the size fstat gave (FileHandle.readFile would fstat again
+      // and read until a second, empty read): fewer thread-pool round trips per
+      // small file, which is most of a pull. A file that shrank under us (an
+      // in-place rewrite; ostree and Cairn replace by rename) is read again whole.
+      const size = Number(st.size);
+      const data = Buffer.allocUnsafe(size);
+      let off = 0;
+      while (off < size) {
+        const { bytesRead } = await fh.read(data, off, size - off, off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      if (off < size) return { data: await fh.readFile(), info: infoOf(await fh.stat({ bigint: true })) };
       return { data, info: infoOf(st) };
     } finally {
       await fh.close();
