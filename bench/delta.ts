@@ -734,7 +734,8 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`delta: superblock + parts; fallbacks (loose .filez) are in "w/ …" only. no delta / w/ …: bytes a host at v1 downloads.`);
   console.log(
-    `times: median of ${opts.runs} run(s) per small shape, ${opts.largeRuns} for rootfs-update, ${opts.scratchRuns} for rootfs-scratch. ` +
+    `times: median of ${opts.runs} run(s) per small shape, ${opts.largeRuns} for rootfs-update` +
+      (opts.scratch ? `, ${opts.scratchRuns} for rootfs-scratch. ` : '. ') +
       `Targets: size × ≤ 1.0, time × ≤ 2.0.`,
   );
   console.log('');
