@@ -23,7 +23,7 @@
 //   - delta bytes: superblock + part files; fallback objects (loose .filez the client fetches
 //     beside the delta) are counted separately;
 //   - generation time: wall clock, median of the runs; ostree as a child process (its start-up,
-//     a few ms, included), Cairn in process (its first run includes JIT warm-up);
+//     a few ms, included), Cairn in process; one untimed warm-up of each on the first shape;
 //   - what a host at v1 downloads: without a delta, the archive objects of v2's closure that are not
 //     in v1's; with a delta, superblock + parts + fallbacks. For the from-scratch row, "v1" is nothing.
 // Targets (issue 4): delta size ≤ 1.0× ostree's on every shape; generation time ≤ 2× ostree's.
@@ -534,8 +534,11 @@ async function ostreeGenerate(p: Pair): Promise<{ ms: number; out: string; stdou
   await fsp.mkdir(out, { recursive: true });
   const args = ['static-delta', 'generate', p.from ? `--from=${p.from}` : '--empty', `--to=${p.to}`, `--filename=${out}/superblock`];
   const t0 = performance.now();
-  const stdout = await ostree(args, { repo: REPO, timeoutMs: 30 * 60_000 });
-  return { ms: performance.now() - t0, out, stdout };
+  const r = await ostreeResult(args, { repo: REPO, timeoutMs: 30 * 60_000 });
+  const ms = performance.now() - t0;
+  if (r.code !== 0) throw new Error(`ostree ${args.join(' ')} exited with ${r.code}: ${r.stderr.trim().slice(-800)}`);
+  // its figures (modified, rollsum, bsdiff, fallbacks) go partly to stderr
+  return { ms, out, stdout: `${r.stdout}\n${r.stderr}` };
 }
 
 async function cairnGenerate(repo: Repo, p: Pair): Promise<{ ms: number; result: CompileResult }> {
@@ -699,6 +702,11 @@ async function main(): Promise<void> {
 
   const load = os.loadavg();
   log(`load average before the runs: ${load.map((x) => x.toFixed(2)).join(' ')} (${os.cpus().length} cores, shared)`);
+  if (pairs.length) {
+    log('warm-up (page cache, JIT), not counted …');
+    await ostreeGenerate(pairs[0]!);
+    await cairnGenerate(repo, pairs[0]!);
+  }
   const results: PairResult[] = [];
   for (const p of pairs) results.push(await measure(repo, p, p.kind === 'shape' ? opts.runs : p.kind === 'large' ? opts.largeRuns : opts.scratchRuns));
 
