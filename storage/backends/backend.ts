@@ -46,6 +46,14 @@ export interface Backend {
    * Drivers without it are locked per process only (storage/repo/mutex.ts).
    */
   lock?(name: string): Promise<() => Promise<void>>;
+  /**
+   * Optional blocking variants of stat and read, for drivers whose metadata
+   * and small files are local (the filesystem): the HTTP layer uses them for
+   * files it keeps in memory, as nginx reads files in its event loop; a
+   * thread-pool round trip per call costs more than the call itself.
+   */
+  statNow?(key: string): BlobInfo | null;
+  readNow?(key: string): { data: Buffer; info: BlobInfo } | null;
 }
 
 const MAX_KEY_LENGTH = 4096;

@@ -1,4 +1,4 @@
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { promises as fsp, constants as fsc, closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -37,6 +37,47 @@ export class FsBackend implements Backend {
     } catch (e) {
       if (isNotFoundErrno(e)) return null;
       throw ioError(e, key);
+    }
+  }
+
+  statNow(key: string): BlobInfo | null {
+    const file = this.resolve(key);
+    try {
+      const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+      return st?.isFile() ? infoOf(st) : null;
+    } catch (e) {
+      if (isNotFoundErrno(e)) return null;
+      throw ioError(e, key);
+    }
+  }
+
+  readNow(key: string): { data: Buffer; info: BlobInfo } | null {
+    const file = this.resolve(key);
+    let fd: number;
+    try {
+      fd = openSync(file, fsc.O_RDONLY);
+    } catch (e) {
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      throw ioError(e, key);
+    }
+    try {
+      const st = fstatSync(fd, { bigint: true });
+      if (!st.isFile()) return null;
+      const size = Number(st.size);
+      const data = Buffer.allocUnsafe(size);
+      let off = 0;
+      while (off < size) {
+        const n = readSync(fd, data, off, size - off, off);
+        if (n === 0) break;
+        off += n;
+      }
+      // Shrank under us (an in-place rewrite): report it as changed, the caller retries.
+      if (off < size) return { data: data.subarray(0, off), info: { ...infoOf(st), version: `${infoOf(st).version}-short` } };
+      return { data, info: infoOf(st) };
+    } catch (e) {
+      throw ioError(e, key);
+    } finally {
+      closeSync(fd);
     }
   }
 
