@@ -48,6 +48,7 @@ import { Repo } from '../storage/repo/repo';
 import { updateSummary } from '../storage/repo/summary';
 import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cairn-process';
 import { addRemote, initRepo, OSTREE_VERSION, ostree, ostreeResult, revParse, run, runCommand } from '../test/helpers/ostree';
+import { mulberry32 } from '../test/helpers/prng';
 
 // ------------------------------------------------------------------------------------------------
 // options
@@ -203,17 +204,7 @@ interface ShapeDef {
   v2: (dir: string) => Promise<void>;
 }
 
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 async function walkFiles(root: string, rel = ''): Promise<string[]> {
   const out: string[] = [];

@@ -7,20 +7,12 @@ import { CairnError } from '../../storage/errors';
 import { parse } from '../../storage/gvariant';
 import { contentChecksumOf, type FileHeader } from '../../storage/objects/content';
 import { FILES, SUPERBLOCK_TYPE, readFileVector, readSourceTrees } from '../helpers/fixtures';
+import { mulberry32 } from '../helpers/prng';
 
 // ---------------------------------------------------------------------------
 // helpers
 
-/** mulberry32: small deterministic PRNG, so every run tests the same bytes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 function randomBytes(n: number, seed: number, alphabet = 256): Buffer {
   const r = prng(seed);

@@ -13,19 +13,11 @@ import {
 } from '../../storage/objects/checksum';
 import { existsSync, readFileSync } from 'node:fs';
 import { DELTA_INDEX, OBJECTS, S1, S1_MB64, S1_S2_DELTA_DIR, S2, S2_MB64, SCRATCH_DELTA_DIR, objectPath, repoPath } from '../helpers/fixtures';
+import { mulberry32 } from '../helpers/prng';
 
 const invalidChecksum = (e: unknown) => e instanceof CairnError && e.code === 'INVALID_CHECKSUM';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 describe('checksums', () => {
   test('mb64 vectors from TESTDATA.md', () => {

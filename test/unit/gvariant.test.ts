@@ -25,6 +25,7 @@ import {
   readSourceTrees,
   type ObjectVector,
 } from '../helpers/fixtures';
+import { mulberry32 } from '../helpers/prng';
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -127,17 +128,7 @@ function checkHostile(type: string, buf: Buffer, ctx: () => string): 'ok' | 'rej
   return result;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 // ---------------------------------------------------------------------------
 // the vectors
