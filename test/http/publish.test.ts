@@ -33,7 +33,9 @@ const fixture = new Repo('fixture', new FsBackend(FIXTURE_REPO));
 before(async () => {
   data = makeDataDir();
   main = await data.registry.create('main');
-  ctx = await createServerContext(data.dataDir, data.registry);
+  // No background delta jobs here: their writes (temp files in tmp/) would race
+  // with the checks that a refused upload leaves nothing behind. test/jobs covers them.
+  ctx = await createServerContext(data.dataDir, data.registry, { deltas: false });
   app = makeApp(data, { context: ctx });
   pushToken = (await issueToken(ctx.auth.secret, { sub: 'builder', scope: ['push'], repos: ['main'], prefixes: ['sample/'], ttlSeconds: 600 })).token;
   adminToken = (await issueToken(ctx.auth.secret, { sub: 'root', scope: ['admin'], repos: ['*'], ttlSeconds: 600 })).token;
