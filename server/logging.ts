@@ -65,17 +65,55 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     request(f) {
       const lvl: LogLevel = f.status >= 500 ? 'error' : 'info';
       if (RANK[lvl] < RANK[level]) return;
-      emit(lvl, 'request', {
-        method: f.method,
-        path: f.path.length > 1024 ? f.path.slice(0, 1024) + '…' : f.path,
-        status: f.status,
-        bytes: f.bytes,
-        duration_ms: Math.round(f.durationMs * 1000) / 1000,
-        ...(f.repo !== undefined ? { repo: f.repo } : {}),
-        ...(f.aborted ? { aborted: true } : {}),
-      });
+      write(requestLine(lvl, f));
     },
   };
+}
+
+/**
+ * The per-request line, built by hand: it is written once per response, and
+ * the generic path (an object spread, Object.assign, JSON.stringify with a
+ * replacer) was about a tenth of a small file's CPU time. The result is the
+ * same JSON object with the same keys in the same order. Safe because every
+ * value is either a number we computed (status, bytes, duration: finite, never
+ * NaN — a non-finite one is written as null, as JSON.stringify would) or a
+ * string that goes through jsonString (verbatim only when it holds nothing
+ * JSON must escape, else JSON.stringify).
+ */
+export function requestLine(lvl: LogLevel, f: RequestLogFields): string {
+  const p = f.path.length > 1024 ? f.path.slice(0, 1024) + '…' : f.path;
+  let line =
+    '{"time":"' + isoNow() + '","level":"' + lvl + '","msg":"request","method":' + jsonString(f.method) +
+    ',"path":' + jsonString(p) +
+    ',"status":' + jsonNumber(f.status) +
+    ',"bytes":' + jsonNumber(f.bytes) +
+    ',"duration_ms":' + jsonNumber(Math.round(f.durationMs * 1000) / 1000);
+  if (f.repo !== undefined) line += ',"repo":' + jsonString(f.repo);
+  if (f.aborted) line += ',"aborted":true';
+  return line + '}\n';
+}
+
+/** Printable ASCII without `"` and a backslash needs no escaping in JSON. */
+const PLAIN_JSON = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function jsonString(s: string): string {
+  return PLAIN_JSON.test(s) ? '"' + s + '"' : JSON.stringify(s);
+}
+
+function jsonNumber(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
+/** toISOString once per millisecond, not once per line. */
+let isoAt = -1;
+let isoText = '';
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoAt) {
+    isoAt = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
 }
 
 /** JSON that never throws (cycles, BigInt) so logging cannot break a request. */
