@@ -33,11 +33,29 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'cairn_' });
 
-  const requests = new Counter({
+  // Per request, only plain local counts are kept (one Map lookup by a joined
+  // string); prom-client's label validation and hashing run only when the
+  // registry is read (/metrics, or a worker's answer to the primary), in the
+  // counters' collect hooks, which prom-client calls before every read. Safe:
+  // nothing reads these counters but the registry, and every read goes through
+  // get() → collect() first, so a scrape always sees every request answered
+  // before it (exact values, as before).
+  const pendingRequests = new Map<string, { route: string; method: string; status: string; n: number }>();
+  const pendingBytes = new Map<string, number>();
+  const pendingHits = new Map<string, number>();
+  const pendingMisses = new Map<string, number>();
+
+  new Counter({
     name: 'cairn_http_requests_total',
     help: 'HTTP requests answered, by route, method and status',
     labelNames: ['route', 'method', 'status'] as const,
     registers: [registry],
+    collect() {
+      for (const p of pendingRequests.values()) {
+        if (p.n > 0) this.inc({ route: p.route, method: p.method, status: p.status }, p.n);
+        p.n = 0;
+      }
+    },
   });
   const duration = new Histogram({
     name: 'cairn_http_request_duration_seconds',
@@ -46,34 +64,48 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
     registers: [registry],
   });
-  const bytes = new Counter({
+  const flushInto = (pending: Map<string, number>, label: 'route' | 'cache') =>
+    function (this: Counter<string>) {
+      for (const [k, n] of pending) if (n > 0) this.inc({ [label]: k }, n);
+      pending.clear();
+    };
+  new Counter({
     name: 'cairn_http_response_bytes_total',
     help: 'Response body bytes sent, by route',
     labelNames: ['route'] as const,
     registers: [registry],
+    collect: flushInto(pendingBytes, 'route'),
   });
-  const hits = new Counter({
+  new Counter({
     name: 'cairn_cache_hits_total',
     help: 'In-memory cache hits (entry present and still current)',
     labelNames: ['cache'] as const,
     registers: [registry],
+    collect: flushInto(pendingHits, 'cache'),
   });
-  const misses = new Counter({
+  new Counter({
     name: 'cairn_cache_misses_total',
     help: 'In-memory cache misses (absent or out of date)',
     labelNames: ['cache'] as const,
     registers: [registry],
+    collect: flushInto(pendingMisses, 'cache'),
   });
+  const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
 
   return {
     registry,
     observeRequest(o) {
       const method = METHODS.has(o.method) ? o.method : 'OTHER';
-      requests.inc({ route: o.route, method, status: String(o.status) });
+      const status = String(o.status);
+      // Labels are bounded (route names, methods, statuses), so is this map.
+      const k = o.route + '\0' + method + '\0' + status;
+      const p = pendingRequests.get(k);
+      if (p) p.n++;
+      else pendingRequests.set(k, { route: o.route, method, status, n: 1 });
       duration.observe({ route: o.route, method }, o.durationMs / 1000);
-      if (o.bytes > 0) bytes.inc({ route: o.route }, o.bytes);
+      if (o.bytes > 0) add(pendingBytes, o.route, o.bytes);
     },
-    cacheHit: (cache) => hits.inc({ cache }),
-    cacheMiss: (cache) => misses.inc({ cache }),
+    cacheHit: (cache) => add(pendingHits, cache, 1),
+    cacheMiss: (cache) => add(pendingMisses, cache, 1),
   };
 }
