@@ -2,10 +2,10 @@
 # Installs what the test suite and benchmarks need on Debian/Ubuntu (run as root):
 # the real ostree client and libostree's own test suite, getfattr/setfattr for
 # xattrs, gpg for signatures, xz for delta vectors, nginx and wrk for the
-# benchmark baselines.
+# benchmark baselines (debootstrap builds the root filesystems of bench:delta).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  ostree ostree-tests attr gnupg xz-utils nginx-light wrk ca-certificates >/dev/null
+  ostree ostree-tests attr gnupg xz-utils e2fsprogs nginx-light wrk debootstrap ca-certificates >/dev/null
 command -v ostree >/dev/null
