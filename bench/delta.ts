@@ -47,22 +47,15 @@ import { objectKey, ObjectType } from '../storage/objects/types';
 import { Repo } from '../storage/repo/repo';
 import { updateSummary } from '../storage/repo/summary';
 import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cairn-process';
-import { addRemote, initRepo, OSTREE_VERSION, ostree, ostreeResult, revParse, run, runCommand } from '../test/helpers/ostree';
+import { addRemote, initRepo, ostree, ostreeResult, revParse, run, runCommand } from '../test/helpers/ostree';
 import { mulberry32 } from '../test/helpers/prng';
+import { argv, flag, machineInfo, numberOption } from './common';
 
 // ------------------------------------------------------------------------------------------------
 // options
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
 const quick = flag('quick');
-const num = (name: string, dflt: number) => {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(argv[i + 1]);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} needs a positive whole number`);
-  return v;
-};
+const num = (name: string, dflt: number) => numberOption(name, dflt, { integer: true });
 const listOpt = (name: string): string[] | null => {
   const i = argv.indexOf(`--${name}`);
   return i < 0 ? null : (argv[i + 1] ?? '').split(',').filter(Boolean);
@@ -751,11 +744,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     command: `npm run bench:delta -- ${argv.join(' ')}`.trim(),
     machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memGB: Math.round(os.totalmem() / 1e9),
-      node: process.version,
-      ostree: OSTREE_VERSION,
+      ...machineInfo(),
       loadAverageBefore: load,
       loadAverageAfter: os.loadavg(),
     },

@@ -21,7 +21,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cairn-process';
@@ -29,7 +28,6 @@ import {
   addRemote,
   commitTree,
   initRepo,
-  OSTREE_VERSION,
   ostree,
   pseudoRandomBytes,
   revParse,
@@ -37,19 +35,13 @@ import {
   runCommand,
   updateSummary,
 } from '../test/helpers/ostree';
+import { argv, flag, machineInfo, numberOption, readCachedRepo, writeCachedRepo } from './common';
+import { mulberry32 } from '../test/helpers/prng';
 
 // ------------------------------------------------------------------------------------------------
 // options
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(`--${name}`);
-const num = (name: string, dflt: number) => {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} needs a positive number`);
-  return v;
-};
+const num = (name: string, dflt: number) => numberOption(name, dflt);
 const opts = {
   rounds: num('rounds', 3),
   files: num('files', 6000),
@@ -76,17 +68,7 @@ const log = (s: string) => process.stderr.write(`${s}\n`);
 // ------------------------------------------------------------------------------------------------
 // the generated tree: deterministic, realistic shape
 
-/** Small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 const WORDS = (
   'the of and to in is that for it as with was on be by this are from or at an which not have ' +
@@ -165,14 +147,10 @@ function planTree(shape: Shape) {
 async function buildRepo(): Promise<{ commit: string; bytes: number; files: number; objects: number; objectBytes: number }> {
   const shape: Shape = { version: SHAPE_VERSION, files: opts.files };
   const marker = path.join(WORK, 'shape.json');
-  try {
-    const m = JSON.parse(await fsp.readFile(marker, 'utf8'));
-    if (JSON.stringify(m.shape) === JSON.stringify(shape) && (await revParse(REPO, REF)) === m.commit) {
-      log(`using the cached repo in ${REPO} (${m.files} files, ${(m.bytes / 1e6).toFixed(0)} MB)`);
-      return m;
-    }
-  } catch {
-    /* build it */
+  const cached = await readCachedRepo<Awaited<ReturnType<typeof buildRepo>> & { shape: Shape }>(marker, shape, REPO, REF);
+  if (cached) {
+    log(`using the cached repo in ${REPO} (${cached.files} files, ${(cached.bytes / 1e6).toFixed(0)} MB)`);
+    return cached;
   }
   log(`generating a ${shape.files}-file tree in ${WORK} …`);
   await fsp.rm(DATA, { recursive: true, force: true });
@@ -210,7 +188,7 @@ async function buildRepo(): Promise<{ commit: string; bytes: number; files: numb
     }
   }
   const m = { shape, commit, bytes, files: plan.files.length, objects, objectBytes };
-  await fsp.writeFile(marker, JSON.stringify(m, null, 2));
+  await writeCachedRepo(marker, m);
   return m;
 }
 
@@ -463,11 +441,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     command: argv.length ? `npm run bench:pull -- ${argv.join(' ')}` : 'npm run bench:pull',
     machine: {
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model,
-      memGB: Math.round(os.totalmem() / 1e9),
-      node: process.version,
-      ostree: OSTREE_VERSION,
+      ...machineInfo(),
       nginx: await versionOf('nginx', ['-v']),
       wrk: await versionOf('wrk', ['--version']),
       requestLogs: !opts.quietLogs,

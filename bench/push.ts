@@ -21,16 +21,10 @@ import { verifyFilez } from '../storage/objects/filez';
 import { objectTypeFromExtension, ObjectType } from '../storage/objects/types';
 import { validateMetadataObject } from '../storage/repo/repo';
 import { projectRoot, startCairn } from '../test/helpers/cairn-process';
-import { addRemote, commitTree, initRepo, OSTREE_VERSION, ostree, pseudoRandomBytes, revParse, updateSummary } from '../test/helpers/ostree';
+import { addRemote, commitTree, initRepo, ostree, pseudoRandomBytes, updateSummary } from '../test/helpers/ostree';
+import { machineInfo, numberOption, readCachedRepo, writeCachedRepo } from './common';
 
-const argv = process.argv.slice(2);
-const num = (name: string, dflt: number) => {
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return dflt;
-  const v = Number(argv[i + 1]);
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} needs a positive whole number`);
-  return v;
-};
+const num = (name: string, dflt: number) => numberOption(name, dflt, { integer: true });
 const opts = { rounds: num('rounds', 3), files: num('files', 9000), jobs: num('jobs', 4) };
 
 const ROOT = projectRoot();
@@ -81,14 +75,10 @@ interface Generated {
 async function buildLocalRepo(): Promise<Generated> {
   const shape = { version: SHAPE_VERSION, files: opts.files };
   const marker = path.join(WORK, 'shape.json');
-  try {
-    const m = JSON.parse(await fsp.readFile(marker, 'utf8')) as Generated;
-    if (JSON.stringify(m.shape) === JSON.stringify(shape) && (await revParse(LOCAL, REF)) === m.commit) {
-      log(`using the cached repo in ${LOCAL} (${m.objects} objects, ${(m.objectBytes / 1e6).toFixed(0)} MB)`);
-      return m;
-    }
-  } catch {
-    /* build it */
+  const cached = await readCachedRepo<Generated>(marker, shape, LOCAL, REF);
+  if (cached) {
+    log(`using the cached repo in ${LOCAL} (${cached.objects} objects, ${(cached.objectBytes / 1e6).toFixed(0)} MB)`);
+    return cached;
   }
   log(`generating a ${opts.files}-file tree in ${WORK} …`);
   await fsp.rm(WORK, { recursive: true, force: true });
@@ -117,7 +107,7 @@ async function buildLocalRepo(): Promise<Generated> {
     objectBytes += (await fsp.stat(f)).size;
   }
   const m: Generated = { shape, commit, files: opts.files, bytes, objects, objectBytes };
-  await fsp.writeFile(marker, JSON.stringify(m, null, 2));
+  await writeCachedRepo(marker, m);
   return m;
 }
 
@@ -330,7 +320,7 @@ async function main(): Promise<void> {
   const serverCpu = median(pushes.map((p) => p.serverCpuSeconds));
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, ostree: OSTREE_VERSION },
+    machine: machineInfo(),
     commit: { checksum: gen.commit, objects: gen.objects, archiveBytes: gen.objectBytes, fileBytes: gen.bytes },
     options: opts,
     push: {
