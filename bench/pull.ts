@@ -17,10 +17,8 @@
 // Needs the ostree client, nginx-light and wrk: apt-get install -y ostree nginx-light wrk
 // A benchmark, never a test: it reports figures and ratios against the targets, it does not fail.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cairn-process';
@@ -37,6 +35,7 @@ import {
 } from '../test/helpers/ostree';
 import { argv, flag, machineInfo, numberOption, readCachedRepo, writeCachedRepo } from './common';
 import { mulberry32 } from '../test/helpers/prng';
+import { startNginx, waitHttp } from './nginx';
 
 // ------------------------------------------------------------------------------------------------
 // options
@@ -195,94 +194,15 @@ async function buildRepo(): Promise<{ commit: string; bytes: number; files: numb
 // ------------------------------------------------------------------------------------------------
 // servers
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 interface Server {
   name: 'cairn' | 'nginx';
   base: string; // http://127.0.0.1:PORT/repo/bench
   stop(): Promise<void>;
 }
 
-async function waitHttp(url: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(url);
-      await r.arrayBuffer();
-      if (r.status === 200) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > end) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startNginx(): Promise<Server> {
-  const prefix = path.join(WORK, 'nginx');
-  await fsp.rm(prefix, { recursive: true, force: true });
-  await fsp.mkdir(path.join(prefix, 'tmp'), { recursive: true });
-  const port = await freePort();
-  const conf = path.join(prefix, 'nginx.conf');
-  // A plain production-like static config: as many workers as cores, sendfile, keep-alive.
-  await fsp.writeFile(
-    conf,
-    `daemon off;
-master_process on;
-worker_processes auto;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 4096; }
-http {
-  ${opts.quietLogs ? 'access_log off;' : `access_log ${prefix}/access.log;`}
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  default_type application/octet-stream;
-  client_body_temp_path ${prefix}/tmp/body;
-  proxy_temp_path ${prefix}/tmp/proxy;
-  fastcgi_temp_path ${prefix}/tmp/fastcgi;
-  uwsgi_temp_path ${prefix}/tmp/uwsgi;
-  scgi_temp_path ${prefix}/tmp/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    location /repo/ { alias ${DATA}/repos/; }
-  }
-}
-`,
-  );
-  const child: ChildProcess = spawn('nginx', ['-c', conf, '-p', prefix], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (c) => (err += c));
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
-  child.on('error', (e) => (err += String(e)));
-  const base = `http://127.0.0.1:${port}/repo/${REPO_NAME}`;
-  try {
-    await waitHttp(`${base}/config`);
-  } catch (e) {
-    child.kill('SIGKILL');
-    throw new Error(`nginx did not start: ${(e as Error).message}\n${err}`);
-  }
-  return {
-    name: 'nginx',
-    base,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      child.kill('SIGQUIT'); // graceful: workers finish, master exits
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+async function startNginxServer(): Promise<Server> {
+  const n = await startNginx({ prefix: path.join(WORK, 'nginx'), root: path.join(DATA, 'repos'), probe: `${REPO_NAME}/config`, accessLog: !opts.quietLogs });
+  return { name: 'nginx', base: `${n.origin}/repo/${REPO_NAME}`, stop: n.stop };
 }
 
 async function startCairnServer(): Promise<Server & { proc: CairnProcess }> {
@@ -432,7 +352,7 @@ async function main(): Promise<void> {
   );
 
   const cairn = await startCairnServer();
-  const nginx = await startNginx().catch(async (e) => {
+  const nginx = await startNginxServer().catch(async (e) => {
     await cairn.stop();
     throw e;
   });

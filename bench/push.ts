@@ -9,10 +9,9 @@
 // Needs the ostree client and nginx-light. A benchmark, never a test: it reports, it does not fail.
 // Writes bench/results/push-latest.json.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createReadStream, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +22,7 @@ import { validateMetadataObject } from '../storage/repo/repo';
 import { projectRoot, startCairn } from '../test/helpers/cairn-process';
 import { addRemote, commitTree, initRepo, ostree, pseudoRandomBytes, updateSummary } from '../test/helpers/ostree';
 import { machineInfo, numberOption, readCachedRepo, writeCachedRepo } from './common';
+import { startNginx } from './nginx';
 
 const num = (name: string, dflt: number) => numberOption(name, dflt, { integer: true });
 const opts = { rounds: num('rounds', 3), files: num('files', 9000), jobs: num('jobs', 4) };
@@ -138,69 +138,10 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function startNginx(): Promise<{ base: string; stop(): Promise<void> }> {
-  const prefix = path.join(WORK, 'nginx');
-  await fsp.rm(prefix, { recursive: true, force: true });
-  await fsp.mkdir(path.join(prefix, 'tmp'), { recursive: true });
-  const port = await freePort();
-  const conf = path.join(prefix, 'nginx.conf');
-  await fsp.writeFile(
-    conf,
-    `daemon off;
-worker_processes auto;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  default_type application/octet-stream;
-  client_body_temp_path ${prefix}/tmp/body;
-  proxy_temp_path ${prefix}/tmp/proxy;
-  fastcgi_temp_path ${prefix}/tmp/fastcgi;
-  uwsgi_temp_path ${prefix}/tmp/uwsgi;
-  scgi_temp_path ${prefix}/tmp/scgi;
-  server { listen 127.0.0.1:${port}; location /repo/ { alias ${WORK}/; } }
-}
-`,
-  );
-  const child: ChildProcess = spawn('nginx', ['-c', conf, '-p', prefix], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (c) => (err += c));
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
-  const base = `http://127.0.0.1:${port}/repo/local`;
-  for (let i = 0; ; i++) {
-    const ok = await fetch(`${base}/config`).then((r) => r.status === 200, () => false);
-    if (ok) break;
-    if (i > 100) {
-      child.kill('SIGKILL');
-      throw new Error(`nginx did not start: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    base,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      child.kill('SIGQUIT');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    },
-  };
+/** nginx serving the local archive repo at /repo/local, for the reference pull. */
+async function startNginxServer(): Promise<{ base: string; stop(): Promise<void> }> {
+  const n = await startNginx({ prefix: path.join(WORK, 'nginx'), root: WORK, probe: 'local/config', accessLog: false });
+  return { base: `${n.origin}/repo/local`, stop: n.stop };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -287,7 +228,7 @@ async function main(): Promise<void> {
   await fsp.mkdir(WORK, { recursive: true });
   const gen = await buildLocalRepo();
   log(`commit ${gen.commit}: ${gen.objects} objects, ${(gen.objectBytes / 1e6).toFixed(0)} MB archived (${(gen.bytes / 1e6).toFixed(0)} MB of files)`);
-  const nginx = await startNginx();
+  const nginx = await startNginxServer();
   const pushes: PushRound[] = [];
   const pulls: number[] = [];
   try {
