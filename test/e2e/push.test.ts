@@ -25,6 +25,7 @@ import {
   pseudoRandomBytes,
   removeTempDirs,
 } from '../helpers/ostree';
+import type { PushResult } from '../../cli/push/push';
 
 const STABLE = 'os/x86_64/stable';
 const BETA = 'os/x86_64/beta';
@@ -39,19 +40,8 @@ let token: string;
 let gpgAsc: string | undefined;
 let clients = 0;
 
-interface PushJson {
-  url: string;
-  ref: string;
-  commit: string;
-  objects: number;
-  missing: number;
-  uploaded: number;
-  stored: number;
-  bytes: number;
-  old: string | null;
-  new: string;
-  refMoved: boolean;
-}
+/** What `cairn push --json` prints. */
+type PushJson = PushResult;
 
 interface Run {
   code: number | null;
