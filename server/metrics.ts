@@ -1,4 +1,5 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { LocalHistogram } from './localHistogram';
 
 /**
  * Prometheus metrics. Each app owns its Registry (never prom-client's global
@@ -57,7 +58,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       }
     },
   });
-  const duration = new Histogram({
+  const duration = new LocalHistogram({
     name: 'cairn_http_request_duration_seconds',
     help: 'Time from request to the end of the response',
     labelNames: ['route', 'method'] as const,
@@ -102,7 +103,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       const p = pendingRequests.get(k);
       if (p) p.n++;
       else pendingRequests.set(k, { route: o.route, method, status, n: 1 });
-      duration.observe({ route: o.route, method }, o.durationMs / 1000);
+      duration.observe(o.route, method, o.durationMs / 1000);
       if (o.bytes > 0) add(pendingBytes, o.route, o.bytes);
     },
     cacheHit: (cache) => add(pendingHits, cache, 1),

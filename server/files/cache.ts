@@ -30,6 +30,8 @@ export interface CacheEntry {
   data: Buffer;
   /** When the backend last confirmed this version (Date.now()). */
   checkedAt: number;
+  /** A content-addressed object's full 200 header list, built on first use (server/files/serve.ts). */
+  head?: string[];
 }
 
 const ENTRY_OVERHEAD = 160;

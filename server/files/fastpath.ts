@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { validateKey } from '../../storage/backends/backend';
-import { classifyRepoKey } from '../../storage/repo/layout';
+import { classifyRepoKey, type RepoFileClass } from '../../storage/repo/layout';
+import type { Repo } from '../../storage/repo/repo';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import type { SettingsStore } from '../../storage/repo/settings';
 import type { Logger } from '../logging';
 import type { Metrics } from '../metrics';
 import { observe } from '../observe';
 import type { FileCache } from './cache';
-import { serveFile } from './serve';
+import { sendTrustedObject, serveFile } from './serve';
 
 /**
  * The hot path of a pull, on plain node:http objects before express: GET/HEAD
@@ -38,8 +38,24 @@ export type FastPath = (req: IncomingMessage, res: ServerResponse, fallback: Fal
 
 /** Plain names only: anything needing decoding or validation beyond this takes the full pipeline. */
 const PLAIN = /^\/repo\/([A-Za-z0-9._-]{1,255})\/([A-Za-z0-9._+\-/]{1,4096})$/;
+/** An empty, `.` or `..` segment. */
+const BAD_SEGMENT = /(?:^|\/)\.{0,2}(?:\/|$)/;
+
+/**
+ * Whether validateKey accepts a PLAIN key (ASCII, so bytes are characters),
+ * without its split per request: the segment-length scan runs only for keys
+ * long enough to hold a segment over 255 characters.
+ */
+export function isPlainKey(key: string): boolean {
+  if (BAD_SEGMENT.test(key)) return false;
+  if (key.length > 255) {
+    for (const seg of key.split('/')) if (seg.length > 255) return false;
+  }
+  return true;
+}
 
 export function createFastPath(opts: FastPathOptions): FastPath {
+  const { registry, settings, cache, metrics, logger } = opts;
   return (req, res, fallback) => {
     const method = req.method;
     const url = req.url;
@@ -47,26 +63,38 @@ export function createFastPath(opts: FastPathOptions): FastPath {
     const q = url.indexOf('?');
     const m = PLAIN.exec(q === -1 ? url : url.slice(0, q));
     if (!m) return fallback();
-    void serve(opts, req, res, m[1]!, m[2]!, url, fallback);
+    const start = process.hrtime.bigint();
+    const name = m[1]!;
+    const key = m[2]!;
+    if (!isPlainKey(key)) return fallback(); // express answers 400
+    const cls = classifyRepoKey(key);
+    if (cls.kind === 'local' || key.startsWith('keys/')) return fallback();
+    let repo;
+    try {
+      // A repository confirmed within the last second is good enough here: the
+      // file itself is still statted (or is content-addressed), see RepoRegistry.open.
+      repo = registry.openNow(name, 1000);
+      if (!repo || settings?.current(name).private) return fallback();
+    } catch {
+      return fallback();
+    }
+    // The commonest answer of all, a content-addressed object the cache holds,
+    // is written and accounted for synchronously: no promise, no close listener.
+    const sent = cache ? sendTrustedObject(req, res, repo.backend, key, cls, cache, metrics) : -1;
+    if (sent >= 0) {
+      const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
+      const route = `repo_${cls.area}`;
+      metrics?.observeRequest({ route, method, status: 200, bytes: sent, durationMs });
+      logger.request({ method, path: q === -1 ? url : url.slice(0, q), status: 200, bytes: sent, durationMs, repo: name });
+      return;
+    }
+    void serve(opts, req, res, repo, name, key, cls, url, start, fallback);
   };
 }
 
-async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerResponse, name: string, key: string, url: string, fallback: Fallback): Promise<void> {
-  const start = process.hrtime.bigint();
-  try {
-    validateKey(key); // rejects '', '.', '..' segments and over-long names (→ express's 400)
-  } catch {
-    return fallback();
-  }
-  const cls = classifyRepoKey(key);
-  if (cls.kind === 'local' || key.startsWith('keys/')) return fallback();
+async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerResponse, repo: Repo, name: string, key: string, cls: RepoFileClass, url: string, start: bigint, fallback: Fallback): Promise<void> {
   let observation;
   try {
-    // A repository confirmed within the last second is good enough here: the
-    // file itself is still statted (or is content-addressed), see RepoRegistry.open.
-    const repo = await opts.registry.open(name, 1000);
-    if (!repo) return fallback();
-    if (opts.settings && (await opts.settings.get(name)).private) return fallback();
     observation = observe(opts.logger, opts.metrics, req, res, { route: `repo_${cls.area}`, repo: name }, start, url);
     if (await serveFile(req, res, repo.backend, key, cls, { cache: opts.cache, metrics: opts.metrics, trustObjects: true })) return;
   } catch {

@@ -110,13 +110,8 @@ function sendBuffered(req: IncomingMessage, res: ServerResponse, cls: RepoFileCl
   else res.end(d.range ? data.subarray(d.range.start, d.range.end + 1) : data);
 }
 
-/**
- * Status and headers for `info` (validators, 304, ranges, 416), written with
- * one writeHead. `done` when the answer is complete (304, 416); else the
- * caller sends the body (or none for HEAD).
- */
-function prepare(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): { done: boolean; range?: ByteRange } {
-  const v: Validators = { etag: etagFor(cls, info), mtimeMs: info.mtimeMs, nowMs: Date.now() };
+/** The headers every answer about this version of the file carries. */
+function fileHeaders(cls: RepoFileClass, info: BlobInfo, v: Validators, privateRepo: boolean): OutgoingHttpHeaders {
   const cacheControl = cls.kind === 'immutable' ? IMMUTABLE : REVALIDATE;
   const headers: OutgoingHttpHeaders = {
     'Content-Type': 'application/octet-stream',
@@ -124,10 +119,62 @@ function prepare(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, 
     'Accept-Ranges': 'bytes',
     ETag: v.etag,
     // A private repository's files must never sit in a shared cache.
-    'Cache-Control': opts.privateRepo ? cacheControl.replace('public', 'private') : cacheControl,
+    'Cache-Control': privateRepo ? cacheControl.replace('public', 'private') : cacheControl,
   };
   if (lastModifiedUsable(info.mtimeMs, v.nowMs)) headers['Last-Modified'] = httpDate(info.mtimeMs);
-  else res.removeHeader('Last-Modified');
+  return headers;
+}
+
+/**
+ * The hot case of pulls and mirrors: a content-addressed object of a public
+ * repository that the cache holds (confirmed by the backend within trustMs),
+ * asked for without validators or a range. Its whole answer is fixed by the
+ * object, so the header list is built once per cache entry and the answer is
+ * written synchronously. Returns the body bytes written, or -1 when the
+ * request needs serveFile.
+ */
+export function sendTrustedObject(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, cache: FileCache, metrics: Metrics | undefined): number {
+  if (!cls.contentId || hasValidatorsOrRange(req.rawHeaders)) return -1;
+  const now = Date.now();
+  const hit = cache.trusted(backend, key, now);
+  if (!hit) return -1;
+  if (!hit.head) {
+    // Until the file's second is over its Last-Modified is not usable yet (see conditional.ts): no fixed answer before that.
+    if (!lastModifiedUsable(hit.info.mtimeMs, now)) return -1;
+    const headers = fileHeaders(cls, hit.info, { etag: etagFor(cls, hit.info), mtimeMs: hit.info.mtimeMs, nowMs: now }, false);
+    headers['Content-Length'] = hit.info.size;
+    hit.head = Object.entries(headers).flatMap(([k, v]) => [k, String(v)]);
+  }
+  metrics?.cacheHit(CACHE_NAME);
+  res.writeHead(200, hit.head);
+  if (req.method === 'HEAD') {
+    res.end();
+    return 0;
+  }
+  res.end(hit.data);
+  return hit.data.length;
+}
+
+/** Whether a request carries a validator or a range, read from rawHeaders (req.headers is built on first use). */
+function hasValidatorsOrRange(raw: string[]): boolean {
+  for (let i = 0; i < raw.length; i += 2) {
+    const len = raw[i]!.length;
+    if (len !== 5 && len !== 8 && len !== 13 && len !== 17) continue;
+    const name = raw[i]!.toLowerCase();
+    if (name === 'range' || name === 'if-range' || name === 'if-none-match' || name === 'if-modified-since') return true;
+  }
+  return false;
+}
+
+/**
+ * Status and headers for `info` (validators, 304, ranges, 416), written with
+ * one writeHead. `done` when the answer is complete (304, 416); else the
+ * caller sends the body (or none for HEAD).
+ */
+function prepare(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): { done: boolean; range?: ByteRange } {
+  const v: Validators = { etag: etagFor(cls, info), mtimeMs: info.mtimeMs, nowMs: Date.now() };
+  const headers = fileHeaders(cls, info, v, opts.privateRepo === true);
+  if (headers['Last-Modified'] === undefined) res.removeHeader('Last-Modified');
   res.removeHeader('Content-Range');
 
   if (isNotModified(req.headers, v)) {

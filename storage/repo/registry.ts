@@ -35,6 +35,11 @@ export class RepoRegistry {
    * enough (default 0: always check).
    */
   async open(name: string, maxAgeMs = 0): Promise<Repo | null> {
+    return this.openNow(name, maxAgeMs);
+  }
+
+  /** `open` without a promise, for the read fast path (the check is synchronous anyway). */
+  openNow(name: string, maxAgeMs = 0): Repo | null {
     try {
       validateRepoName(name);
     } catch {

@@ -1,4 +1,4 @@
-import { promises as fsp, statSync } from 'node:fs';
+import { promises as fsp, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CairnError, isNotFoundErrno } from '../errors';
@@ -21,11 +21,11 @@ export interface RepoSettings {
   };
 }
 
-export const DEFAULT_SETTINGS: RepoSettings = { private: false, deltas: { scratch: true, previousCommits: 3 } };
+export const DEFAULT_SETTINGS: Readonly<RepoSettings> = Object.freeze({ private: false, deltas: Object.freeze({ scratch: true, previousCommits: 3 }) });
 
 /**
  * Read on every request to a repository's files (is it private?), so parsed
- * settings are cached, keyed by the file's identity: each `get` does one
+ * settings are cached, keyed by the file's identity: each lookup does one
  * synchronous stat of DATA/settings/NAME.json and re-reads the file only when
  * its inode, size or mtime changed. That keeps every change visible on the
  * very next request, whoever made it (this process, another worker, an
@@ -37,39 +37,55 @@ export const DEFAULT_SETTINGS: RepoSettings = { private: false, deltas: { scratc
  * the filesystem's timestamp granularity (a few ms) could go unseen.
  */
 export class SettingsStore {
-  private readonly cache = new Map<string, { sig: string; value: RepoSettings }>();
+  private readonly cache = new Map<string, { sig: FileSignature; value: RepoSettings }>();
+  private readonly files = new Map<string, string>();
 
   constructor(readonly dataDir: string) {}
 
   private file(name: string): string {
-    return path.join(this.dataDir, 'settings', `${validateRepoName(name)}.json`);
+    let file = this.files.get(name);
+    if (file === undefined) {
+      file = path.join(this.dataDir, 'settings', `${validateRepoName(name)}.json`);
+      if (this.files.size >= 1024) this.files.clear();
+      this.files.set(name, file);
+    }
+    return file;
   }
 
   async get(name: string): Promise<RepoSettings> {
+    return copy(this.current(name));
+  }
+
+  /**
+   * The settings in force, without a copy or a promise: for the read fast path,
+   * which asks on every request. The value is shared, never to be modified.
+   */
+  current(name: string): Readonly<RepoSettings> {
     const file = this.file(name);
-    let sig: string;
+    let sig: FileSignature;
     try {
-      const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+      const st = statSync(file, { throwIfNoEntry: false });
       if (!st) {
         this.cache.delete(name);
-        return copy(DEFAULT_SETTINGS);
+        return DEFAULT_SETTINGS;
       }
-      sig = `${st.ino}-${st.size}-${st.mtimeNs}-${st.ctimeNs}`;
+      sig = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
     } catch (e) {
-      if (isNotFoundErrno(e)) return copy(DEFAULT_SETTINGS);
+      if (isNotFoundErrno(e)) return DEFAULT_SETTINGS;
       throw e;
     }
     const hit = this.cache.get(name);
-    if (hit && hit.sig === sig) return copy(hit.value);
+    if (hit && sameFile(hit.sig, sig)) return hit.value;
     try {
-      const raw = JSON.parse(await fsp.readFile(file, 'utf8')) as Partial<RepoSettings>;
+      // A few hundred bytes, read only when the file changed.
+      const raw = JSON.parse(readFileSync(file, 'utf8')) as Partial<RepoSettings>;
       const value = merge(DEFAULT_SETTINGS, raw);
       // If the file changed between the stat and the read, the next stat differs from `sig`: re-read then.
       this.cache.set(name, { sig, value });
-      return copy(value);
+      return value;
     } catch (e) {
       this.cache.delete(name);
-      if (isNotFoundErrno(e)) return copy(DEFAULT_SETTINGS);
+      if (isNotFoundErrno(e)) return DEFAULT_SETTINGS;
       if (e instanceof SyntaxError) throw new CairnError('INVALID_ARGUMENT', `settings of ${name} are not valid JSON`);
       throw e;
     }
@@ -92,6 +108,18 @@ export class SettingsStore {
     await fsyncDir(path.dirname(file));
     return next;
   }
+}
+
+/** A file's identity and version; the times are fractional milliseconds (sub-microsecond resolution). */
+interface FileSignature {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+function sameFile(a: FileSignature, b: FileSignature): boolean {
+  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 }
 
 /** Callers may modify what they get; the cache keeps its own. */
