@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { Backend, BlobInfo } from '../../storage/backends/backend';
+import type { FixedHead } from './serve';
 
 /**
  * Small hot files (config, refs, summary, metadata objects) kept in memory,
@@ -30,8 +31,8 @@ export interface CacheEntry {
   data: Buffer;
   /** When the backend last confirmed this version (Date.now()). */
   checkedAt: number;
-  /** A content-addressed object's full 200 header list, built on first use (server/files/serve.ts). */
-  head?: string[];
+  /** A content-addressed object's full 200 head, built on first use (server/files/serve.ts). */
+  head?: FixedHead;
 }
 
 const ENTRY_OVERHEAD = 160;

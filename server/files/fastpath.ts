@@ -55,7 +55,8 @@ export function isPlainKey(key: string): boolean {
 }
 
 export function createFastPath(opts: FastPathOptions): FastPath {
-  const { registry, settings, cache, metrics, logger } = opts;
+  const { registry, cache, metrics, logger } = opts;
+  const isPrivate = opts.settings ? privacyPerTurn(opts.settings) : () => false;
   return (req, res, fallback) => {
     const method = req.method;
     const url = req.url;
@@ -74,7 +75,7 @@ export function createFastPath(opts: FastPathOptions): FastPath {
       // A repository confirmed within the last second is good enough here: the
       // file itself is still statted (or is content-addressed), see RepoRegistry.open.
       repo = registry.openNow(name, 1000);
-      if (!repo || settings?.current(name).private) return fallback();
+      if (!repo || isPrivate(name)) return fallback();
     } catch {
       return fallback();
     }
@@ -106,4 +107,28 @@ async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerRes
   }
   observation?.cancel();
   fallback();
+}
+
+/**
+ * Whether a repository is private, read from the settings at most once per
+ * event-loop turn and repository (a stat each time was the largest single
+ * cost of a cached object). The requests a turn answers were sent before it
+ * began (their sockets were ready then), and the memo is filled during the
+ * turn, so each still sees every settings change made before it was sent, as
+ * with a stat per request. (The exception would be bytes arriving mid-turn on
+ * a connection already being read, within microseconds of a change.) The memo
+ * is dropped in the turn's check phase.
+ */
+function privacyPerTurn(settings: SettingsStore): (name: string) => boolean {
+  const memo = new Map<string, boolean>();
+  const forget = () => memo.clear();
+  return (name) => {
+    let v = memo.get(name);
+    if (v === undefined) {
+      v = settings.current(name).private;
+      if (memo.size === 0) setImmediate(forget);
+      memo.set(name, v);
+    }
+    return v;
+  };
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Backend, BlobInfo, ByteRange } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import type { RepoFileClass } from '../../storage/repo/layout';
@@ -44,11 +45,30 @@ export interface ServeFileOptions {
 }
 
 /**
- * Answers the request for `key`; false when the file does not exist (the
- * caller sends 404). Works on plain node:http objects, so that both the
- * express routes and the raw fast path (server/files/fastpath.ts) use it.
+ * What to send for a GET or HEAD of one file, independent of the transport:
+ * the express routes and the node:http fast path write it with writeHead
+ * (writeAnswer), the HTTP/1.1 front (server/http1/front.ts) serializes it.
  */
-export async function serveFile(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<boolean> {
+export interface FileAnswer {
+  status: number;
+  headers: OutgoingHttpHeaders;
+  /** The bytes to send, already cut to the range; none for HEAD, 304 and 416. */
+  body?: Buffer;
+  /** A large file's bytes (or range), opened and checked; whoever gives up on it must destroy it. */
+  stream?: Readable;
+}
+
+/** The request as far as answering a file goes. */
+export interface FileRequest {
+  method: string;
+  headers: IncomingHttpHeaders;
+}
+
+/**
+ * The answer for `key`, or null when the file does not exist (the caller
+ * sends 404).
+ */
+export async function answerFile(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<FileAnswer | null> {
   // Content-addressed objects cannot change: a copy the backend confirmed a
   // moment ago is served without a stat (bounded by the cache's trustMs, so a
   // deleted object stops being served soon after). Delta parts are not
@@ -57,23 +77,50 @@ export async function serveFile(req: IncomingMessage, res: ServerResponse, backe
     const hit = opts.cache.trusted(backend, key, Date.now());
     if (hit) {
       opts.metrics?.cacheHit(CACHE_NAME);
-      sendBuffered(req, res, cls, hit.info, hit.data, opts);
-      return true;
+      return buffered(req, cls, hit.info, hit.data, opts);
     }
   }
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const info = backend.statNow ? backend.statNow(key) : await backend.stat(key);
-    if (!info) return false;
-    const outcome = await serveVersion(req, res, backend, key, cls, info, opts);
-    if (outcome !== 'changed') return outcome === 'sent';
+    if (!info) return null;
+    const answer = await answerVersion(req, backend, key, cls, info, opts);
+    if (answer !== 'changed') return answer;
   }
   // Replaced between our stat and open several times in a row: let the client retry (libostree retries 500).
   throw new CairnError('IO', `file ${key} kept changing while being read`);
 }
 
-type Outcome = 'sent' | 'absent' | 'changed';
+/**
+ * Answers the request for `key` on node:http objects; false when the file
+ * does not exist (the caller sends 404).
+ */
+export async function serveFile(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<boolean> {
+  const answer = await answerFile({ method: req.method ?? 'GET', headers: req.headers }, backend, key, cls, opts);
+  if (!answer) return false;
+  writeAnswer(res, answer);
+  return true;
+}
 
-async function serveVersion(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<Outcome> {
+/** Writes an answer with one writeHead (dropping stale headers a middleware may have set). */
+export function writeAnswer(res: ServerResponse, answer: FileAnswer): void {
+  for (const name of ['Last-Modified', 'Content-Range', 'Content-Length']) {
+    if (answer.headers[name] === undefined) res.removeHeader(name);
+  }
+  res.writeHead(answer.status, answer.headers);
+  const stream = answer.stream;
+  if (!stream) {
+    res.end(answer.body);
+    return;
+  }
+  // pipeline destroys the file stream (closing its descriptor) when the
+  // client goes away; an error after the headers can only cut the connection
+  // so the client sees a short body, never a complete-looking wrong one.
+  pipeline(stream, res, (err) => {
+    if (err && !res.destroyed) res.destroy();
+  });
+}
+
+async function answerVersion(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<FileAnswer | null | 'changed'> {
   const cache = opts.cache;
   if (req.method !== 'HEAD' && cache?.accepts(info.size)) {
     let data = cache.get(backend, key, info.version);
@@ -85,29 +132,30 @@ async function serveVersion(req: IncomingMessage, res: ServerResponse, backend: 
       // few microseconds, where four thread-pool round trips (open, fstat,
       // read, close) added up to most of a small file's latency.
       const got = backend.readNow ? backend.readNow(key) : await backend.read(key);
-      if (!got) return 'absent';
+      if (!got) return null;
       if (got.info.version !== info.version) return 'changed';
       cache.set(backend, key, got.data, got.info);
       data = got.data;
     }
-    sendBuffered(req, res, cls, info, data, opts);
-    return 'sent';
+    return buffered(req, cls, info, data, opts);
   }
-  const d = prepare(req, res, cls, info, opts);
-  if (d.done) return 'sent';
-  if (req.method === 'HEAD') {
-    res.end();
-    return 'sent';
+  const d = decide(req, cls, info, opts);
+  if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
+  // Large files: streamed from an open handle, never read whole.
+  const opened = await backend.openRead(key, d.range);
+  if (!opened) return null;
+  if (opened.info.version !== info.version) {
+    opened.stream.destroy();
+    return 'changed';
   }
-  return streamFile(res, backend, key, info, d.range);
+  return { status: d.status, headers: d.headers, stream: opened.stream };
 }
 
-/** A file whose bytes we hold: the whole answer in one writeHead + end. */
-function sendBuffered(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, info: BlobInfo, data: Buffer, opts: ServeFileOptions): void {
-  const d = prepare(req, res, cls, info, opts);
-  if (d.done) return;
-  if (req.method === 'HEAD') res.end();
-  else res.end(d.range ? data.subarray(d.range.start, d.range.end + 1) : data);
+/** A file whose bytes we hold. */
+function buffered(req: FileRequest, cls: RepoFileClass, info: BlobInfo, data: Buffer, opts: ServeFileOptions): FileAnswer {
+  const d = decide(req, cls, info, opts);
+  if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
+  return { status: d.status, headers: d.headers, body: d.range ? data.subarray(d.range.start, d.range.end + 1) : data };
 }
 
 /** The headers every answer about this version of the file carries. */
@@ -126,27 +174,52 @@ function fileHeaders(cls: RepoFileClass, info: BlobInfo, v: Validators, privateR
 }
 
 /**
+ * A cached content-addressed object's complete 200 answer, as header lines
+ * and as a writeHead list, built once per cache entry (objects cannot
+ * change). Undefined until the file's second is over: its Last-Modified is
+ * not usable before (see conditional.ts).
+ */
+export interface FixedHead {
+  /** `Name: value\r\n` lines, for the HTTP/1.1 front. */
+  lines: string;
+  /** Flat [name, value, …], for writeHead. */
+  list: string[];
+}
+
+/**
  * The hot case of pulls and mirrors: a content-addressed object of a public
  * repository that the cache holds (confirmed by the backend within trustMs),
- * asked for without validators or a range. Its whole answer is fixed by the
- * object, so the header list is built once per cache entry and the answer is
- * written synchronously. Returns the body bytes written, or -1 when the
- * request needs serveFile.
+ * asked for without validators or a range (see hasValidatorsOrRange). Its
+ * whole answer is fixed by the object. Undefined when the request needs
+ * answerFile.
  */
-export function sendTrustedObject(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, cache: FileCache, metrics: Metrics | undefined): number {
-  if (!cls.contentId || hasValidatorsOrRange(req.rawHeaders)) return -1;
+export function trustedObject(backend: Backend, key: string, cls: RepoFileClass, cache: FileCache, metrics: Metrics | undefined): { head: FixedHead; data: Buffer } | undefined {
+  if (!cls.contentId) return undefined;
   const now = Date.now();
   const hit = cache.trusted(backend, key, now);
-  if (!hit) return -1;
+  if (!hit) return undefined;
   if (!hit.head) {
-    // Until the file's second is over its Last-Modified is not usable yet (see conditional.ts): no fixed answer before that.
-    if (!lastModifiedUsable(hit.info.mtimeMs, now)) return -1;
+    if (!lastModifiedUsable(hit.info.mtimeMs, now)) return undefined;
     const headers = fileHeaders(cls, hit.info, { etag: etagFor(cls, hit.info), mtimeMs: hit.info.mtimeMs, nowMs: now }, false);
     headers['Content-Length'] = hit.info.size;
-    hit.head = Object.entries(headers).flatMap(([k, v]) => [k, String(v)]);
+    const list = Object.entries(headers).flatMap(([k, v]) => [k, String(v)]);
+    let lines = '';
+    for (let i = 0; i < list.length; i += 2) lines += `${list[i]}: ${list[i + 1]}\r\n`;
+    hit.head = { lines, list };
   }
   metrics?.cacheHit(CACHE_NAME);
-  res.writeHead(200, hit.head);
+  return { head: hit.head, data: hit.data };
+}
+
+/**
+ * trustedObject on node:http objects. Returns the body bytes written, or -1
+ * when the request needs serveFile.
+ */
+export function sendTrustedObject(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, cache: FileCache, metrics: Metrics | undefined): number {
+  if (hasValidatorsOrRange(req.rawHeaders)) return -1;
+  const hit = trustedObject(backend, key, cls, cache, metrics);
+  if (!hit) return -1;
+  res.writeHead(200, hit.head.list);
   if (req.method === 'HEAD') {
     res.end();
     return 0;
@@ -155,8 +228,8 @@ export function sendTrustedObject(req: IncomingMessage, res: ServerResponse, bac
   return hit.data.length;
 }
 
-/** Whether a request carries a validator or a range, read from rawHeaders (req.headers is built on first use). */
-function hasValidatorsOrRange(raw: string[]): boolean {
+/** Whether a request carries a validator or a range, from its raw [name, value, …] list (req.headers is built on first use). */
+export function hasValidatorsOrRange(raw: readonly string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const len = raw[i]!.length;
     if (len !== 5 && len !== 8 && len !== 13 && len !== 17) continue;
@@ -167,53 +240,23 @@ function hasValidatorsOrRange(raw: string[]): boolean {
 }
 
 /**
- * Status and headers for `info` (validators, 304, ranges, 416), written with
- * one writeHead. `done` when the answer is complete (304, 416); else the
- * caller sends the body (or none for HEAD).
+ * Status and headers for `info` (validators, 304, ranges, 416); for a 200 or
+ * 206 the caller adds the body (none for HEAD).
  */
-function prepare(req: IncomingMessage, res: ServerResponse, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): { done: boolean; range?: ByteRange } {
+function decide(req: FileRequest, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): { status: number; headers: OutgoingHttpHeaders; range?: ByteRange } {
   const v: Validators = { etag: etagFor(cls, info), mtimeMs: info.mtimeMs, nowMs: Date.now() };
   const headers = fileHeaders(cls, info, v, opts.privateRepo === true);
-  if (headers['Last-Modified'] === undefined) res.removeHeader('Last-Modified');
-  res.removeHeader('Content-Range');
-
-  if (isNotModified(req.headers, v)) {
-    res.removeHeader('Content-Length');
-    res.writeHead(304, headers);
-    res.end();
-    return { done: true };
-  }
-
+  if (isNotModified(req.headers, v)) return { status: 304, headers };
   const decision = decideRange(req.headers, info.size, v);
   if (decision.kind === 'unsatisfiable') {
     headers['Content-Range'] = `bytes */${info.size}`;
     headers['Content-Length'] = 0;
-    res.writeHead(416, headers);
-    res.end();
-    return { done: true };
+    return { status: 416, headers };
   }
   const range = decision.kind === 'partial' ? decision.range : undefined;
   if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${info.size}`;
   headers['Content-Length'] = range ? range.end - range.start + 1 : info.size;
-  res.writeHead(range ? 206 : 200, headers);
-  return { done: false, range };
-}
-
-/** Large files: streamed from an open handle, never read whole. */
-async function streamFile(res: ServerResponse, backend: Backend, key: string, info: BlobInfo, range: ByteRange | undefined): Promise<Outcome> {
-  const opened = await backend.openRead(key, range);
-  if (!opened) return 'absent';
-  if (opened.info.version !== info.version) {
-    opened.stream.destroy();
-    return 'changed';
-  }
-  // pipeline destroys the file stream (closing its descriptor) when the
-  // client goes away; an error after the headers can only cut the connection
-  // so the client sees a short body, never a complete-looking wrong one.
-  pipeline(opened.stream, res, (err) => {
-    if (err && !res.destroyed) res.destroy();
-  });
-  return 'sent';
+  return { status: range ? 206 : 200, headers, range };
 }
 
 /** Strong ETags: the content identity for objects, else the backend's version. */
