@@ -3,6 +3,8 @@ import type { RepoRegistry } from '../storage/repo/registry';
 import { errorMiddleware, sendError, sendNotFound } from './errors';
 import { FileCache, type FileCacheOptions } from './files/cache';
 import { createFastPath, type FastPath } from './files/fastpath';
+import { createFrontAnswerer } from './files/frontAnswer';
+import type { Answerer } from './http1/front';
 import { createLogger, type Logger } from './logging';
 import { createMetrics, type Metrics } from './metrics';
 import { observeRequests } from './observe';
@@ -43,7 +45,7 @@ export interface AppOptions {
 }
 
 export interface CairnApp extends Express {
-  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache; fastPath?: FastPath } };
+  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache; fastPath?: FastPath; front?: Answerer } };
 }
 
 /**
@@ -92,8 +94,11 @@ export function createApp(opts: AppOptions): CairnApp {
   // app.handle so that every way of running the app (listen, supertest, a
   // parent express app) gets it.
   if (opts.fastPath !== false) {
-    const fast = createFastPath({ registry: opts.registry, settings: ctx?.settings, cache, metrics, logger });
+    const fastOptions = { registry: opts.registry, settings: ctx?.settings, cache, metrics, logger };
+    const fast = createFastPath(fastOptions);
     app.locals.cairn.fastPath = fast;
+    // For a server that puts the HTTP/1.1 front before the app (listen's `front`).
+    app.locals.cairn.front = createFrontAnswerer(fastOptions);
     const handle = (app as unknown as { handle: (req: unknown, res: unknown, next?: unknown) => void }).handle.bind(app);
     (app as unknown as { handle: typeof handle }).handle = (req, res, next) =>
       fast(req as Parameters<FastPath>[0], res as Parameters<FastPath>[1], () => handle(req, res, next));

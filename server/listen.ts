@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
 import type { Logger } from './logging';
+import { installFront, type Answerer } from './http1/front';
 
 export interface ListeningServer {
   server: Server;
@@ -13,9 +14,17 @@ export interface ListeningServer {
   stopOnSignals(log: Logger): Promise<number>;
 }
 
+export interface ListenOptions {
+  port: number;
+  host: string;
+  /** Answers for the HTTP/1.1 front (server/http1/front.ts); without it node's server reads every connection. */
+  front?: Answerer;
+}
+
 /** Starts an HTTP server for `app`; resolves once it listens (port 0 picks a free port). */
-export function listen(app: RequestListener, opts: { port: number; host: string }): Promise<ListeningServer> {
+export function listen(app: RequestListener, opts: ListenOptions): Promise<ListeningServer> {
   const server = createServer(app);
+  const front = opts.front ? installFront(server, { answer: opts.front }) : undefined;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -26,7 +35,11 @@ export function listen(app: RequestListener, opts: { port: number; host: string 
         new Promise<void>((done) => {
           server.close(() => done());
           server.closeIdleConnections();
-          setTimeout(() => server.closeAllConnections(), graceMs).unref();
+          front?.stop();
+          setTimeout(() => {
+            server.closeAllConnections();
+            front?.closeAll();
+          }, graceMs).unref();
         });
       resolve({
         server,

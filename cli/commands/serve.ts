@@ -66,7 +66,7 @@ export const serve: Command = {
       logger.always('listening', { host, port: running.port, url: running.url, data: dataDir, repos: await registry.list(), mounts, workers });
       code = await running.stopOnSignals();
     } else {
-      const server = await listen(app, { port, host });
+      const server = await listen(app, { port, host, front: app.locals.cairn.front });
       logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts, workers: 1 });
       code = await server.stopOnSignals(logger);
     }

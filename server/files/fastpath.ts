@@ -54,50 +54,78 @@ export function isPlainKey(key: string): boolean {
   return true;
 }
 
-export function createFastPath(opts: FastPathOptions): FastPath {
-  const { registry, cache, metrics, logger } = opts;
+/** A request the fast paths may answer: a file of a public repository, by a plain path. */
+export interface RoutedFile {
+  repo: Repo;
+  name: string;
+  key: string;
+  cls: RepoFileClass;
+  /** The URL without its query, for the log. */
+  path: string;
+  /** The route label of metrics. */
+  route: string;
+}
+
+/**
+ * Finds the repository file `url` names, or null when the request is for
+ * the full pipeline (see above). Shared by the node:http fast path and the
+ * HTTP/1.1 front (./frontAnswer.ts), so both take exactly the same requests.
+ */
+export function fileRouter(opts: Pick<FastPathOptions, 'registry' | 'settings'>): (url: string) => RoutedFile | null {
+  const { registry } = opts;
   const isPrivate = opts.settings ? privacyPerTurn(opts.settings) : () => false;
-  return (req, res, fallback) => {
-    const method = req.method;
-    const url = req.url;
-    if ((method !== 'GET' && method !== 'HEAD') || url === undefined || !url.startsWith('/repo/')) return fallback();
+  return (url) => {
+    if (!url.startsWith('/repo/')) return null;
     const q = url.indexOf('?');
-    const m = PLAIN.exec(q === -1 ? url : url.slice(0, q));
-    if (!m) return fallback();
-    const start = process.hrtime.bigint();
+    const path = q === -1 ? url : url.slice(0, q);
+    const m = PLAIN.exec(path);
+    if (!m) return null;
     const name = m[1]!;
     const key = m[2]!;
-    if (!isPlainKey(key)) return fallback(); // express answers 400
+    if (!isPlainKey(key)) return null; // express answers 400
     const cls = classifyRepoKey(key);
-    if (cls.kind === 'local' || key.startsWith('keys/')) return fallback();
-    let repo;
-    try {
-      // A repository confirmed within the last second is good enough here: the
-      // file itself is still statted (or is content-addressed), see RepoRegistry.open.
-      repo = registry.openNow(name, 1000);
-      if (!repo || isPrivate(name)) return fallback();
-    } catch {
-      return fallback();
-    }
-    // The commonest answer of all, a content-addressed object the cache holds,
-    // is written and accounted for synchronously: no promise, no close listener.
-    const sent = cache ? sendTrustedObject(req, res, repo.backend, key, cls, cache, metrics) : -1;
-    if (sent >= 0) {
-      const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
-      const route = `repo_${cls.area}`;
-      metrics?.observeRequest({ route, method, status: 200, bytes: sent, durationMs });
-      logger.request({ method, path: q === -1 ? url : url.slice(0, q), status: 200, bytes: sent, durationMs, repo: name });
-      return;
-    }
-    void serve(opts, req, res, repo, name, key, cls, url, start, fallback);
+    if (cls.kind === 'local' || key.startsWith('keys/')) return null;
+    // A repository confirmed within the last second is good enough here: the
+    // file itself is still statted (or is content-addressed), see RepoRegistry.open.
+    const repo = registry.openNow(name, 1000);
+    if (!repo || isPrivate(name)) return null;
+    return { repo, name, key, cls, path, route: `repo_${cls.area}` };
   };
 }
 
-async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerResponse, repo: Repo, name: string, key: string, cls: RepoFileClass, url: string, start: bigint, fallback: Fallback): Promise<void> {
+export function createFastPath(opts: FastPathOptions): FastPath {
+  const { cache, metrics, logger } = opts;
+  const route = fileRouter(opts);
+  return (req, res, fallback) => {
+    const method = req.method;
+    const url = req.url;
+    if ((method !== 'GET' && method !== 'HEAD') || url === undefined) return fallback();
+    const start = process.hrtime.bigint();
+    let file;
+    try {
+      file = route(url);
+    } catch {
+      return fallback();
+    }
+    if (!file) return fallback();
+    // The commonest answer of all, a content-addressed object the cache holds,
+    // is written and accounted for synchronously: no promise, no close listener.
+    const sent = cache ? sendTrustedObject(req, res, file.repo.backend, file.key, file.cls, cache, metrics) : -1;
+    if (sent >= 0) {
+      const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
+      metrics?.observeRequest({ route: file.route, method, status: 200, bytes: sent, durationMs });
+      logger.request({ method, path: file.path, status: 200, bytes: sent, durationMs, repo: file.name });
+      return;
+    }
+    void serve(opts, req, res, file, url, start, fallback);
+  };
+}
+
+async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerResponse, file: RoutedFile, url: string, start: bigint, fallback: Fallback): Promise<void> {
   let observation;
   try {
-    observation = observe(opts.logger, opts.metrics, req, res, { route: `repo_${cls.area}`, repo: name }, start, url);
-    if (await serveFile(req, res, repo.backend, key, cls, { cache: opts.cache, metrics: opts.metrics, trustObjects: true })) return;
+    observation = observe(opts.logger, opts.metrics, req, res, { route: file.route, repo: file.name }, start, url);
+    if (await serveFile(req, res, file.repo.backend, file.key, file.cls, { cache: opts.cache, metrics: opts.metrics, trustObjects: true })) return;
   } catch {
     // An error before anything was written: the full pipeline repeats the request and reports it.
     if (res.headersSent) {
