@@ -7,9 +7,11 @@ import { answerFile, hasValidatorsOrRange, trustedObject, type FileAnswer } from
 /**
  * The HTTP/1.1 front's answers (server/http1/front.ts): the same requests as
  * the node:http fast path (fileRouter) with the same answers (answerFile),
- * the same log line and metrics. Everything else, a missing file included
- * (its 404 carries the app's error header and may start an on-demand delta),
- * goes to node and the app.
+ * the same log line and metrics. A missing file gets the app's 404 (a pull
+ * asks for a few: summary.sig, commitmeta; handing those to node would take
+ * their connections off the front for good), except a missing delta file,
+ * which may start an on-demand delta: that one, and everything else, goes to
+ * node and the app.
  */
 export function createFrontAnswerer(opts: FastPathOptions): Answerer {
   const { cache, metrics, logger } = opts;
@@ -24,7 +26,10 @@ export function createFrontAnswerer(opts: FastPathOptions): Answerer {
       if (hit) return { status: 200, head: hit.head.lines, body: hit.data, done: account(200) };
     }
     return answerFile({ method: head.method, headers: head.headers }, file.repo.backend, file.key, file.cls, { cache, metrics, trustObjects: true }).then(
-      (a) => (a ? toFront(a, account(a.status)) : null),
+      (a) => {
+        if (a) return toFront(a, account(a.status));
+        return file.cls.area === 'delta' ? null : { status: 404, head: NOT_FOUND_HEAD, done: account(404) };
+      },
     );
   };
 
@@ -36,6 +41,9 @@ export function createFrontAnswerer(opts: FastPathOptions): Answerer {
     };
   }
 }
+
+/** Exactly the app's 404 for a repository file (server/errors.ts sendError): no body, the reason in a header. */
+const NOT_FOUND_HEAD = 'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Cairn-Error: Not Found\r\nContent-Length: 0\r\n';
 
 function toFront(a: FileAnswer, done: FrontAnswer['done']): FrontAnswer {
   return { status: a.status, head: headerLines(a.headers), body: a.body, stream: a.stream, done };

@@ -204,20 +204,24 @@ class Connection {
       a.done?.(bytes, aborted);
     };
     const onClose = () => {
+      count();
       stream.destroy();
       finish(true);
     };
     s.on('close', onClose);
     s.write(text, 'latin1');
-    stream.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-    });
+    // Counted on the way to the socket: a 'data' listener here would keep the
+    // stream flowing past the socket's backpressure.
+    const bodyStart = s.bytesWritten;
+    const count = () => (bytes = s.bytesWritten - bodyStart);
     stream.once('error', () => {
       // After the head: only a cut connection tells the client the body is short.
+      count();
       s.destroy();
       finish(true);
     });
     stream.once('end', () => {
+      count();
       finish(false);
       this.busy = false;
       if (this.ended) s.end();
