@@ -4,7 +4,7 @@ import { errorMiddleware, sendError, sendNotFound } from './errors';
 import { FileCache, type FileCacheOptions } from './files/cache';
 import { createFastPath, type FastPath } from './files/fastpath';
 import { createFrontAnswerer } from './files/frontAnswer';
-import type { Answerer } from './http1/front';
+import type { FrontOptions } from './http1/front';
 import { createLogger, type Logger } from './logging';
 import { createMetrics, type Metrics } from './metrics';
 import { observeRequests } from './observe';
@@ -45,7 +45,7 @@ export interface AppOptions {
 }
 
 export interface CairnApp extends Express {
-  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache; fastPath?: FastPath; front?: Answerer } };
+  locals: Express['locals'] & { cairn: { logger: Logger; metrics?: Metrics; cache?: FileCache; fastPath?: FastPath; front?: FrontOptions } };
 }
 
 /**
@@ -98,7 +98,7 @@ export function createApp(opts: AppOptions): CairnApp {
     const fast = createFastPath(fastOptions);
     app.locals.cairn.fastPath = fast;
     // For a server that puts the HTTP/1.1 front before the app (listen's `front`).
-    app.locals.cairn.front = createFrontAnswerer(fastOptions);
+    app.locals.cairn.front = { answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) };
     const handle = (app as unknown as { handle: (req: unknown, res: unknown, next?: unknown) => void }).handle.bind(app);
     (app as unknown as { handle: typeof handle }).handle = (req, res, next) =>
       fast(req as Parameters<FastPath>[0], res as Parameters<FastPath>[1], () => handle(req, res, next));

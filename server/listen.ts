@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
 import type { Logger } from './logging';
-import { installFront, type Answerer } from './http1/front';
+import { installFront, type FrontOptions } from './http1/front';
 
 export interface ListeningServer {
   server: Server;
@@ -17,14 +17,14 @@ export interface ListeningServer {
 export interface ListenOptions {
   port: number;
   host: string;
-  /** Answers for the HTTP/1.1 front (server/http1/front.ts); without it node's server reads every connection. */
-  front?: Answerer;
+  /** The HTTP/1.1 front (server/http1/front.ts); without it node's server reads every connection. */
+  front?: FrontOptions;
 }
 
 /** Starts an HTTP server for `app`; resolves once it listens (port 0 picks a free port). */
 export function listen(app: RequestListener, opts: ListenOptions): Promise<ListeningServer> {
   const server = createServer(app);
-  const front = opts.front ? installFront(server, { answer: opts.front }) : undefined;
+  const front = opts.front ? installFront(server, opts.front) : undefined;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

@@ -21,6 +21,8 @@ export interface Metrics {
   observeRequest(o: RequestObservation): void;
   cacheHit(cache: string): void;
   cacheMiss(cache: string): void;
+  /** A connection the HTTP/1.1 front gave to node's server. */
+  frontHandOver(): void;
 }
 
 export interface MetricsOptions {
@@ -92,6 +94,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     collect: flushInto(pendingMisses, 'cache'),
   });
   const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+  const handOvers = new Counter({
+    name: 'cairn_front_handovers_total',
+    help: 'Connections the HTTP/1.1 front handed to the full HTTP server (a request it does not answer itself)',
+    registers: [registry],
+  });
 
   return {
     registry,
@@ -108,5 +115,6 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     cacheHit: (cache) => add(pendingHits, cache, 1),
     cacheMiss: (cache) => add(pendingMisses, cache, 1),
+    frontHandOver: () => handOvers.inc(),
   };
 }

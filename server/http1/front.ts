@@ -39,6 +39,8 @@ export type Answerer = (head: RequestHead) => FrontAnswer | null | Promise<Front
 
 export interface FrontOptions {
   answer: Answerer;
+  /** Told each time a connection goes to node (a metric: a pull should need none). */
+  onHandOver?: () => void;
   /** Idle time before a kept-alive connection is closed (default 5 s, node's keepAliveTimeout). */
   keepAliveTimeoutMs?: number;
 }
@@ -73,6 +75,7 @@ export function installFront(server: Server, opts: FrontOptions): Front {
     }
     const c = new Connection(socket, shared, (from) => {
       open.delete(from);
+      opts.onHandOver?.();
       nodeListener.call(server, socket);
     });
     open.add(c);

@@ -24,9 +24,9 @@ export interface RequestHead {
 export const MAX_HEAD_BYTES = 16 * 1024;
 
 /** Headers whose value the answer depends on: each may appear at most once. */
-const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection']);
-/** Headers that mean a body, or a protocol switch: node's business. */
-const REFUSED = new Set(['content-length', 'transfer-encoding', 'expect', 'upgrade', 'http2-settings']);
+const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection', 'upgrade']);
+/** Headers that mean a body: node's business. */
+const REFUSED = new Set(['content-length', 'transfer-encoding', 'expect']);
 
 const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.([01])$/;
 /** A token name, a colon, optional whitespace, a value of visible ASCII, spaces, tabs or obs-text. */
@@ -60,6 +60,12 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
     rawHeaders.push(m[1]!, m[2]!);
   }
   if (http11 && headers.host === undefined) return null; // node answers 400
+  // libcurl (so libostree) offers HTTP/2 on every plain-http request
+  // (`Connection: Upgrade, HTTP2-Settings`, `Upgrade: h2c`); a server without
+  // h2c ignores the offer and answers in HTTP/1.1 (RFC 9110 §7.8), as node
+  // and nginx do. Any other upgrade (WebSocket, …) is node's.
+  const upgrade = headers.upgrade;
+  if (upgrade !== undefined && upgrade.toLowerCase() !== 'h2c') return null;
   let keepAlive = http11;
   const connection = headers.connection;
   if (connection !== undefined) {
@@ -67,7 +73,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
       const t = token.trim();
       if (t === 'close') keepAlive = false;
       else if (t === 'keep-alive') keepAlive = keepAlive || !http11;
-      else if (t !== '') return null; // e.g. Upgrade
+      else if (t !== '' && t !== 'upgrade' && t !== 'http2-settings') return null;
     }
   }
   return { method: first[1] as 'GET' | 'HEAD', target: first[2]!, keepAlive, headers, rawHeaders };

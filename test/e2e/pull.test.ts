@@ -5,6 +5,7 @@
 // (fails, never skips, when `ostree` is missing: see test/helpers/ostree.ts)
 
 import assert from 'node:assert/strict';
+import { get } from 'node:http';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -121,9 +122,28 @@ after(async () => {
   await removeTempDirs();
 });
 
+/** Connections the HTTP/1.1 front has given to node's server so far (server/http1/front.ts), this request's own included. */
+async function handOvers(): Promise<number> {
+  // A connection of its own (no agent), so the count is the same whatever a pool would reuse.
+  const text = await new Promise<string>((resolve, reject) => {
+    get(`${cairn.url}/metrics`, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  const m = /^cairn_front_handovers_total (\d+)$/m.exec(text);
+  assert.ok(m, 'cairn_front_handovers_total in /metrics');
+  return Number(m[1]);
+}
+
 test('archive client: pull, fsck, checkout equals the source tree', async () => {
   const c = await client('archive', repoUrl('os'));
+  const before = await handOvers();
   await pull(c, [`cairn`, OS_REF, APP_REF]);
+  // The whole pull (summary.sig and commitmeta 404s included) was answered by the front, on node's side not one connection.
+  assert.equal(await handOvers(), before + 1, 'only the /metrics request itself goes to node');
   assert.equal(await revParse(c, `cairn:${OS_REF}`), C[2]);
   assert.equal(await revParse(c, `cairn:${APP_REF}`), appCommit);
   await fsck(c);

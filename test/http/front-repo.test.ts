@@ -36,7 +36,7 @@ before(async () => {
   await data.registry.create('secret');
   await ctx.settings.update('secret', { private: true });
   const app = makeApp(data, { context: ctx });
-  const front = app.locals.cairn.front!;
+  const front = app.locals.cairn.front!.answer;
   const recording: Answerer = (head) => {
     const r = front(head);
     const note = (taken: boolean) => taken && takenByFront.push(`${head.method} ${head.target}`);
@@ -44,7 +44,7 @@ before(async () => {
     else note(r !== null);
     return r;
   };
-  withFront = await listen(app, { port: 0, host: '127.0.0.1', front: recording });
+  withFront = await listen(app, { port: 0, host: '127.0.0.1', front: { answer: recording } });
   nodeOnly = await listen(makeApp(data, { context: ctx }), { port: 0, host: '127.0.0.1' });
 });
 

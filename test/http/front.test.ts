@@ -69,7 +69,7 @@ function nodeApp(req: IncomingMessage, res: ServerResponse): void {
 let server: ListeningServer;
 let port: number;
 before(async () => {
-  server = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: answerer });
+  server = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer } });
   port = server.port;
 });
 after(async () => {
@@ -181,7 +181,7 @@ test('done() reports the body bytes of each answer', async () => {
 });
 
 test('a graceful stop closes idle connections and lets the answer in progress finish', async () => {
-  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: answerer });
+  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer } });
   const idle = connect(s2.port, '127.0.0.1');
   await new Promise((r) => idle.once('connect', r));
   const idleClosed = new Promise((r) => idle.once('close', r));

@@ -29,6 +29,13 @@ test('accepts what libostree (libcurl) and wrk send', () => {
   assert.equal(c.headers['if-modified-since'], 'Fri, 27 Nov 2026 12:45:33 UTC');
 });
 
+test('accepts the h2c upgrade offer libcurl adds to every request (and ignores it)', () => {
+  const h = parse('GET /repo/bench/summary HTTP/1.1\r\nHost: 127.0.0.1:9011\r\nUser-Agent: libostree/2022.7\r\nAccept: */*\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n');
+  assert.ok(h);
+  assert.equal(h.keepAlive, true);
+  assert.equal(parse('GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'), null);
+});
+
 test('keep-alive follows the version and the Connection header', () => {
   assert.equal(parse('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')?.keepAlive, false);
   assert.equal(parse('GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n')?.keepAlive, true);
@@ -51,8 +58,8 @@ test('refuses what it leaves to node', () => {
     'GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n', // any body framing
     'GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n',
     'GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n',
-    'GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n',
-    'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: a\r\nConnection: TE\r\n\r\n',
     'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', // repeated headers that matter
     'GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nrange: bytes=2-3\r\n\r\n',
     'GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n', // obs-fold
