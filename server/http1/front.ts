@@ -93,6 +93,14 @@ export function installFront(server: Server, opts: FrontOptions): Front {
 }
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * Flow control, as node's server does it: requests received while an answer
+ * is in progress are buffered up to IN_LIMIT, then the socket stops being
+ * read; answers waiting in the socket beyond OUT_LIMIT (a client that sends
+ * but does not read) stop the processing of requests until they drain.
+ */
+const IN_LIMIT = 64 * 1024;
+const OUT_LIMIT = 1024 * 1024;
 const KEEP_ALIVE = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n';
 const CLOSE = 'Connection: close\r\n\r\n';
 
@@ -123,6 +131,15 @@ class Connection {
     if (this.ended) return;
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     if (!this.busy) this.next();
+    else if (this.buf.length > IN_LIMIT) this.socket.pause();
+  };
+
+  /** The answer in progress is over: read again and go on with the requests buffered. */
+  private readonly resume = (): void => {
+    this.busy = false;
+    if (this.ended || this.socket.destroyed) return;
+    this.socket.resume();
+    this.next();
   };
 
   private readonly onTimeout = (): void => {
@@ -133,6 +150,12 @@ class Connection {
   /** Answers the complete requests buffered, in order, until one must wait or go to node. */
   private next(): void {
     while (!this.busy && !this.ended && this.buf.length > 0) {
+      if (this.socket.writableLength > OUT_LIMIT) {
+        this.busy = true;
+        this.socket.pause();
+        this.socket.once('drain', this.resume);
+        return;
+      }
       const end = findHeadEnd(this.buf, 0);
       if (end === -1) return; // wait for the rest of the head
       const head = end === -2 ? null : parseRequestHead(this.buf, 0, end);
@@ -148,16 +171,11 @@ class Connection {
         this.busy = true;
         result.then(
           (a) => {
-            this.busy = false;
             if (!a) return this.handOver();
             this.consume(end);
-            this.send(head, a);
-            this.next();
+            if (!this.send(head, a)) this.resume();
           },
-          () => {
-            this.busy = false;
-            this.handOver();
-          },
+          () => this.handOver(),
         );
         return;
       }
@@ -171,12 +189,13 @@ class Connection {
     this.buf = rest >= this.buf.length ? EMPTY : this.buf.subarray(rest);
   }
 
-  private send(head: RequestHead, a: FrontAnswer): void {
+  /** Writes an answer; true when its body is being streamed (the connection resumes at its end). */
+  private send(head: RequestHead, a: FrontAnswer): boolean {
     const s = this.socket;
     if (s.destroyed) {
       a.stream?.destroy();
       a.done?.(0, true);
-      return;
+      return false;
     }
     if (!head.keepAlive || this.shared.stopping) this.ended = true;
     const text = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Unknown'}\r\n${a.head}Date: ${httpNow()}\r\n${this.ended ? CLOSE : KEEP_ALIVE}`;
@@ -190,9 +209,10 @@ class Connection {
       s.uncork();
       a.done?.(body?.length ?? 0, false);
       if (this.ended) s.end();
-      return;
+      return false;
     }
     this.stream(s, text, stream, a);
+    return true;
   }
 
   /** A large body: piped with backpressure; the connection's next request waits for its end. */
@@ -226,9 +246,8 @@ class Connection {
     stream.once('end', () => {
       count();
       finish(false);
-      this.busy = false;
       if (this.ended) s.end();
-      else this.next();
+      else this.resume();
     });
     stream.pipe(s, { end: false });
   }
@@ -236,6 +255,7 @@ class Connection {
   /** Gives the connection, and every byte not answered yet, to node's HTTP server. */
   private handOver(): void {
     const s = this.socket;
+    this.busy = false;
     this.ended = true;
     s.off('data', this.onData);
     s.off('timeout', this.onTimeout);

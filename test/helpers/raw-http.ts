@@ -31,6 +31,8 @@ export interface ExchangeOptions {
   gapMs?: number;
   /** After the expected answers, wait this long to see whether the server closes (default 0: don't wait). */
   lingerMs?: number;
+  /** Read nothing for this long after connecting (answers pile up at the server). */
+  readDelayMs?: number;
   timeoutMs?: number;
 }
 
@@ -89,6 +91,10 @@ export function exchange(port: number, chunks: (string | Buffer)[], opts: Exchan
       else finish(new Error(`server closed after ${responses.length}/${opts.expect} answers`));
     });
     socket.on('error', (e) => finish(e));
+    if (opts.readDelayMs) {
+      socket.pause();
+      setTimeout(() => socket.resume(), opts.readDelayMs);
+    }
     socket.on('connect', async () => {
       for (const c of chunks) {
         if (settled || socket.destroyed) return;

@@ -98,6 +98,15 @@ test('pipelined requests of every kind are answered in order', async () => {
   assert.ok(x.responses[2]!.body.equals(pseudoRandomBytes(300000, 300000)));
 });
 
+test('a client that sends much and reads late gets every answer, in order (flow control)', async () => {
+  const paths = Array.from({ length: 3000 }, (_, i) => (i % 100 === 50 ? '/stream/200000' : `/fast/${i}`));
+  const x = await exchange(port, [paths.map((p) => requestText(p)).join('')], { expect: paths.length, readDelayMs: 300, timeoutMs: 30_000 });
+  assert.deepEqual(
+    x.responses.map((r) => (r.body.length === 200000 ? '/stream/200000' : `/fast/${text(r).slice(5)}`)),
+    paths,
+  );
+});
+
 test('a head split into single bytes is answered once complete', async () => {
   const bytes = [...Buffer.from(requestText('/fast/split') + requestText('/fast/after'))].map((b) => Buffer.from([b]));
   const x = await exchange(port, bytes, { expect: 2 });
