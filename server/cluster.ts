@@ -12,6 +12,8 @@ import type { RepoRegistry } from '../storage/repo/registry';
 import type { SettingsStore } from '../storage/repo/settings';
 import { FileCache } from './files/cache';
 import { createFastPath } from './files/fastpath';
+import { createFrontAnswerer } from './files/frontAnswer';
+import { installFront } from './http1/front';
 import type { Logger } from './logging';
 import type { Metrics } from './metrics';
 
@@ -227,9 +229,12 @@ export interface WorkerOptions {
 export async function runWorker(opts: WorkerOptions): Promise<number> {
   const named = process.env[ENV_SOCKET]!;
   const socket = named.startsWith('@') ? `\0${named.slice(1)}` : named;
-  const fast = createFastPath({ registry: opts.registry, settings: opts.settings, cache: new FileCache(), metrics: opts.metrics, logger: opts.logger });
+  const fastOptions = { registry: opts.registry, settings: opts.settings, cache: new FileCache(), metrics: opts.metrics, logger: opts.logger };
+  const fast = createFastPath(fastOptions);
   const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
   const server: Server = createServer((req, res) => fast(req, res, () => forward(socket, agent, req, res)));
+  const metrics = opts.metrics;
+  const front = installFront(server, { answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) });
   const send = (m: Msg) => process.send?.(m);
 
   process.on('message', (m: unknown) => {
@@ -252,7 +257,11 @@ export async function runWorker(opts: WorkerOptions): Promise<number> {
     (closing ??= new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
-      setTimeout(() => server.closeAllConnections(), 5000).unref();
+      front.stop();
+      setTimeout(() => {
+        server.closeAllConnections();
+        front.closeAll();
+      }, 5000).unref();
     }).then(() => {
       agent.destroy();
       done(0);
