@@ -46,7 +46,7 @@ export function createFrontAnswerer(opts: FastPathOptions): Answerer {
 const NOT_FOUND_HEAD = 'Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Cairn-Error: Not Found\r\nContent-Length: 0\r\n';
 
 function toFront(a: FileAnswer, done: FrontAnswer['done']): FrontAnswer {
-  return { status: a.status, head: headerLines(a.headers), body: a.body, stream: a.stream, done };
+  return { status: a.status, head: headerLines(a.headers), body: a.body, stream: a.stream, file: a.file, done };
 }
 
 function headerLines(headers: OutgoingHttpHeaders): string {

@@ -7,6 +7,7 @@ import { CairnError } from '../../storage/errors';
 import type { RepoFileClass } from '../../storage/repo/layout';
 import type { Metrics } from '../metrics';
 import type { FileCache } from './cache';
+import { pump, type FileRange } from './pump';
 import { decideRange, httpDate, isNotModified, lastModifiedUsable, type Validators } from './conditional';
 
 /**
@@ -54,7 +55,9 @@ export interface FileAnswer {
   headers: OutgoingHttpHeaders;
   /** The bytes to send, already cut to the range; none for HEAD, 304 and 416. */
   body?: Buffer;
-  /** A large file's bytes (or range), opened and checked; whoever gives up on it must destroy it. */
+  /** A large file's bytes (or range) from an open reader, to send with pump(); whoever gives up on it must close the reader. */
+  file?: FileRange;
+  /** The same from a driver without readers, as a stream; whoever gives up on it must destroy it. */
   stream?: Readable;
 }
 
@@ -107,6 +110,16 @@ export function writeAnswer(res: ServerResponse, answer: FileAnswer): void {
     if (answer.headers[name] === undefined) res.removeHeader(name);
   }
   res.writeHead(answer.status, answer.headers);
+  if (answer.file) {
+    const stop = pump(answer.file, res, (err) => {
+      res.off('close', stop);
+      // After the head, only a cut connection tells the client the body is short.
+      if (err) res.destroy();
+      else if (!res.destroyed) res.end();
+    });
+    res.once('close', stop);
+    return;
+  }
   const stream = answer.stream;
   if (!stream) {
     res.end(answer.body);
@@ -141,7 +154,18 @@ async function answerVersion(req: FileRequest, backend: Backend, key: string, cl
   }
   const d = decide(req, cls, info, opts);
   if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
-  // Large files: streamed from an open handle, never read whole.
+  // Large files: sent from an open handle, never read whole.
+  const start = d.range?.start ?? 0;
+  const end = d.range?.end ?? info.size - 1;
+  if (backend.openReader) {
+    const reader = await backend.openReader(key);
+    if (!reader) return null;
+    if (reader.info.version !== info.version) {
+      await reader.close();
+      return 'changed';
+    }
+    return { status: d.status, headers: d.headers, file: { reader, start, end } };
+  }
   const opened = await backend.openRead(key, d.range);
   if (!opened) return null;
   if (opened.info.version !== info.version) {

@@ -1,6 +1,7 @@
 import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { pump, type FileRange } from '../files/pump';
 import { findHeadEnd, parseRequestHead, type RequestHead } from './head';
 
 /**
@@ -30,6 +31,8 @@ export interface FrontAnswer {
   body?: Buffer;
   /** A body to stream instead (exactly the Content-Length announced); destroyed if the client goes away. */
   stream?: Readable;
+  /** A body to send from an open blob with pump() instead; its reader is closed in every case. */
+  file?: FileRange;
   /** Called once, when the answer has been handed to the socket (or cut short). */
   done?(bodyBytes: number, aborted: boolean): void;
 }
@@ -199,8 +202,15 @@ class Connection {
     }
     if (!head.keepAlive || this.shared.stopping) this.ended = true;
     const text = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Unknown'}\r\n${a.head}Date: ${httpNow()}\r\n${this.ended ? CLOSE : KEEP_ALIVE}`;
+    if (head.method === 'HEAD') {
+      a.stream?.destroy();
+      void a.file?.reader.close().catch(() => undefined);
+    }
+    if (a.file && head.method !== 'HEAD') {
+      this.pumpFile(s, text, a.file, a);
+      return true;
+    }
     const stream = head.method === 'HEAD' ? undefined : a.stream;
-    if (head.method === 'HEAD') a.stream?.destroy();
     if (!stream) {
       const body = head.method === 'HEAD' ? undefined : a.body;
       s.cork();
@@ -213,6 +223,24 @@ class Connection {
     }
     this.stream(s, text, stream, a);
     return true;
+  }
+
+  /** A large body from an open blob (see pump.ts); the connection's next request waits for its end. */
+  private pumpFile(s: Socket, text: string, file: FileRange, a: FrontAnswer): void {
+    this.busy = true;
+    s.write(text, 'latin1');
+    const stop = pump(file, s, (err, bytes) => {
+      s.off('close', stop);
+      const aborted = err !== null || s.destroyed;
+      a.done?.(bytes, aborted);
+      // After the head, only a cut connection tells the client the body is short.
+      if (err) s.destroy();
+      else if (!aborted) {
+        if (this.ended) s.end();
+        else this.resume();
+      }
+    });
+    s.once('close', stop);
   }
 
   /** A large body: piped with backpressure; the connection's next request waits for its end. */

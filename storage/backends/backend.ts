@@ -19,6 +19,13 @@ export interface ByteRange {
   end: number; // inclusive
 }
 
+export interface BlobReader {
+  info: BlobInfo;
+  /** Reads up to `length` bytes at `position` into the start of `buffer`; 0 at the end. */
+  read(buffer: Buffer, length: number, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
 export type WriteSource = Buffer | AsyncIterable<Buffer | Uint8Array>;
 
 export interface Backend {
@@ -29,6 +36,14 @@ export interface Backend {
   read(key: string): Promise<{ data: Buffer; info: BlobInfo } | null>;
   /** Streams (part of) a blob; null when absent. */
   openRead(key: string, range?: ByteRange): Promise<{ stream: Readable; info: BlobInfo } | null>;
+  /**
+   * Optional: an open blob read at positions into the caller's buffer, for
+   * sending large blobs with one reused buffer instead of a new chunk per
+   * read (a stream's chunks made the garbage collector run a full
+   * mark-compact every ~20 MB sent). The bytes are those of `info`'s version
+   * until close(), whatever happens to the key meanwhile.
+   */
+  openReader?(key: string): Promise<BlobReader | null>;
   /** Atomically creates or replaces `key`: readers see the old bytes or all the new ones, never a part. */
   write(key: string, data: WriteSource): Promise<void>;
   /** Removes `key`; absent is not an error. */

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { CairnError, isNotFoundErrno } from '../errors';
-import { type Backend, type BlobInfo, type ByteRange, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type WriteSource, validateKey } from './backend';
 import { acquireLockFile } from './lockfile';
 
 /** Where temporary files go: inside the repo (same filesystem, so rename is atomic); OSTree clients never fetch it. */
@@ -129,6 +129,26 @@ export class FsBackend implements Backend {
     // FileHandle's back (a double close that can hit a reused fd number).
     const stream = fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 256 * 1024 });
     return { stream, info: infoOf(st) };
+  }
+
+  async openReader(key: string): Promise<BlobReader | null> {
+    const fh = await this.openFile(key);
+    if (!fh) return null;
+    try {
+      const st = await fh.stat({ bigint: true });
+      if (!st.isFile()) {
+        await fh.close();
+        return null;
+      }
+      return {
+        info: infoOf(st),
+        read: async (buffer, length, position) => (await fh.read(buffer, 0, length, position)).bytesRead,
+        close: () => fh.close(),
+      };
+    } catch (e) {
+      await fh.close();
+      throw ioError(e, key);
+    }
   }
 
   private async openFile(key: string): Promise<fsp.FileHandle | null> {

@@ -30,7 +30,7 @@ before(async () => {
   data = makeDataDir();
   const large = path.join(data.repoDir, LARGE);
   mkdirSync(path.dirname(large), { recursive: true });
-  writeFileSync(large, pseudoRandomBytes(600_000, 5));
+  writeFileSync(large, pseudoRandomBytes(5, 600_000));
   utimesSync(large, PAST, PAST); // a Last-Modified that cannot change between the two requests
   ctx = await createServerContext(data.dataDir, data.registry, { signing: false, deltas: false });
   await data.registry.create('secret');

@@ -11,10 +11,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listen, type ListeningServer } from '../../server/listen';
 import type { Answerer, FrontAnswer } from '../../server/http1/front';
 import { exchange, requestText } from '../helpers/raw-http';
+import type { BlobReader } from '../../storage/backends/backend';
 import { pseudoRandomBytes } from '../helpers/ostree';
 
 const done: { target: string; bytes: number; aborted: boolean }[] = [];
 let destroyedStreams = 0;
+let readersClosed = 0;
 
 function answer(target: string, body: Buffer, extra: Partial<FrontAnswer> = {}): FrontAnswer {
   return {
@@ -49,6 +51,18 @@ const answerer: Answerer = (head) => {
       if (!stream.readableEnded) destroyedStreams++;
     });
     return answer(t, Buffer.alloc(0), { head: `Content-Length: ${size}\r\n`, body: undefined, stream });
+  }
+  if ((m = /^\/file\/(\d+)$/.exec(t))) {
+    const size = Number(m[1]);
+    const data = pseudoRandomBytes(size, size);
+    const reader: BlobReader = {
+      info: { size, mtimeMs: 0, version: 'v' },
+      read: async (buffer, length, position) => data.copy(buffer, 0, position, Math.min(size, position + length)),
+      close: async () => {
+        readersClosed++;
+      },
+    };
+    return answer(t, Buffer.alloc(0), { head: `Content-Length: ${size}\r\n`, body: undefined, file: { reader, start: 0, end: size - 1 } });
   }
   if (t === '/throw') throw new Error('answerer failed');
   if (t === '/null-async') return Promise.resolve(null);
@@ -155,6 +169,32 @@ test('malformed or oversized heads are node’s to refuse', async () => {
   if (!(bareLf instanceof Error)) assert.ok(bareLf.responses[0]!.status === 400 || text(bareLf.responses[0]!).startsWith('node'));
   const huge = await exchange(port, [`GET /fast/1 HTTP/1.1\r\nHost: test\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`], { expect: 1, lingerMs: 50 });
   assert.equal(huge.responses[0]!.status, 431);
+});
+
+test('blobs sent from a reader arrive whole, in order, and the reader is closed; a client leaving cuts it', async () => {
+  const before = readersClosed;
+  const x = await exchange(port, [requestText('/file/700000') + requestText('/fast/after') + requestText('/file/5', [], 'HEAD')], { expect: 3, heads: [false, false, true] });
+  assert.ok(x.responses[0]!.body.equals(pseudoRandomBytes(700000, 700000)));
+  assert.equal(text(x.responses[1]!), 'fast after');
+  assert.equal(x.responses[2]!.headers['content-length'], '5');
+  assert.equal(readersClosed, before + 2); // the HEAD's reader too
+  await new Promise<void>((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => s.write(requestText('/file/50000000')));
+    let got = 0;
+    s.on('data', (d: Buffer) => {
+      got += d.length;
+      if (got > 1_000_000 && !s.destroyed) {
+        s.destroy();
+        resolve();
+      }
+    });
+    s.on('error', reject);
+  });
+  for (let i = 0; i < 100 && readersClosed === before + 2; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(readersClosed, before + 3);
+  const entry = done.find((d) => d.target === '/file/50000000');
+  assert.ok(entry);
+  assert.equal(entry.aborted, true);
 });
 
 test('a client leaving in the middle of a stream destroys the stream and reports it aborted', async () => {

@@ -133,6 +133,29 @@ export function backendConformance(name: string, makeBackend: () => Promise<Back
         assert.deepEqual((await b.read('u8'))?.data, Buffer.from([1, 2, 3]));
       }));
 
+    test('openReader (optional): positional reads of one version, absent keys null', () =>
+      withBackend(async (b) => {
+        if (!b.openReader) return; // optional: drivers without it stream with openRead
+        assert.equal(await b.openReader('nope'), null);
+        const data = Buffer.from('0123456789abcdefghij');
+        await b.write('objects/r/reader', data);
+        const r = await b.openReader('objects/r/reader');
+        assert.ok(r);
+        assert.equal(r.info.size, data.length);
+        assert.equal(r.info.version, (await b.stat('objects/r/reader'))?.version);
+        const buf = Buffer.alloc(8);
+        assert.equal(await r.read(buf, 5, 3), 5);
+        assert.equal(buf.subarray(0, 5).toString(), '34567');
+        assert.equal(await r.read(buf, 8, 16), 4); // short at the end
+        assert.equal(buf.subarray(0, 4).toString(), 'ghij');
+        assert.equal(await r.read(buf, 8, 20), 0);
+        // A replacement of the key does not change what an open reader reads.
+        await b.write('objects/r/reader', Buffer.from('ZZZZZZZZZZZZZZZZZZZZ'));
+        assert.equal(await r.read(buf, 4, 0), 4);
+        assert.equal(buf.subarray(0, 4).toString(), '0123');
+        await r.close();
+      }));
+
     test('openRead with byte ranges (inclusive)', () =>
       withBackend(async (b) => {
         const data = Buffer.from('0123456789abcdefghij');
