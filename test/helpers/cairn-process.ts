@@ -137,8 +137,18 @@ export async function startCairn(opts: {
     const file = opts.logFile;
     let seen = logStart;
     poll = setInterval(() => {
-      const all = fs.readFileSync(file);
-      const text = all.subarray(seen).toString('utf8');
+      // Only what this run appended: the file may hold gigabytes of earlier runs.
+      const size = fs.statSync(file).size;
+      if (size <= seen) return;
+      const fresh = Buffer.alloc(Math.min(size - seen, 1 << 20));
+      const fd = fs.openSync(file, 'r');
+      let n: number;
+      try {
+        n = fs.readSync(fd, fresh, 0, fresh.length, seen);
+      } finally {
+        fs.closeSync(fd);
+      }
+      const text = fresh.subarray(0, n).toString('utf8');
       const end = text.lastIndexOf('\n');
       if (end < 0) return;
       for (const line of text.slice(0, end).split('\n')) if (!listening) handleLine(line.trim());
