@@ -10,7 +10,10 @@ import type { FileCache } from './cache';
 import { sendTrustedObject, serveFile } from './serve';
 
 /**
- * The hot path of a pull, on plain node:http objects before express: GET/HEAD
+ * The hot path of a pull on plain node:http objects, before express (under
+ * `cairn serve` the HTTP/1.1 front answers these first, see frontAnswer.ts;
+ * this one serves connections handed to node and apps run without the front,
+ * such as supertest's): GET/HEAD
  * of an existing file of a public repository, `/repo/NAME/KEY`. It answers
  * exactly as the express route (server/routes/repoFiles.ts) would — the same
  * serveFile, the same labels, one log line, the same metrics — and hands

@@ -195,34 +195,34 @@ class Connection {
   /** Writes an answer; true when its body is being streamed (the connection resumes at its end). */
   private send(head: RequestHead, a: FrontAnswer): boolean {
     const s = this.socket;
-    if (s.destroyed) {
+    const headOnly = head.method === 'HEAD';
+    if (s.destroyed || headOnly) {
+      // Release what will not be sent.
       a.stream?.destroy();
+      void a.file?.reader.close().catch(() => undefined);
+    }
+    if (s.destroyed) {
       a.done?.(0, true);
       return false;
     }
     if (!head.keepAlive || this.shared.stopping) this.ended = true;
     const text = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Unknown'}\r\n${a.head}Date: ${httpNow()}\r\n${this.ended ? CLOSE : KEEP_ALIVE}`;
-    if (head.method === 'HEAD') {
-      a.stream?.destroy();
-      void a.file?.reader.close().catch(() => undefined);
-    }
-    if (a.file && head.method !== 'HEAD') {
+    if (!headOnly && a.file) {
       this.pumpFile(s, text, a.file, a);
       return true;
     }
-    const stream = head.method === 'HEAD' ? undefined : a.stream;
-    if (!stream) {
-      const body = head.method === 'HEAD' ? undefined : a.body;
-      s.cork();
-      s.write(text, 'latin1');
-      if (body && body.length > 0) s.write(body);
-      s.uncork();
-      a.done?.(body?.length ?? 0, false);
-      if (this.ended) s.end();
-      return false;
+    if (!headOnly && a.stream) {
+      this.stream(s, text, a.stream, a);
+      return true;
     }
-    this.stream(s, text, stream, a);
-    return true;
+    const body = headOnly ? undefined : a.body;
+    s.cork();
+    s.write(text, 'latin1');
+    if (body && body.length > 0) s.write(body);
+    s.uncork();
+    a.done?.(body?.length ?? 0, false);
+    if (this.ended) s.end();
+    return false;
   }
 
   /** A large body from an open blob (see pump.ts); the connection's next request waits for its end. */
