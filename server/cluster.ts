@@ -234,7 +234,7 @@ export async function runWorker(opts: WorkerOptions): Promise<number> {
   const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
   const server: Server = createServer((req, res) => fast(req, res, () => forward(socket, agent, req, res)));
   const metrics = opts.metrics;
-  const front = installFront(server, { answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) });
+  const front = installFront(server, { keepAliveTimeoutMs: server.keepAliveTimeout, answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) });
   const send = (m: Msg) => process.send?.(m);
 
   process.on('message', (m: unknown) => {

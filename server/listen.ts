@@ -24,7 +24,7 @@ export interface ListenOptions {
 /** Starts an HTTP server for `app`; resolves once it listens (port 0 picks a free port). */
 export function listen(app: RequestListener, opts: ListenOptions): Promise<ListeningServer> {
   const server = createServer(app);
-  const front = opts.front ? installFront(server, opts.front) : undefined;
+  const front = opts.front ? installFront(server, { keepAliveTimeoutMs: server.keepAliveTimeout, ...opts.front }) : undefined;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

@@ -60,6 +60,8 @@ type ConnectionListener = (this: Server, socket: Socket) => void;
 interface Shared {
   answer: Answerer;
   keepAliveMs: number;
+  /** The end of a kept-alive answer's head, announcing keepAliveMs as node does. */
+  keepAliveLines: string;
   /** The server is stopping: no request after the one in progress. */
   stopping: boolean;
 }
@@ -70,7 +72,13 @@ export function installFront(server: Server, opts: FrontOptions): Front {
   const nodeListener = listeners[0]!;
   server.removeListener('connection', nodeListener);
   const open = new Set<Connection>();
-  const shared: Shared = { answer: opts.answer, keepAliveMs: opts.keepAliveTimeoutMs ?? 5000, stopping: false };
+  const keepAliveMs = opts.keepAliveTimeoutMs ?? 5000;
+  const shared: Shared = {
+    answer: opts.answer,
+    keepAliveMs,
+    keepAliveLines: `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveMs / 1000)}\r\n\r\n`,
+    stopping: false,
+  };
   server.on('connection', (socket: Socket) => {
     if (shared.stopping) {
       socket.destroy();
@@ -104,7 +112,6 @@ const EMPTY = Buffer.alloc(0);
  */
 const IN_LIMIT = 64 * 1024;
 const OUT_LIMIT = 1024 * 1024;
-const KEEP_ALIVE = 'Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n';
 const CLOSE = 'Connection: close\r\n\r\n';
 
 class Connection {
@@ -206,7 +213,7 @@ class Connection {
       return false;
     }
     if (!head.keepAlive || this.shared.stopping) this.ended = true;
-    const text = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Unknown'}\r\n${a.head}Date: ${httpNow()}\r\n${this.ended ? CLOSE : KEEP_ALIVE}`;
+    const text = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Unknown'}\r\n${a.head}Date: ${httpNow()}\r\n${this.ended ? CLOSE : this.shared.keepAliveLines}`;
     if (!headOnly && a.file) {
       this.pumpFile(s, text, a.file, a);
       return true;
