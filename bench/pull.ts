@@ -4,7 +4,7 @@
 //   node dist/bench/pull.js [options]
 //
 // Options (all optional):
-//   --rounds N         pull rounds per client mode and server (default 3, alternating order)
+//   --rounds N         pull rounds per client mode and server (default 5, alternating order)
 //   --files N          files in the generated tree (default 6000)
 //   --wrk-seconds S    duration of each wrk run (default 10)
 //   --wrk-rounds N     wrk runs per server, alternating (default 3)
@@ -42,7 +42,7 @@ import { startNginx, waitHttp } from './nginx';
 
 const num = (name: string, dflt: number) => numberOption(name, dflt);
 const opts = {
-  rounds: num('rounds', 3),
+  rounds: num('rounds', 5),
   files: num('files', 6000),
   wrkSeconds: num('wrk-seconds', 10),
   wrkRounds: num('wrk-rounds', 3),
