@@ -98,7 +98,7 @@ export function createApp(opts: AppOptions): CairnApp {
     const fast = createFastPath(fastOptions);
     app.locals.cairn.fastPath = fast;
     // For a server that puts the HTTP/1.1 front before the app (listen's `front`).
-    app.locals.cairn.front = { answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) };
+    app.locals.cairn.front = { answer: createFrontAnswerer({ ...fastOptions, mounts: opts.mounts }), onHandOver: metrics && (() => metrics.frontHandOver()) };
     const handle = (app as unknown as { handle: (req: unknown, res: unknown, next?: unknown) => void }).handle.bind(app);
     (app as unknown as { handle: typeof handle }).handle = (req, res, next) =>
       fast(req as Parameters<FastPath>[0], res as Parameters<FastPath>[1], () => handle(req, res, next));

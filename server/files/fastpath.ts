@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { classifyRepoKey, type RepoFileClass } from '../../storage/repo/layout';
-import type { Repo } from '../../storage/repo/repo';
+import type { Backend } from '../../storage/backends/backend';
+import { FsBackend } from '../../storage/backends/fs';
+import { classifyNestedKey, classifyRepoKey, type RepoFileClass } from '../../storage/repo/layout';
+import type { Mount } from '../app';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import type { SettingsStore } from '../../storage/repo/settings';
 import type { Logger } from '../logging';
@@ -57,12 +59,17 @@ export function isPlainKey(key: string): boolean {
   return true;
 }
 
-/** A request the fast paths may answer: a file of a public repository, by a plain path. */
+/** A request the fast paths may answer: a file of a public repository (or a `--mount` folder), by a plain path. */
 export interface RoutedFile {
-  repo: Repo;
-  name: string;
+  backend: Backend;
   key: string;
   cls: RepoFileClass;
+  /** The repository's name, for the log; none for a mount. */
+  repo?: string;
+  /** Content-addressed objects may be served from memory without a stat (ServeFileOptions.trustObjects). */
+  trustObjects: boolean;
+  /** A missing file may start work in the app (on-demand deltas): its 404 is the app's to give. */
+  missingIsApps: boolean;
   /** The URL without its query, for the log. */
   path: string;
   /** The route label of metrics. */
@@ -92,9 +99,38 @@ export function fileRouter(opts: Pick<FastPathOptions, 'registry' | 'settings'>)
     // file itself is still statted (or is content-addressed), see RepoRegistry.open.
     const repo = registry.openNow(name, 1000);
     if (!repo || isPrivate(name)) return null;
-    return { repo, name, key, cls, path, route: `repo_${cls.area}` };
+    return { backend: repo.backend, key, cls, repo: name, trustObjects: true, missingIsApps: cls.area === 'delta', path, route: `repo_${cls.area}` };
   };
 }
+
+/**
+ * The same for the `--mount` folders (server/app.ts serves them after the
+ * built-in routes, with the repository-file rules but keys classified at any
+ * depth, and never trusted without a stat): null for the built-in routes'
+ * paths and anything not plain.
+ */
+export function mountRouter(mounts: readonly Mount[]): (url: string) => RoutedFile | null {
+  const folders = mounts.map((m) => ({ prefix: m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`, backend: new FsBackend(m.dir) }));
+  return (url) => {
+    if (folders.length === 0) return null;
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (BUILT_IN.test(path) || !PLAIN_PATH.test(path)) return null;
+    // As in express, the first mount whose prefix matches answers (or 404s,
+    // also for its bare prefix: that one is left to the app).
+    const folder = folders.find((f) => path.startsWith(f.prefix) || path === f.prefix.slice(0, -1));
+    if (!folder || !path.startsWith(folder.prefix)) return null;
+    const key = path.slice(folder.prefix.length);
+    if (key === '' || !isPlainKey(key)) return null;
+    const cls = classifyNestedKey(key);
+    if (cls.kind === 'local') return null;
+    return { backend: folder.backend, key, cls, trustObjects: false, missingIsApps: false, path, route: `mount_${cls.area}` };
+  };
+}
+
+/** Paths the app's own routes take before any mount. */
+const BUILT_IN = /^\/(?:repo|api)(?:\/|$)|^\/(?:healthz|metrics)$/;
+const PLAIN_PATH = /^\/[A-Za-z0-9._+\-/]{1,4096}$/;
 
 export function createFastPath(opts: FastPathOptions): FastPath {
   const { cache, metrics, logger } = opts;
@@ -113,11 +149,11 @@ export function createFastPath(opts: FastPathOptions): FastPath {
     if (!file) return fallback();
     // The commonest answer of all, a content-addressed object the cache holds,
     // is written and accounted for synchronously: no promise, no close listener.
-    const sent = cache ? sendTrustedObject(req, res, file.repo.backend, file.key, file.cls, cache, metrics) : -1;
+    const sent = cache ? sendTrustedObject(req, res, file.backend, file.key, file.cls, cache, metrics) : -1;
     if (sent >= 0) {
       const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
       metrics?.observeRequest({ route: file.route, method, status: 200, bytes: sent, durationMs });
-      logger.request({ method, path: file.path, status: 200, bytes: sent, durationMs, repo: file.name });
+      logger.request({ method, path: file.path, status: 200, bytes: sent, durationMs, repo: file.repo });
       return;
     }
     void serve(opts, req, res, file, url, start, fallback);
@@ -127,8 +163,8 @@ export function createFastPath(opts: FastPathOptions): FastPath {
 async function serve(opts: FastPathOptions, req: IncomingMessage, res: ServerResponse, file: RoutedFile, url: string, start: bigint, fallback: Fallback): Promise<void> {
   let observation;
   try {
-    observation = observe(opts.logger, opts.metrics, req, res, { route: file.route, repo: file.name }, start, url);
-    if (await serveFile(req, res, file.repo.backend, file.key, file.cls, { cache: opts.cache, metrics: opts.metrics, trustObjects: true })) return;
+    observation = observe(opts.logger, opts.metrics, req, res, { route: file.route, repo: file.repo }, start, url);
+    if (await serveFile(req, res, file.backend, file.key, file.cls, { cache: opts.cache, metrics: opts.metrics, trustObjects: file.trustObjects })) return;
   } catch {
     // An error before anything was written: the full pipeline repeats the request and reports it.
     if (res.headersSent) {

@@ -1,34 +1,36 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Answerer, FrontAnswer } from '../http1/front';
 import type { RequestHead } from '../http1/head';
-import { fileRouter, type FastPathOptions, type RoutedFile } from './fastpath';
+import type { Mount } from '../app';
+import { fileRouter, mountRouter, type FastPathOptions, type RoutedFile } from './fastpath';
 import { answerFile, hasValidatorsOrRange, trustedObject, type FileAnswer } from './serve';
 
 /**
  * The HTTP/1.1 front's answers (server/http1/front.ts): the same requests as
- * the node:http fast path (fileRouter) with the same answers (answerFile),
- * the same log line and metrics. A missing file gets the app's 404 (a pull
+ * the node:http fast path (fileRouter), plus the files of `--mount` folders
+ * (mountRouter), with the app's answers (answerFile), log line and metrics. A missing file gets the app's 404 (a pull
  * asks for a few: summary.sig, commitmeta; handing those to node would take
  * their connections off the front for good), except a missing delta file,
  * which may start an on-demand delta: that one, and everything else, goes to
  * node and the app.
  */
-export function createFrontAnswerer(opts: FastPathOptions): Answerer {
+export function createFrontAnswerer(opts: FastPathOptions & { mounts?: readonly Mount[] }): Answerer {
   const { cache, metrics, logger } = opts;
-  const route = fileRouter(opts);
+  const repoFile = fileRouter(opts);
+  const mountFile = mountRouter(opts.mounts ?? []);
   return (head) => {
     const start = process.hrtime.bigint();
-    const file = route(head.target);
+    const file = head.target.startsWith('/repo/') ? repoFile(head.target) : mountFile(head.target);
     if (!file) return null;
     const account = accounting(head, file, start);
-    if (cache && !hasValidatorsOrRange(head.rawHeaders)) {
-      const hit = trustedObject(file.repo.backend, file.key, file.cls, cache, metrics);
+    if (cache && file.trustObjects && !hasValidatorsOrRange(head.rawHeaders)) {
+      const hit = trustedObject(file.backend, file.key, file.cls, cache, metrics);
       if (hit) return { status: 200, head: hit.head.lines, body: hit.data, done: account(200) };
     }
-    return answerFile({ method: head.method, headers: head.headers }, file.repo.backend, file.key, file.cls, { cache, metrics, trustObjects: true }).then(
+    return answerFile({ method: head.method, headers: head.headers }, file.backend, file.key, file.cls, { cache, metrics, trustObjects: file.trustObjects }).then(
       (a) => {
         if (a) return toFront(a, account(a.status));
-        return file.cls.area === 'delta' ? null : { status: 404, head: NOT_FOUND_HEAD, done: account(404) };
+        return file.missingIsApps ? null : { status: 404, head: NOT_FOUND_HEAD, done: account(404) };
       },
     );
   };
@@ -37,7 +39,7 @@ export function createFrontAnswerer(opts: FastPathOptions): Answerer {
     return (status: number) => (bytes: number, aborted: boolean) => {
       const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
       metrics?.observeRequest({ route: file.route, method: head.method, status, bytes, durationMs });
-      logger.request({ method: head.method, path: file.path, status, bytes, durationMs, repo: file.name, aborted });
+      logger.request({ method: head.method, path: file.path, status, bytes, durationMs, repo: file.repo, aborted });
     };
   }
 }

@@ -5,12 +5,13 @@
 // exactly the requests it should, leaving the rest to the app.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { listen, type ListeningServer } from '../../server/listen';
 import { createServerContext } from '../../server/bootstrap';
 import type { Answerer } from '../../server/http1/front';
 import type { ServerContext } from '../../server/context';
+import type { Mount } from '../../server/app';
 import { exchange, requestText, type ParsedResponse } from '../helpers/raw-http';
 import { pseudoRandomBytes } from '../helpers/ostree';
 import { makeApp, makeDataDir, type TestData } from './helpers';
@@ -21,6 +22,7 @@ const LARGE = `objects/ee/${'e'.repeat(62)}.filez`; // above the cache's 256 KiB
 const PAST = new Date('2026-01-02T03:04:05Z');
 
 let data: TestData;
+let mounts: Mount[];
 let ctx: ServerContext;
 let withFront: ListeningServer;
 let nodeOnly: ListeningServer;
@@ -32,10 +34,20 @@ before(async () => {
   mkdirSync(path.dirname(large), { recursive: true });
   writeFileSync(large, pseudoRandomBytes(5, 600_000));
   utimesSync(large, PAST, PAST); // a Last-Modified that cannot change between the two requests
+  // Two --mount folders: a repository nested in a folder (as libostree's tests serve theirs), and a catch-all.
+  cpSync(data.repoDir, path.join(data.dataDir, 'httpd', 'ostree', 'gnomerepo'), { recursive: true, preserveTimestamps: true });
+  mkdirSync(path.join(data.dataDir, 'root'));
+  writeFileSync(path.join(data.dataDir, 'root', 'hello.txt'), 'hello\n');
+  utimesSync(path.join(data.dataDir, 'root', 'hello.txt'), PAST, PAST);
+  writeFileSync(path.join(data.dataDir, 'root', 'httpd'), 'shadowed by the /httpd mount\n');
+  mounts = [
+    { prefix: '/httpd', dir: path.join(data.dataDir, 'httpd') },
+    { prefix: '/', dir: path.join(data.dataDir, 'root') },
+  ];
   ctx = await createServerContext(data.dataDir, data.registry, { signing: false, deltas: false });
   await data.registry.create('secret');
   await ctx.settings.update('secret', { private: true });
-  const app = makeApp(data, { context: ctx });
+  const app = makeApp(data, { context: ctx, mounts });
   const front = app.locals.cairn.front!.answer;
   const recording: Answerer = (head) => {
     const r = front(head);
@@ -45,7 +57,7 @@ before(async () => {
     return r;
   };
   withFront = await listen(app, { port: 0, host: '127.0.0.1', front: { answer: recording } });
-  nodeOnly = await listen(makeApp(data, { context: ctx }), { port: 0, host: '127.0.0.1' });
+  nodeOnly = await listen(makeApp(data, { context: ctx, mounts }), { port: 0, host: '127.0.0.1' });
 });
 
 after(async () => {
@@ -120,4 +132,34 @@ test('what needs the app goes to it: errors, auth, keys, missing deltas, odd pat
     assert.equal(a.status, status, `${method} ${target}`);
   }
   assert.deepEqual(takenByFront, []);
+});
+
+test('--mount folders: identical answers; the front takes their files, the app their odd cases', async () => {
+  takenByFront.length = 0;
+  const repo = '/httpd/ostree/gnomerepo';
+  const taken: [string, string, string[]][] = [
+    ['GET', `${repo}/config`, []],
+    ['GET', `${repo}/${COMMIT}`, []],
+    ['HEAD', `${repo}/${FILEZ}`, []],
+    ['GET', `${repo}/${LARGE}`, ['Range: bytes=10-99']],
+    ['GET', `${repo}/refs/heads/sample/main`, []],
+    ['GET', `${repo}/summary.sig`, []],
+    ['GET', `${repo}/objects/00/${'0'.repeat(62)}.commit`, []], // 404
+    ['GET', '/hello.txt', []],
+    ['GET', '/nothing-here', []], // 404 from the catch-all
+  ];
+  for (const [method, target, headers] of taken) await same(method, target, headers);
+  const etag = (await same('GET', `${repo}/summary`)).headers.etag!;
+  await same('GET', `${repo}/summary`, [`If-None-Match: ${etag}`]);
+  const left: [string, string][] = [
+    ['GET', '/httpd'], // a mount's bare prefix: the app's 404
+    ['GET', '/httpd/'],
+    ['GET', '/hello%2etxt'],
+    ['GET', '/api/nothing'],
+    ['GET', '/repo'],
+  ];
+  for (const [method, target] of left) await same(method, target);
+  await new Promise((r) => setTimeout(r, 50));
+  const expected = [...taken.map(([m, t]) => `${m} ${t}`), `GET ${repo}/summary`, `GET ${repo}/summary`];
+  assert.deepEqual([...takenByFront].sort(), [...expected].sort());
 });
