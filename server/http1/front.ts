@@ -16,7 +16,7 @@ import { findHeadEnd, parseRequestHead, type RequestHead } from './head';
  * takes over the server's 'connection' listener), reads each connection first,
  * and answers what the answerer accepts. The first request it does not
  * answer (another method, a body, anything parseRequestHead refuses, a
- * private repository, a missing file, …) hands the connection, with every
+ * private repository, a missing delta file, …) hands the connection, with every
  * byte not yet answered, to node's own connection listener for good: from then
  * on the app sees it like any other connection. So everything but the hot
  * path keeps node's full HTTP handling, and answers on one connection keep
