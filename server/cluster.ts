@@ -14,6 +14,7 @@ import { FileCache } from './files/cache';
 import { createFastPath } from './files/fastpath';
 import { createFrontAnswerer } from './files/frontAnswer';
 import { installFront } from './http1/front';
+import { closeGracefully } from './listen';
 import type { Logger } from './logging';
 import type { Metrics } from './metrics';
 
@@ -234,7 +235,7 @@ export async function runWorker(opts: WorkerOptions): Promise<number> {
   const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
   const server: Server = createServer((req, res) => fast(req, res, () => forward(socket, agent, req, res)));
   const metrics = opts.metrics;
-  const front = installFront(server, { keepAliveTimeoutMs: server.keepAliveTimeout, answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) });
+  const front = installFront(server, { answer: createFrontAnswerer(fastOptions), onHandOver: metrics && (() => metrics.frontHandOver()) });
   const send = (m: Msg) => process.send?.(m);
 
   process.on('message', (m: unknown) => {
@@ -254,15 +255,7 @@ export async function runWorker(opts: WorkerOptions): Promise<number> {
   let done!: (code: number) => void;
   const finished = new Promise<number>((r) => (done = r));
   const close = () =>
-    (closing ??= new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-      front.stop();
-      setTimeout(() => {
-        server.closeAllConnections();
-        front.closeAll();
-      }, 5000).unref();
-    }).then(() => {
+    (closing ??= closeGracefully(server, front, 5000).then(() => {
       agent.destroy();
       done(0);
       // The IPC channel would keep the process alive: leave once the log is out (the sink flushes on exit).

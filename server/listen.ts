@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
 import type { Logger } from './logging';
-import { installFront, type FrontOptions } from './http1/front';
+import { installFront, type Front, type FrontOptions } from './http1/front';
 
 export interface ListeningServer {
   server: Server;
@@ -24,23 +24,14 @@ export interface ListenOptions {
 /** Starts an HTTP server for `app`; resolves once it listens (port 0 picks a free port). */
 export function listen(app: RequestListener, opts: ListenOptions): Promise<ListeningServer> {
   const server = createServer(app);
-  const front = opts.front ? installFront(server, { keepAliveTimeoutMs: server.keepAliveTimeout, ...opts.front }) : undefined;
+  const front = opts.front ? installFront(server, opts.front) : undefined;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
       server.off('error', reject);
       const port = (server.address() as AddressInfo).port;
       const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-      const close = (graceMs = 5000) =>
-        new Promise<void>((done) => {
-          server.close(() => done());
-          server.closeIdleConnections();
-          front?.stop();
-          setTimeout(() => {
-            server.closeAllConnections();
-            front?.closeAll();
-          }, graceMs).unref();
-        });
+      const close = (graceMs = 5000) => closeGracefully(server, front, graceMs);
       resolve({
         server,
         port,
@@ -64,5 +55,21 @@ export function listen(app: RequestListener, opts: ListenOptions): Promise<Liste
           }),
       });
     });
+  });
+}
+
+/**
+ * Stops accepting, closes idle connections (node's and the front's), lets
+ * answers in progress finish and cuts what is left after `graceMs`.
+ */
+export function closeGracefully(server: Server, front: Front | undefined, graceMs: number): Promise<void> {
+  return new Promise<void>((done) => {
+    server.close(() => done());
+    server.closeIdleConnections();
+    front?.stop();
+    setTimeout(() => {
+      server.closeAllConnections();
+      front?.closeAll();
+    }, graceMs).unref();
   });
 }

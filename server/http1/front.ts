@@ -44,7 +44,7 @@ export interface FrontOptions {
   answer: Answerer;
   /** Told each time a connection goes to node (a metric: a pull should need none). */
   onHandOver?: () => void;
-  /** Idle time before a kept-alive connection is closed (default 5 s, node's keepAliveTimeout). */
+  /** Idle time before a kept-alive connection is closed (default: the server's keepAliveTimeout, as node's own connections). */
   keepAliveTimeoutMs?: number;
 }
 
@@ -72,7 +72,7 @@ export function installFront(server: Server, opts: FrontOptions): Front {
   const nodeListener = listeners[0]!;
   server.removeListener('connection', nodeListener);
   const open = new Set<Connection>();
-  const keepAliveMs = opts.keepAliveTimeoutMs ?? 5000;
+  const keepAliveMs = opts.keepAliveTimeoutMs ?? server.keepAliveTimeout;
   const shared: Shared = {
     answer: opts.answer,
     keepAliveMs,
