@@ -6,6 +6,12 @@
  * repeated headers that matter, upgrades) is `null`, and the connection goes
  * to node's HTTP server, which parses it in full and answers (or refuses) it.
  * So a bug here can make Cairn slower, never laxer than node.
+ *
+ * It reads client bytes with hand-written scans over lookup tables, one pass,
+ * never a regular expression: its cost is linear in the bytes of the head
+ * whatever they are (a backtracking pattern over a header line of spaces
+ * stalled the process for minutes). test/unit/http1-fuzz.test.ts checks every
+ * head it accepts against node's own parser.
  */
 
 export interface RequestHead {
@@ -22,42 +28,100 @@ export interface RequestHead {
 
 /** Largest head accepted (node's default --max-http-header-size). */
 export const MAX_HEAD_BYTES = 16 * 1024;
+/** Longest request target accepted. */
+const MAX_TARGET_BYTES = 8192;
 
 /** Headers whose value the answer depends on: each may appear at most once. */
 const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection', 'upgrade']);
 /** Headers that mean a body: node's business. */
 const REFUSED = new Set(['content-length', 'transfer-encoding', 'expect']);
 
-const REQUEST_LINE = /^(GET|HEAD) (\/[\x21-\x7e]*) HTTP\/1\.([01])$/;
-/** A token name, a colon, optional whitespace, a value of visible ASCII, spaces, tabs or obs-text. */
-const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*$/;
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const HTAB = 9;
+
+function table(accepts: (byte: number) => boolean): Uint8Array {
+  const t = new Uint8Array(256);
+  for (let b = 0; b < 256; b++) t[b] = accepts(b) ? 1 : 0;
+  return t;
+}
+/** tchar (RFC 9110 §5.6.2): the characters of a header name. */
+const TOKEN = table((b) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(b)));
+/** A header value: visible ASCII, spaces, tabs or obs-text (no other control, no DEL). */
+const VALUE = table((b) => b === HTAB || (b >= 0x20 && b <= 0x7e) || b >= 0x80);
+/** An origin-form target after its `/`: visible ASCII. */
+const TARGET = table((b) => b >= 0x21 && b <= 0x7e);
+
+/** Whether `buf[at, end)` starts with the ASCII `text`. */
+function startsWith(buf: Buffer, at: number, end: number, text: string): boolean {
+  if (end - at < text.length) return false;
+  for (let k = 0; k < text.length; k++) if (buf[at + k] !== text.charCodeAt(k)) return false;
+  return true;
+}
 
 /**
  * Parses the head in `buf[start, end)`, where `end` is the index of the
  * CRLFCRLF that ends it. Returns null for anything the front leaves to node.
+ *
+ * Accepted: `GET` or `HEAD`, one space, `/` and visible ASCII (at most 8192
+ * bytes), one space, `HTTP/1.0` or `HTTP/1.1`; then header lines, each a
+ * token, a colon, a value of visible ASCII, spaces, tabs or obs-text (its
+ * surrounding spaces and tabs are not part of it); every line ends in CRLF.
  */
 export function parseRequestHead(buf: Buffer, start: number, end: number): RequestHead | null {
   if (end - start > MAX_HEAD_BYTES) return null;
-  const text = buf.toString('latin1', start, end);
-  const lines = text.split('\r\n');
-  const first = REQUEST_LINE.exec(lines[0]!);
-  if (!first || first[2]!.length > 8192) return null;
-  const http11 = first[3] === '1';
+  // The request line.
+  let i = start;
+  let method: 'GET' | 'HEAD';
+  if (startsWith(buf, i, end, 'GET ')) {
+    method = 'GET';
+    i += 4;
+  } else if (startsWith(buf, i, end, 'HEAD ')) {
+    method = 'HEAD';
+    i += 5;
+  } else return null;
+  if (i >= end || buf[i] !== 0x2f) return null; // origin form only
+  const targetStart = i;
+  i++;
+  while (i < end && TARGET[buf[i]!] === 1) i++;
+  const targetEnd = i;
+  if (targetEnd - targetStart > MAX_TARGET_BYTES) return null;
+  if (!startsWith(buf, i, end, ' HTTP/1.')) return null;
+  i += 8;
+  if (i >= end) return null;
+  const minor = buf[i];
+  if (minor !== 0x30 && minor !== 0x31) return null;
+  const http11 = minor === 0x31;
+  i++;
   const headers: Record<string, string> = {};
   const rawHeaders: string[] = [];
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    // A lone CR or LF inside a line is not HTTP/1.1 framing we accept.
-    if (line.includes('\r') || line.includes('\n')) return null;
-    const m = HEADER_LINE.exec(line);
-    if (!m) return null; // includes obs-fold (a line starting with space or tab)
-    const name = m[1]!.toLowerCase();
+  // Here i is at the end of a line: `end`, or a CRLF before the next line.
+  while (i < end) {
+    if (buf[i] !== CR || i + 1 >= end || buf[i + 1] !== LF) return null; // a lone CR or LF, or more after the version
+    i += 2;
+    // A header line: a token, a colon (no space before it; a line starting
+    // with space or tab is obsolete folding: refused like an empty line).
+    const nameStart = i;
+    while (i < end && TOKEN[buf[i]!] === 1) i++;
+    const nameEnd = i;
+    if (nameEnd === nameStart || i >= end || buf[i] !== 0x3a) return null;
+    i++;
+    while (i < end && (buf[i] === SP || buf[i] === HTAB)) i++;
+    const valueStart = i;
+    while (i < end && VALUE[buf[i]!] === 1) i++;
+    // The line must end here (any other byte is a control character, a lone CR or LF).
+    let valueEnd = i;
+    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;
+    const rawName = buf.toString('latin1', nameStart, nameEnd);
+    const value = buf.toString('latin1', valueStart, valueEnd);
+    const name = rawName.toLowerCase();
     if (REFUSED.has(name)) return null;
     if (KEPT.has(name)) {
       if (headers[name] !== undefined) return null;
-      headers[name] = m[2]!;
+      headers[name] = value;
     }
-    rawHeaders.push(m[1]!, m[2]!);
+    rawHeaders.push(rawName, value);
   }
   if (http11 && headers.host === undefined) return null; // node answers 400
   // libcurl (so libostree) offers HTTP/2 on every plain-http request
@@ -76,7 +140,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
       else if (t !== '' && t !== 'upgrade' && t !== 'http2-settings') return null;
     }
   }
-  return { method: first[1] as 'GET' | 'HEAD', target: first[2]!, keepAlive, headers, rawHeaders };
+  return { method, target: buf.toString('latin1', targetStart, targetEnd), keepAlive, headers, rawHeaders };
 }
 
 /**
@@ -84,12 +148,17 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
  * if it is not complete yet, or -2 if it never will be in a form the front
  * accepts: a bare LF (node decides what that means) or more than
  * MAX_HEAD_BYTES without an end.
+ *
+ * `scanned` (default `from`): how far an earlier call that returned -1, on
+ * the same bytes then shorter, got (that buffer's length); the scan resumes
+ * there, so a head that arrives one byte at a time costs linear time in all.
  */
-export function findHeadEnd(buf: Buffer, from: number): number {
-  const end = buf.indexOf('\r\n\r\n', from, 'latin1');
+export function findHeadEnd(buf: Buffer, from: number, scanned = from): number {
+  const resume = Math.max(from, scanned);
+  const end = buf.indexOf('\r\n\r\n', Math.max(from, resume - 3), 'latin1');
   const scanTo = end === -1 ? buf.length : end;
-  for (let i = buf.indexOf(10, from); i !== -1 && i < scanTo; i = buf.indexOf(10, i + 1)) {
-    if (i === from || buf[i - 1] !== 13) return -2;
+  for (let i = buf.indexOf(LF, resume); i !== -1 && i < scanTo; i = buf.indexOf(LF, i + 1)) {
+    if (i === from || buf[i - 1] !== CR) return -2;
   }
   if (end === -1) return buf.length - from > MAX_HEAD_BYTES ? -2 : -1;
   return end;
