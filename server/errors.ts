@@ -90,24 +90,35 @@ export function sendError(req: Request, res: Response, info: HttpErrorInfo): voi
   // Validators and cache headers set for a file must not describe the error.
   for (const h of ['etag', 'last-modified', 'cache-control', 'content-range', 'accept-ranges', 'content-encoding']) res.removeHeader(h);
   res.statusCode = info.status;
-  res.setHeader('Cache-Control', 'no-store');
-  res.setHeader('X-Content-Type-Options', 'nosniff');
   let body: string;
   if (isApiPath(req.originalUrl.split('?', 1)[0])) {
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Content-Type', 'application/json; charset=utf-8');
     body = JSON.stringify({ error: { code: info.code, message: info.message, ...(info.details ? { details: info.details } : {}) } });
   } else {
-    // Repository files answer errors with an empty body. libostree 2022.7's
-    // curl fetcher keeps the bytes of a failed mirror's response and prepends
-    // them to the next mirror's file (ostreedev/ostree#3546), so any body here
-    // corrupts the object the client gets from the mirror that has it. The
-    // reason still reaches humans (curl -i) in a header.
+    for (const [name, value] of Object.entries(fileErrorHeaders(info))) if (name !== 'Content-Length') res.setHeader(name, value);
     body = '';
-    const detail = info.status < 500 && info.message && info.message !== 'not found' ? info.message : httpReason(info.status);
-    res.setHeader('X-Cairn-Error', detail.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 300));
   }
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * The headers of an error answer for a repository or mount file, whose body is
+ * empty: libostree 2022.7's curl fetcher keeps the bytes of a failed mirror's
+ * response and prepends them to the next mirror's file (ostreedev/ostree#3546),
+ * so any body here corrupts the object the client gets from the mirror that
+ * has it. The reason still reaches humans (curl -i) in a header.
+ */
+export function fileErrorHeaders(info: HttpErrorInfo): Record<string, string | number> {
+  const detail = info.status < 500 && info.message && info.message !== 'not found' ? info.message : httpReason(info.status);
+  return {
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    'X-Cairn-Error': detail.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 300),
+    'Content-Length': 0,
+  };
 }
 
 export function sendNotFound(req: Request, res: Response, message = 'not found'): void {

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
-import type { Logger } from './logging';
 import { installFront, type Front, type FrontOptions } from './http1/front';
 
 export interface ListeningServer {
@@ -10,8 +9,6 @@ export interface ListeningServer {
   url: string;
   /** Stops accepting, lets in-flight responses finish (cut after `graceMs`). */
   close(graceMs?: number): Promise<void>;
-  /** Closes gracefully on SIGTERM/SIGINT; resolves with the exit status once closed. */
-  stopOnSignals(log: Logger): Promise<number>;
 }
 
 export interface ListenOptions {
@@ -37,22 +34,6 @@ export function listen(app: RequestListener, opts: ListenOptions): Promise<Liste
         port,
         url: `http://${host}:${port}`,
         close,
-        stopOnSignals: (log) =>
-          new Promise<number>((done) => {
-            const stop = (signal: NodeJS.Signals) => {
-              process.off('SIGTERM', stop);
-              process.off('SIGINT', stop);
-              // A second signal while draining ends the process at once.
-              process.once(signal, () => process.exit(1));
-              log.info('stopping', { signal });
-              void close().then(() => {
-                log.info('stopped');
-                done(0);
-              });
-            };
-            process.once('SIGTERM', stop);
-            process.once('SIGINT', stop);
-          }),
       });
     });
   });

@@ -37,16 +37,12 @@ export function observe(log: Logger, metrics: Metrics | undefined, req: Incoming
     const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
     const route = typeof labels.route === 'string' ? labels.route : 'unmatched';
     const aborted = !res.writableFinished;
-    const status = res.statusCode;
-    const bytes = counter.bytes();
-    const method = req.method ?? 'GET';
-    metrics?.observeRequest({ route, method, status, bytes, durationMs });
-    const q = url.indexOf('?');
-    log.request({
-      method,
-      path: q === -1 ? url : url.slice(0, q),
-      status,
-      bytes,
+    recordRequest(log, metrics, {
+      route,
+      method: req.method ?? 'GET',
+      path: url.indexOf('?') === -1 ? url : url.slice(0, url.indexOf('?')),
+      status: res.statusCode,
+      bytes: counter.bytes(),
       durationMs,
       repo: typeof labels.repo === 'string' ? labels.repo : undefined,
       aborted,
@@ -59,6 +55,24 @@ export function observe(log: Logger, metrics: Metrics | undefined, req: Incoming
       counter.restore();
     },
   };
+}
+
+export interface RecordedRequest {
+  route: string;
+  method: string;
+  /** Without the query. */
+  path: string;
+  status: number;
+  bytes: number;
+  durationMs: number;
+  repo?: string;
+  aborted: boolean;
+}
+
+/** The one accounting of an answered request, whichever transport wrote it: the metrics and the request log line. */
+export function recordRequest(log: Logger, metrics: Metrics | undefined, r: RecordedRequest): void {
+  metrics?.observeRequest({ route: r.route, method: r.method, status: r.status, bytes: r.bytes, durationMs: r.durationMs });
+  log.request({ method: r.method, path: r.path, status: r.status, bytes: r.bytes, durationMs: r.durationMs, repo: r.repo, aborted: r.aborted });
 }
 
 /** Wraps write/end to count body bytes (HEAD bodies are discarded by node, so they count 0). */

@@ -2,15 +2,13 @@ import { statSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { RepoRegistry } from '../../storage/repo/registry';
-import { createApp, type Mount } from '../../server/app';
-import { createServerContext } from '../../server/bootstrap';
-import { listen } from '../../server/listen';
-import { isClusterWorker, runWorker, startPrimary } from '../../server/cluster';
-import { createMetrics } from '../../server/metrics';
-import { SettingsStore } from '../../storage/repo/settings';
+import type { Mount } from '../../server/app';
+import { isClusterWorker } from '../../server/cluster';
+import { serve as serveServer } from '../../server/start';
 import { createLogger } from '../../server/logging';
 import { batchedSink } from '../../server/logsink';
 import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
+import { validateRepoName } from '../../storage/repo/names';
 
 const usage = `Usage: cairn serve [--data DIR] [--port N] [--host ADDR] [--workers N] [--mount PREFIX=DIR]...
 
@@ -25,7 +23,11 @@ Options:
                         number of CPUs minus one, at least 1, at most 16); 1 runs
                         everything in one process
   --mount PREFIX=DIR    also serve folder DIR at URL prefix PREFIX with the repository
-                        file rules (repeatable; /healthz, /metrics, /repo/ and /api/ win)
+                        file rules (repeatable; /healthz, /metrics, /repo/ and /api/ win;
+                        the first mount in the order given whose prefix matches answers)
+  --mount PREFIX=repo:NAME
+                        also serve the data folder's repository NAME at PREFIX, exactly
+                        as at /repo/NAME/ (an old URL hosts already have as their remote)
 
 Once listening, prints one JSON line with "msg":"listening", "port" and "url".
 Logs are JSON lines on stdout; CAIRN_LOG=debug|info|warn|error|silent.
@@ -51,28 +53,9 @@ export const serve: Command = {
     const workers = parseWorkers(values.workers ?? env.CAIRN_WORKERS);
 
     const logger = createLogger({ write: batchedSink().write });
-    const registry = new RepoRegistry(dataDir);
-    if (isClusterWorker()) {
-      // A `--workers` child (server/cluster.ts): the read fast path, the rest goes to the primary.
-      return runWorker({ port, host, registry, settings: new SettingsStore(dataDir), metrics: createMetrics(), logger });
-    }
-    await registry.ensureDefault();
-    const context = await createServerContext(dataDir, registry);
-    const metrics = createMetrics();
-    const app = createApp({ registry, mounts, logger, context, metrics });
-    let code: number;
-    if (workers > 1) {
-      const running = await startPrimary({ workers, port, host, app, metrics, logger });
-      logger.always('listening', { host, port: running.port, url: running.url, data: dataDir, repos: await registry.list(), mounts, workers });
-      code = await running.stopOnSignals();
-    } else {
-      const server = await listen(app, { port, host, front: app.locals.cairn.front });
-      logger.always('listening', { host, port: server.port, url: server.url, data: dataDir, repos: await registry.list(), mounts, workers: 1 });
-      code = await server.stopOnSignals(logger);
-    }
-    // Queued delta jobs are dropped (they are re-derived on the next publish);
-    // a running compile is stopped: its writes are crash-safe.
-    await context.deltaJobs?.close();
+    const code = await serveServer({ dataDir, registry: new RepoRegistry(dataDir), port, host, mounts, workers, logger });
+    // A cluster worker's IPC channel would keep it alive: leave once the log is out (the sink flushes on exit).
+    if (isClusterWorker()) setImmediate(() => process.exit(code));
     return code;
   },
 };
@@ -86,13 +69,17 @@ export const serve: Command = {
  * on the other worker re-reads objects; two processes wake per burst), and
  * pulled no faster (5.05-5.32 s vs 4.93-5.16 s): on a small machine the
  * cluster takes CPU from everything else. The one left over on bigger
- * machines is for the primary, which in cluster mode still runs the API, the
- * 404 path and the delta compiler. Workers pay off for many concurrent
+ * machines is for the primary, which in cluster mode runs the delta
+ * compiler. Workers pay off for many concurrent
  * clients (64-connection small-object throughput ~26k vs ~18k req/s on the
  * same 2 cores): ask for them with --workers.
  */
-function parseWorkers(s: string | undefined): number {
-  if (s === undefined || s === '' || s === 'auto') return Math.max(1, Math.min(16, os.availableParallelism() - 1));
+export function defaultWorkers(cpus: number): number {
+  return Math.max(1, Math.min(16, cpus - 1));
+}
+
+export function parseWorkers(s: string | undefined, cpus = os.availableParallelism()): number {
+  if (s === undefined || s === '' || s === 'auto') return defaultWorkers(cpus);
   if (!/^\d{1,3}$/.test(s) || Number(s) < 1 || Number(s) > 256) throw new UsageError(`invalid --workers "${s}": use 1-256 or auto`, 'serve');
   return Number(s);
 }
@@ -106,10 +93,20 @@ function parseMount(spec: string): Mount {
   const eq = spec.indexOf('=');
   if (eq <= 0 || eq === spec.length - 1) throw new UsageError(`invalid --mount "${spec}": use PREFIX=DIR`, 'serve');
   const prefix = spec.slice(0, eq);
-  const dir = path.resolve(spec.slice(eq + 1));
   if (!prefix.startsWith('/') || /[?#%\\]/.test(prefix) || prefix.split('/').some((s) => s === '.' || s === '..')) {
     throw new UsageError(`invalid --mount prefix "${prefix}": use an absolute URL path such as / or /httpd`, 'serve');
   }
+  const what = spec.slice(eq + 1);
+  if (what.startsWith('repo:')) {
+    const repo = what.slice('repo:'.length);
+    try {
+      validateRepoName(repo);
+    } catch {
+      throw new UsageError(`invalid --mount "${spec}": "${repo}" is not a repository name`, 'serve');
+    }
+    return { prefix, repo };
+  }
+  const dir = path.resolve(what);
   let isDir = false;
   try {
     isDir = statSync(dir).isDirectory();

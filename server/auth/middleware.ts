@@ -17,7 +17,11 @@ export interface Authenticator {
  */
 export async function authenticate(auth: Authenticator, req: Request): Promise<TokenClaims | null> {
   const header = req.headers.authorization;
-  if (!header) return null;
+  return header ? authenticateHeader(auth, header) : null;
+}
+
+/** `authenticate` from the value of an `Authorization` header. */
+export async function authenticateHeader(auth: Authenticator, header: string): Promise<TokenClaims> {
   const [kind, value = ''] = header.split(' ', 2);
   let token: string;
   if (kind?.toLowerCase() === 'bearer') token = value.trim();

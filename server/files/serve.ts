@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Backend, BlobInfo, ByteRange } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import type { RepoFileClass } from '../../storage/repo/layout';
 import type { Metrics } from '../metrics';
-import type { FileCache } from './cache';
+import type { CacheEntry, FileCache } from './cache';
 import { pump, type FileRange } from './pump';
 import { decideRange, httpDate, isNotModified, lastModifiedUsable, type Validators } from './conditional';
 
@@ -35,24 +35,18 @@ export interface ServeFileOptions {
   metrics?: Metrics;
   /** A private repository's file: `Cache-Control: private`. */
   privateRepo?: boolean;
-  /**
-   * Serve cached content-addressed objects without a stat for the cache's
-   * trustMs. Only for Cairn's own data folder, whose objects are written once
-   * by Cairn or ostree and at most deleted (prune); never for `--mount`
-   * folders, which may be anything (libostree's tests corrupt and delete
-   * objects in place and expect to see it at once).
-   */
-  trustObjects?: boolean;
 }
 
 /**
  * What to send for a GET or HEAD of one file, independent of the transport:
- * the express routes and the node:http fast path write it with writeHead
- * (writeAnswer), the HTTP/1.1 front (server/http1/front.ts) serializes it.
+ * node's server writes it with writeHead (writeAnswer), the HTTP/1.1 front
+ * (server/http1/front.ts) serializes it.
  */
 export interface FileAnswer {
   status: number;
   headers: OutgoingHttpHeaders;
+  /** The same headers, prebuilt once per cached object (a content-addressed object's plain 200). */
+  fixed?: FixedHead;
   /** The bytes to send, already cut to the range; none for HEAD, 304 and 416. */
   body?: Buffer;
   /** A large file's bytes (or range) from an open reader, to send with pump(); whoever gives up on it must close the reader. */
@@ -69,47 +63,49 @@ export interface FileRequest {
 
 /**
  * The answer for `key`, or null when the file does not exist (the caller
- * sends 404).
+ * sends 404). Every request stats the file first, so what is served is what
+ * the disk holds when the request is answered; a file small enough for the
+ * cache is answered from memory only when the cached copy is of exactly the
+ * version just statted. With a driver that has blocking stat and read (the
+ * filesystem), a file the cache holds or that is small enough to read at once
+ * is answered synchronously (no promise); large files need an open reader.
  */
-export async function answerFile(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<FileAnswer | null> {
-  // Content-addressed objects cannot change: a copy the backend confirmed a
-  // moment ago is served without a stat (bounded by the cache's trustMs, so a
-  // deleted object stops being served soon after). Delta parts are not
-  // content-addressed (a regenerated delta rewrites them) and always stat.
-  if (opts.trustObjects && cls.contentId && opts.cache) {
-    const hit = opts.cache.trusted(backend, key, Date.now());
-    if (hit) {
-      opts.metrics?.cacheHit(CACHE_NAME);
-      return buffered(req, cls, hit.info, hit.data, opts);
-    }
-  }
+export function answerFile(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): FileAnswer | null | Promise<FileAnswer | null> {
+  if (!backend.statNow || !backend.readNow) return answerFileAsync(req, backend, key, cls, opts, 1);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    const info = backend.statNow(key);
+    if (!info) return null;
+    const answer = answerVersionNow(req, backend, key, cls, info, opts);
+    if (answer === 'async') return answerVersion(req, backend, key, cls, info, opts).then((a) => (a === 'changed' ? answerFileAsync(req, backend, key, cls, opts, attempt + 1) : a));
+    if (answer !== 'changed') return answer;
+  }
+  throw changing(key);
+}
+
+async function answerFileAsync(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions, firstAttempt: number): Promise<FileAnswer | null> {
+  for (let attempt = firstAttempt; attempt <= ATTEMPTS; attempt++) {
     const info = backend.statNow ? backend.statNow(key) : await backend.stat(key);
     if (!info) return null;
     const answer = await answerVersion(req, backend, key, cls, info, opts);
     if (answer !== 'changed') return answer;
   }
-  // Replaced between our stat and open several times in a row: let the client retry (libostree retries 500).
-  throw new CairnError('IO', `file ${key} kept changing while being read`);
+  throw changing(key);
 }
 
-/**
- * Answers the request for `key` on node:http objects; false when the file
- * does not exist (the caller sends 404).
- */
-export async function serveFile(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<boolean> {
-  const answer = await answerFile({ method: req.method ?? 'GET', headers: req.headers }, backend, key, cls, opts);
-  if (!answer) return false;
-  writeAnswer(res, answer);
-  return true;
+/** Replaced between our stat and open several times in a row: let the client retry (libostree retries 500). */
+function changing(key: string): CairnError {
+  return new CairnError('IO', `file ${key} kept changing while being read`);
 }
 
 /** Writes an answer with one writeHead (dropping stale headers a middleware may have set). */
 export function writeAnswer(res: ServerResponse, answer: FileAnswer): void {
-  for (const name of ['Last-Modified', 'Content-Range', 'Content-Length']) {
-    if (answer.headers[name] === undefined) res.removeHeader(name);
+  if (answer.fixed) res.writeHead(answer.status, answer.fixed.list);
+  else {
+    for (const name of ['Last-Modified', 'Content-Range', 'Content-Length']) {
+      if (answer.headers[name] === undefined) res.removeHeader(name);
+    }
+    res.writeHead(answer.status, answer.headers);
   }
-  res.writeHead(answer.status, answer.headers);
   if (answer.file) {
     const stop = pump(answer.file, res, (err) => {
       res.off('close', stop);
@@ -133,24 +129,49 @@ export function writeAnswer(res: ServerResponse, answer: FileAnswer): void {
   });
 }
 
+/** Releases what an answer holds open, for an answer that will not be sent. */
+export function releaseAnswer(answer: FileAnswer): void {
+  answer.stream?.destroy();
+  void answer.file?.reader.close().catch(() => undefined);
+}
+
+/** The synchronous part of answerVersion: everything but opening a reader ('async'). */
+function answerVersionNow(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): FileAnswer | null | 'changed' | 'async' {
+  const cache = opts.cache;
+  if (req.method !== 'HEAD' && cache?.accepts(info.size)) {
+    let entry = cache.get(backend, key, info.version);
+    if (entry) opts.metrics?.cacheHit(CACHE_NAME);
+    else {
+      opts.metrics?.cacheMiss(CACHE_NAME);
+      // Files small enough to cache are read in one blocking go (see
+      // Backend.readNow): from the page cache that is a few microseconds,
+      // where four thread-pool round trips (open, fstat, read, close) added
+      // up to most of a small file's latency.
+      const got = backend.readNow!(key);
+      if (!got) return null;
+      if (got.info.version !== info.version) return 'changed';
+      entry = cache.set(backend, key, got.data, got.info) ?? { version: info.version, info, data: got.data };
+    }
+    return buffered(req, cls, entry, opts);
+  }
+  const d = decide(req, cls, info, opts);
+  if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
+  return 'async';
+}
+
 async function answerVersion(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<FileAnswer | null | 'changed'> {
   const cache = opts.cache;
   if (req.method !== 'HEAD' && cache?.accepts(info.size)) {
-    let data = cache.get(backend, key, info.version);
-    if (data) opts.metrics?.cacheHit(CACHE_NAME);
+    let entry = cache.get(backend, key, info.version);
+    if (entry) opts.metrics?.cacheHit(CACHE_NAME);
     else {
       opts.metrics?.cacheMiss(CACHE_NAME);
-      // Files small enough to cache are read in one blocking go where the
-      // driver offers it (see Backend.readNow): from the page cache that is a
-      // few microseconds, where four thread-pool round trips (open, fstat,
-      // read, close) added up to most of a small file's latency.
       const got = backend.readNow ? backend.readNow(key) : await backend.read(key);
       if (!got) return null;
       if (got.info.version !== info.version) return 'changed';
-      cache.set(backend, key, got.data, got.info);
-      data = got.data;
+      entry = cache.set(backend, key, got.data, got.info) ?? { version: info.version, info, data: got.data };
     }
-    return buffered(req, cls, info, data, opts);
+    return buffered(req, cls, entry, opts);
   }
   const d = decide(req, cls, info, opts);
   if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
@@ -175,11 +196,20 @@ async function answerVersion(req: FileRequest, backend: Backend, key: string, cl
   return { status: d.status, headers: d.headers, stream: opened.stream };
 }
 
-/** A file whose bytes we hold. */
-function buffered(req: FileRequest, cls: RepoFileClass, info: BlobInfo, data: Buffer, opts: ServeFileOptions): FileAnswer {
-  const d = decide(req, cls, info, opts);
+/**
+ * A file whose bytes we hold. The commonest answer of a pull, a
+ * content-addressed object of a public repository asked for without
+ * validators or a range, is fixed by the object's version: its head is built
+ * once per cache entry.
+ */
+function buffered(req: FileRequest, cls: RepoFileClass, entry: CacheEntry, opts: ServeFileOptions): FileAnswer {
+  if (cls.contentId && !opts.privateRepo && !hasValidatorsOrRange(req.headers)) {
+    const fixed = fixedHead(cls, entry);
+    if (fixed) return { status: 200, headers: fixed.headers, fixed, body: req.method === 'HEAD' ? undefined : entry.data };
+  }
+  const d = decide(req, cls, entry.info, opts);
   if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
-  return { status: d.status, headers: d.headers, body: d.range ? data.subarray(d.range.start, d.range.end + 1) : data };
+  return { status: d.status, headers: d.headers, body: d.range ? entry.data.subarray(d.range.start, d.range.end + 1) : entry.data };
 }
 
 /** The headers every answer about this version of the file carries. */
@@ -199,68 +229,34 @@ function fileHeaders(cls: RepoFileClass, info: BlobInfo, v: Validators, privateR
 
 /**
  * A cached content-addressed object's complete 200 answer, as header lines
- * and as a writeHead list, built once per cache entry (objects cannot
- * change). Undefined until the file's second is over: its Last-Modified is
- * not usable before (see conditional.ts).
+ * and as a writeHead list, built once per cache entry (the entry is of one
+ * version of the file). Undefined until the file's second is over: its
+ * Last-Modified is not usable before (see conditional.ts).
  */
 export interface FixedHead {
+  headers: OutgoingHttpHeaders;
   /** `Name: value\r\n` lines, for the HTTP/1.1 front. */
   lines: string;
   /** Flat [name, value, …], for writeHead. */
   list: string[];
 }
 
-/**
- * The hot case of pulls and mirrors: a content-addressed object of a public
- * repository that the cache holds (confirmed by the backend within trustMs),
- * asked for without validators or a range (see hasValidatorsOrRange). Its
- * whole answer is fixed by the object. Undefined when the request needs
- * answerFile.
- */
-export function trustedObject(backend: Backend, key: string, cls: RepoFileClass, cache: FileCache, metrics: Metrics | undefined): { head: FixedHead; data: Buffer } | undefined {
-  if (!cls.contentId) return undefined;
+function fixedHead(cls: RepoFileClass, entry: CacheEntry): FixedHead | undefined {
+  if (entry.head) return entry.head;
   const now = Date.now();
-  const hit = cache.trusted(backend, key, now);
-  if (!hit) return undefined;
-  if (!hit.head) {
-    if (!lastModifiedUsable(hit.info.mtimeMs, now)) return undefined;
-    const headers = fileHeaders(cls, hit.info, { etag: etagFor(cls, hit.info), mtimeMs: hit.info.mtimeMs, nowMs: now }, false);
-    headers['Content-Length'] = hit.info.size;
-    const list = Object.entries(headers).flatMap(([k, v]) => [k, String(v)]);
-    let lines = '';
-    for (let i = 0; i < list.length; i += 2) lines += `${list[i]}: ${list[i + 1]}\r\n`;
-    hit.head = { lines, list };
-  }
-  metrics?.cacheHit(CACHE_NAME);
-  return { head: hit.head, data: hit.data };
+  if (!lastModifiedUsable(entry.info.mtimeMs, now)) return undefined;
+  const headers = fileHeaders(cls, entry.info, { etag: etagFor(cls, entry.info), mtimeMs: entry.info.mtimeMs, nowMs: now }, false);
+  headers['Content-Length'] = entry.info.size;
+  const list = Object.entries(headers).flatMap(([k, v]) => [k, String(v)]);
+  let lines = '';
+  for (let i = 0; i < list.length; i += 2) lines += `${list[i]}: ${list[i + 1]}\r\n`;
+  entry.head = { headers, lines, list };
+  return entry.head;
 }
 
-/**
- * trustedObject on node:http objects. Returns the body bytes written, or -1
- * when the request needs serveFile.
- */
-export function sendTrustedObject(req: IncomingMessage, res: ServerResponse, backend: Backend, key: string, cls: RepoFileClass, cache: FileCache, metrics: Metrics | undefined): number {
-  if (hasValidatorsOrRange(req.rawHeaders)) return -1;
-  const hit = trustedObject(backend, key, cls, cache, metrics);
-  if (!hit) return -1;
-  res.writeHead(200, hit.head.list);
-  if (req.method === 'HEAD') {
-    res.end();
-    return 0;
-  }
-  res.end(hit.data);
-  return hit.data.length;
-}
-
-/** Whether a request carries a validator or a range, from its raw [name, value, …] list (req.headers is built on first use). */
-export function hasValidatorsOrRange(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    const len = raw[i]!.length;
-    if (len !== 5 && len !== 8 && len !== 13 && len !== 17) continue;
-    const name = raw[i]!.toLowerCase();
-    if (name === 'range' || name === 'if-range' || name === 'if-none-match' || name === 'if-modified-since') return true;
-  }
-  return false;
+/** Whether a request carries a validator or a range (which the fixed answer does not consider). */
+function hasValidatorsOrRange(h: IncomingHttpHeaders): boolean {
+  return h.range !== undefined || h['if-range'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined;
 }
 
 /**

@@ -1,0 +1,287 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Backend } from '../../storage/backends/backend';
+import { FsBackend } from '../../storage/backends/fs';
+import { CairnError } from '../../storage/errors';
+import { classifyNestedKey, classifyRepoKey, type RepoFileClass } from '../../storage/repo/layout';
+import type { RepoRegistry } from '../../storage/repo/registry';
+import type { SettingsStore } from '../../storage/repo/settings';
+import { authenticateHeader, type Authenticator } from '../auth/middleware';
+import { allows } from '../auth/tokens';
+import { describeError, fileErrorHeaders, type HttpErrorInfo } from '../errors';
+import type { Answerer, FrontAnswer } from '../http1/front';
+import type { Logger } from '../logging';
+import type { Metrics } from '../metrics';
+import { observe, recordRequest } from '../observe';
+import type { FileCache } from './cache';
+import { decodePathSegments } from './paths';
+import { answerFile, releaseAnswer, writeAnswer, type FileAnswer } from './serve';
+import { validateKey } from '../../storage/backends/backend';
+
+/**
+ * The one place that decides the answer to a GET or HEAD of a file: a
+ * repository's (`/repo/NAME/KEY`, or a `--mount` prefix bound to a
+ * repository) or a `--mount` folder's. It decides what the request names,
+ * whether it may be read (private repositories, failing closed), and the
+ * answer — status, headers, body source, errors included — synchronously when
+ * the file is cached or small. The two transports only write that answer:
+ * the HTTP/1.1 front (server/http1/front.ts, via `answerer`) and node's server
+ * (`handleNode`, hooked before express), and both account for it through
+ * recordRequest. Anything else (the API, key routes, other methods) is `null`:
+ * the express app's.
+ */
+
+/** A `--mount`: a folder served with the repository-file rules, or a data-folder repository at another URL prefix. */
+export type Mount = { prefix: string; dir: string } | { prefix: string; repo: string };
+
+export interface FilesOptions {
+  registry: RepoRegistry;
+  /** Repository settings (private repositories); absent: every repository is public. */
+  settings?: SettingsStore;
+  /** Token verification for private repositories (required with settings). */
+  auth?: Authenticator;
+  mounts?: readonly Mount[];
+  cache?: FileCache;
+  metrics?: Metrics;
+  logger: Logger;
+  /** Told after a 404 for an existing repository's file (on-demand deltas); never awaited. */
+  onMissing?(repo: string, key: string): void;
+}
+
+/** The request as far as the decision goes. */
+export interface FileRequest {
+  method: string;
+  /** The request target as sent (origin form: path and query). */
+  target: string;
+  /** Lower-cased names: range, if-*, authorization are read. */
+  headers: IncomingHttpHeaders;
+}
+
+export interface Answer extends FileAnswer {
+  /** For the request log and metrics. */
+  route: string;
+  repo?: string;
+}
+
+export interface Files {
+  /** The answer to `req`, or null when it is not a file request. Never throws: errors are answers. */
+  answer(req: FileRequest): Answer | null | Promise<Answer>;
+  /** node:http: answers a file request (true), or leaves `res` untouched (false). */
+  handleNode(req: IncomingMessage, res: ServerResponse): boolean;
+  /** The same for the HTTP/1.1 front. */
+  answerer: Answerer;
+}
+
+/** Paths the app's own routes take before any mount. */
+const BUILT_IN = /^\/(?:repo|api)(?:\/|$)|^\/(?:healthz|readyz|metrics)$/;
+
+interface Target {
+  /** The data-folder repository, if the file is one of a repository's. */
+  repo?: string;
+  /** Decoded segments below the repository or mount, already validated as a key. */
+  key: string;
+  /** The mount folder's backend, for a mount of a folder. */
+  backend?: Backend;
+  label: 'repo' | 'mount';
+}
+
+export function createFiles(opts: FilesOptions): Files {
+  const { registry, cache, metrics, logger } = opts;
+  const isPrivate = opts.settings ? privacyPerTurn(opts.settings) : () => false;
+  const mounts = (opts.mounts ?? []).map((m) => ({
+    prefix: m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`,
+    repo: 'repo' in m ? m.repo : undefined,
+    backend: 'dir' in m ? new FsBackend(m.dir) : undefined,
+  }));
+
+  const answer = (req: FileRequest): Answer | null | Promise<Answer> => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return null;
+    const q = req.target.indexOf('?');
+    const path = q === -1 ? req.target : req.target.slice(0, q);
+    let label: 'repo' | 'mount' = 'repo';
+    let repo: string | undefined;
+    try {
+      const t = resolveTarget(path);
+      if (t === null) return null;
+      if (t === 'not-found') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, 'repo_file');
+      label = t.label;
+      repo = t.repo;
+      if (t.repo === undefined) return fileAnswer(req, t.backend!, t.key, classifyNestedKey(t.key), 'mount', undefined, false);
+      const found = registry.openNow(t.repo, 1000);
+      if (!found) return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, 'repo_file', t.repo);
+      const cls = classifyRepoKey(t.key);
+      if (!isPrivate(t.repo)) return fileAnswer(req, found.backend, t.key, cls, 'repo', t.repo, false);
+      const name = t.repo;
+      return authorize(req, name).then(
+        (denied) => denied ?? fileAnswer(req, found.backend, t.key, cls, 'repo', name, true),
+        (e: unknown) => failed(e, req, `${label}_file`, name),
+      );
+    } catch (e) {
+      return failed(e, req, `${label}_file`, repo);
+    }
+  };
+
+  /** What `path` names: null (the app's), 'not-found', or a file. Throws INVALID_PATH (400). */
+  function resolveTarget(path: string): Target | 'not-found' | null {
+    if (path === '/repo') return 'not-found';
+    if (path.startsWith('/repo/')) {
+      const segments = segmentsOf(path.slice('/repo/'.length));
+      if (segments === null || segments.length < 2) return 'not-found';
+      const [name, ...rest] = segments;
+      // `/repo/NAME/keys/FILE`: the key routes.
+      if (rest.length === 2 && rest[0] === 'keys') return null;
+      return { repo: name, key: rest.join('/'), label: 'repo' };
+    }
+    if (mounts.length === 0 || BUILT_IN.test(path)) return null;
+    // The first mount whose prefix matches answers (or 404s, also for its bare prefix).
+    const m = mounts.find((f) => path.startsWith(f.prefix) || path === f.prefix.slice(0, -1));
+    if (!m) return null;
+    if (!path.startsWith(m.prefix)) return 'not-found';
+    const segments = segmentsOf(path.slice(m.prefix.length));
+    if (segments === null || segments.length === 0) return 'not-found';
+    const key = segments.join('/');
+    return m.repo !== undefined ? { repo: m.repo, key, label: 'repo' } : { backend: m.backend, key, label: 'mount' };
+  }
+
+  /** Private repositories: undefined when the request may read `repo`, else the 401/403 answer. */
+  async function authorize(req: FileRequest, repo: string): Promise<Answer | undefined> {
+    const header = req.headers.authorization;
+    let claims;
+    try {
+      claims = opts.auth && typeof header === 'string' ? await authenticateHeader(opts.auth, header) : null;
+    } catch (e) {
+      if (e instanceof CairnError && e.code === 'UNAUTHORIZED') return unauthorized(e.message, repo);
+      throw e;
+    }
+    if (!claims) return unauthorized('a token with read scope is required', repo);
+    if (!allows(claims, { scope: 'read', repo })) return errorAnswer({ status: 403, code: 'FORBIDDEN', message: `token of ${claims.sub} may not read ${repo}` }, 'repo_file', repo);
+    return undefined;
+  }
+
+  function unauthorized(message: string, repo: string): Answer {
+    const a = errorAnswer({ status: 401, code: 'UNAUTHORIZED', message }, 'repo_file', repo);
+    a.headers['WWW-Authenticate'] = 'Basic realm="cairn", charset="UTF-8"';
+    return a;
+  }
+
+  function fileAnswer(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, label: 'repo' | 'mount', repo: string | undefined, privateRepo: boolean): Answer | Promise<Answer> {
+    const route = `${label}_${cls.area}`;
+    if (cls.kind === 'local') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo);
+    const done = (a: FileAnswer | null): Answer => {
+      if (a) return Object.assign(a, { route, repo });
+      if (repo !== undefined) queueMicrotask(() => opts.onMissing?.(repo, key));
+      return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo);
+    };
+    try {
+      const a = answerFile(req, backend, key, cls, { cache, metrics, privateRepo });
+      if (a instanceof Promise) return a.then(done, (e: unknown) => failed(e, req, route, repo));
+      return done(a);
+    } catch (e) {
+      return failed(e, req, route, repo);
+    }
+  }
+
+  /** An error as an answer; 5xx are logged with their cause and never explained to the client. */
+  function failed(e: unknown, req: FileRequest, route: string, repo: string | undefined): Answer {
+    const info = describeError(e);
+    if (info.status >= 500) {
+      logger.error('request failed', { method: req.method, path: req.target.split('?', 1)[0], repo, err: e instanceof Error ? e.message : String(e), code: (e as { code?: unknown })?.code });
+    }
+    return errorAnswer(info, route, repo);
+  }
+
+  function account(a: Answer, method: string, path: string, start: bigint) {
+    return (bytes: number, aborted: boolean) =>
+      recordRequest(logger, metrics, { route: a.route, repo: a.repo, method, path, status: a.status, bytes, aborted, durationMs: Number(process.hrtime.bigint() - start) / 1e6 });
+  }
+
+  const handleNode = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const start = process.hrtime.bigint();
+    const method = req.method ?? 'GET';
+    const target = req.url ?? '/';
+    const a = answer({ method, target, headers: req.headers });
+    if (a === null) return false;
+    const write = (x: Answer) => {
+      if (res.destroyed) {
+        releaseAnswer(x);
+        account(x, method, pathOf(target), start)(0, true);
+        return;
+      }
+      observe(logger, metrics, req, res, { route: x.route, repo: x.repo }, start, target);
+      writeAnswer(res, x);
+    };
+    if (a instanceof Promise) void a.then(write);
+    else write(a);
+    return true;
+  };
+
+  const answerer: Answerer = (head) => {
+    const start = process.hrtime.bigint();
+    const a = answer({ method: head.method, target: head.target, headers: head.headers });
+    if (a === null) return null;
+    const path = pathOf(head.target);
+    const toFront = (x: Answer): FrontAnswer => ({
+      status: x.status,
+      head: x.fixed ? x.fixed.lines : headerLines(x),
+      body: x.body,
+      stream: x.stream,
+      file: x.file,
+      done: account(x, head.method, path, start),
+    });
+    return a instanceof Promise ? a.then(toFront) : toFront(a);
+  };
+
+  return { answer, handleNode, answerer };
+}
+
+/** An error answer for a file route: an empty body (see fileErrorHeaders), the reason in a header. */
+function errorAnswer(info: HttpErrorInfo, route: string, repo?: string): Answer {
+  return { status: info.status, headers: fileErrorHeaders(info), route, repo };
+}
+
+/** Decoded, validated segments; null for a folder (a trailing slash, or nothing): no listings, 404. */
+function segmentsOf(raw: string): string[] | null {
+  const segments = decodePathSegments(raw);
+  const isDir = segments[segments.length - 1] === '';
+  if (isDir) segments.pop();
+  if (segments.length > 0) validateKey(segments.join('/'));
+  return isDir || segments.length === 0 ? null : segments;
+}
+
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+function headerLines(a: FileAnswer): string {
+  let lines = '';
+  for (const [name, value] of Object.entries(a.headers)) if (value !== undefined) lines += `${name}: ${String(value)}\r\n`;
+  return lines;
+}
+
+/**
+ * Whether a repository is private, read from the settings at most once per
+ * event-loop turn and repository (a stat each time was the largest single
+ * cost of a cached object). The requests a turn answers were sent before it
+ * began (their sockets were ready then), and the memo is filled during the
+ * turn, so each still sees every settings change made before it was sent, as
+ * with a stat per request. The memo is dropped in the turn's check phase.
+ * Settings that cannot be read throw (every request then fails closed, 500),
+ * and nothing is remembered.
+ */
+function privacyPerTurn(settings: SettingsStore): (name: string) => boolean {
+  const memo = new Map<string, boolean>();
+  const forget = () => memo.clear();
+  return (name) => {
+    let v = memo.get(name);
+    if (v === undefined) {
+      try {
+        v = settings.current(name).private;
+      } catch (e) {
+        throw new CairnError('IO', `settings of ${name} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (memo.size === 0) setImmediate(forget);
+      memo.set(name, v);
+    }
+    return v;
+  };
+}

@@ -1,0 +1,94 @@
+import type { RepoRegistry } from '../storage/repo/registry';
+import { createApp, type Mount } from './app';
+import { createServerContext } from './bootstrap';
+import { isClusterWorker, startPrimary, workerChannel } from './cluster';
+import { listen } from './listen';
+import type { Logger } from './logging';
+import { createMetrics } from './metrics';
+
+export interface ServeOptions {
+  dataDir: string;
+  registry: RepoRegistry;
+  port: number;
+  host: string;
+  mounts: Mount[];
+  /** Processes answering requests; 1: everything in this process. */
+  workers: number;
+  logger: Logger;
+}
+
+/**
+ * `cairn serve`: the one way a process that answers requests is assembled —
+ * context, metrics, app, HTTP/1.1 front, listen, stop on SIGTERM/SIGINT — in
+ * single-process mode and in each `--workers` worker alike (they differ only
+ * in where delta jobs run and where metric totals come from, server/cluster.ts).
+ * The primary of a cluster answers no request: it forks the workers, runs the
+ * job queue and adds up metrics. Resolves with the exit status once stopped.
+ */
+export async function serve(opts: ServeOptions): Promise<number> {
+  const { logger } = opts;
+  if (isClusterWorker()) return serveRequests(opts, 'worker');
+  await opts.registry.ensureDefault();
+  if (opts.workers <= 1) return serveRequests(opts, 'single');
+
+  // The primary: jobs and metric totals for the workers, no HTTP.
+  const context = await createServerContext(opts.dataDir, opts.registry);
+  const metrics = createMetrics();
+  const running = await startPrimary({ workers: opts.workers, logger, metrics });
+  logger.always('listening', listeningFields(opts, running.port, await opts.registry.list()));
+  await onSignal(logger);
+  await running.stop();
+  await context.deltaJobs?.close();
+  logger.info('stopped');
+  return 0;
+}
+
+async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Promise<number> {
+  const { logger } = opts;
+  const metrics = createMetrics();
+  let stop: () => void = () => {};
+  const channel = role === 'worker' ? workerChannel({ metrics, stop: () => stop() }) : undefined;
+  // Workers leave delta jobs to the primary (TODO: job service over the channel).
+  const context = await createServerContext(opts.dataDir, opts.registry, role === 'worker' ? { deltas: false } : {});
+  const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics });
+  let server;
+  try {
+    server = await listen(app, { port: opts.port, host: opts.host, front: app.locals.cairn.front });
+  } catch (e) {
+    channel?.listenFailed(e instanceof Error ? e.message : String(e));
+    throw e;
+  }
+  const stopped = new Promise<void>((done) => {
+    let closing: Promise<void> | undefined;
+    stop = () => void (closing ??= server.close().then(done));
+  });
+  if (channel) channel.listening(server.port);
+  else logger.always('listening', listeningFields(opts, server.port, await opts.registry.list()));
+  if (role === 'single') void onSignal(logger).then(() => stop());
+  await stopped;
+  // Queued delta jobs are dropped (they are re-derived on the next publish);
+  // a running compile is stopped: its writes are crash-safe.
+  await context.deltaJobs?.close();
+  if (role === 'single') logger.info('stopped');
+  return 0;
+}
+
+function listeningFields(opts: ServeOptions, port: number, repos: string[]) {
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return { host: opts.host, port, url: `http://${host}:${port}`, data: opts.dataDir, repos, mounts: opts.mounts, workers: Math.max(1, opts.workers) };
+}
+
+/** Resolves on the first SIGTERM or SIGINT; a second one while stopping ends the process at once. */
+function onSignal(logger: Logger): Promise<void> {
+  return new Promise((done) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      process.once(signal, () => process.exit(1));
+      logger.info('stopping', { signal });
+      done();
+    };
+    process.once('SIGTERM', on);
+    process.once('SIGINT', on);
+  });
+}
