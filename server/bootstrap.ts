@@ -7,13 +7,17 @@ import { ensureRepoKeys } from '../storage/signing/keys';
 import { createRepoSigner } from '../storage/signing/signer';
 import { RevocationList } from './auth/revocations';
 import { loadTokenSecret } from './auth/tokens';
-import type { ServerContext } from './context';
+import { CairnError } from '../storage/errors';
+import { requireOwned, type ServerContext } from './context';
 import { DeltaJobs, deltaJobsOptionsFromEnv, type DeltaJobsOptions } from './jobs/deltas';
 
 /**
  * The ServerContext of a data folder: token secret (env or generated),
  * revocations, settings, and per-repository signing keys — generated on first
- * use unless an operator placed keys in DATA/keys/NAME/.
+ * use unless an operator placed keys in DATA/keys/NAME/, and only for a
+ * repository Cairn owns (RepoSettings.owned): signerFor throws NOT_OWNED and
+ * publicKeysFor NOT_FOUND (its keys answer 404) for any other, without
+ * touching DATA/keys/.
  */
 export async function createServerContext(dataDir: string, registry: RepoRegistry, opts: { signing?: boolean; deltas?: DeltaJobsOptions | false } = {}): Promise<ServerContext> {
   const signers = new Map<string, Promise<RepoSigner>>();
@@ -26,6 +30,9 @@ export async function createServerContext(dataDir: string, registry: RepoRegistr
     ingestLimits: DEFAULT_INGEST_LIMITS,
     async signerFor(repo) {
       if (opts.signing === false) return undefined;
+      // Never undefined ("publish unsigned") for an unowned repository: a caller
+      // that forgot its own check must fail, not write an unsigned summary.
+      requireOwned(ctx, repo);
       let s = signers.get(repo.name);
       if (!s) {
         s = keysOf(repo).then((k) => createRepoSigner(k));
@@ -36,6 +43,7 @@ export async function createServerContext(dataDir: string, registry: RepoRegistr
     },
     async publicKeysFor(repo) {
       if (opts.signing === false) return {};
+      if (!ctx.settings.owned(repo.name)) throw new CairnError('NOT_FOUND', `repository ${repo.name} has no keys: Cairn does not publish it (cairn adopt ${repo.name})`);
       const k = await keysOf(repo);
       return { gpgArmored: k.gpgPublicFile, ed25519Base64: k.ed25519PublicFile.trim() };
     },

@@ -5,7 +5,8 @@ import type { RepoSigner } from '../storage/repo/publish';
 import type { RefLogEntry } from '../storage/repo/reflog';
 import type { RepoRegistry } from '../storage/repo/registry';
 import type { Repo } from '../storage/repo/repo';
-import type { SettingsStore } from '../storage/repo/settings';
+import { assertOwned, type SettingsStore } from '../storage/repo/settings';
+import { updateSummary } from '../storage/repo/summary';
 import type { Authenticator } from './auth/middleware';
 import type { DeltaJobs } from './jobs/deltas';
 
@@ -36,4 +37,29 @@ export async function repoParam(ctx: ServerContext, req: Request): Promise<Repo>
   const repo = await ctx.registry.open(name);
   if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${name.slice(0, 80)}`);
   return repo;
+}
+
+/**
+ * The ownership check every write path calls (object uploads, ref updates,
+ * delta requests, delta jobs, signing keys): NOT_OWNED (403) unless Cairn
+ * created or an operator adopted the repository. A repository made by
+ * `ostree` or `flatpak build-update-repo` is served as it is, never written.
+ */
+export function requireOwned(ctx: Pick<ServerContext, 'settings'>, repo: Repo | string): void {
+  const name = typeof repo === 'string' ? repo : repo.name;
+  assertOwned(ctx.settings.current(name), name);
+}
+
+/**
+ * Adoption (`cairn adopt NAME`, PATCH settings `{"owned": true}`): Cairn owns
+ * the repository from now on, and regenerates its summary once, signed with
+ * the repository's keys (generated now unless an operator placed some), so
+ * that the summary matches the refs at once. The summary Cairn writes replaces
+ * the publisher's (keys Cairn does not write, such as flatpak's `xa.*`, go).
+ */
+export async function adoptRepo(ctx: Pick<ServerContext, 'settings' | 'signerFor'>, repo: Repo): Promise<void> {
+  await repo.checkMode();
+  await ctx.settings.update(repo.name, { owned: true });
+  const signer = await ctx.signerFor(repo);
+  await updateSummary(repo, signer?.signSummary);
 }

@@ -27,6 +27,7 @@ const STATUS: Record<ErrorCode, number> = {
   MISSING_OBJECTS: 422,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
+  NOT_OWNED: 403,
   // 501 rather than 422: the request may be fine, Cairn just does not
   // implement it (e.g. a repository mode). libostree does not retry 501,
   // which is right since retrying cannot help.

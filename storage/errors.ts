@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'MISSING_OBJECTS' // a commit whose tree is not all present
   | 'UNAUTHORIZED' // no or invalid credentials
   | 'FORBIDDEN' // valid credentials that do not allow this
+  | 'NOT_OWNED' // a write into a repository Cairn did not create and no operator adopted (`cairn adopt`)
   | 'UNSUPPORTED' // a feature or mode Cairn does not handle
   | 'IO'; // the backend failed
 

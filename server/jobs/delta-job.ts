@@ -6,6 +6,7 @@ import { CairnError } from '../../storage/errors';
 import { ObjectType } from '../../storage/objects/types';
 import { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
+import { assertOwned, SettingsStore } from '../../storage/repo/settings';
 import { updateSummary, type SummarySigner } from '../../storage/repo/summary';
 import type { JobKind, JobProgress } from './queue';
 import { runInWorker, WorkerTaskError } from './worker';
@@ -15,6 +16,8 @@ import { runInWorker, WorkerTaskError } from './worker';
  * the main thread, remove deltas whose commits were pruned and regenerate the
  * summary and delta indexes (signed when the repository signs) so hosts see it.
  * Summary updates of one repository are serialised by updateSummary's lock.
+ * A job never writes into a repository Cairn does not own (NOT_OWNED), whoever
+ * queued it: checked before compiling, in the worker, and before the summary.
  */
 
 export const DELTA_JOB = 'delta';
@@ -46,6 +49,8 @@ export interface DeltaJobDeps {
   /** Data folder: the worker opens the repository through its own registry. */
   dataDir: string;
   openRepo(name: string): Promise<Repo | null>;
+  /** Whether Cairn owns repository `name` (RepoSettings.owned). */
+  owned(name: string): boolean;
   summarySigner(repo: Repo): Promise<SummarySigner | undefined>;
   /** Passed to the compiler (tests use small parts). */
   compileOptions?: Pick<CompileOptions, 'maxPartSize' | 'minFallbackSize' | 'maxBsdiffSize' | 'bsdiff' | 'inline'>;
@@ -61,6 +66,7 @@ export function deltaJobKind(deps: DeltaJobDeps): JobKind<DeltaJobParams, DeltaJ
     async run(p, ctl) {
       const repo = await deps.openRepo(p.repo);
       if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${p.repo}`);
+      assertOwned({ owned: deps.owned(p.repo) }, p.repo);
       const name = deltaName(p.from, p.to);
       let result: DeltaJobResult = { name, from: p.from, to: p.to, existed: true, pruned: [] };
       if (!(await deltaExists(repo, p.from, p.to))) {
@@ -79,6 +85,7 @@ export function deltaJobKind(deps: DeltaJobDeps): JobKind<DeltaJobParams, DeltaJ
         }
       }
       ctl.progress({ done: 1, total: 1, phase: 'summary' });
+      assertOwned({ owned: deps.owned(p.repo) }, p.repo);
       result.pruned = await pruneDeltas(repo);
       if (!result.existed || result.pruned.length) await updateSummary(repo, await deps.summarySigner(repo));
       return result;
@@ -105,6 +112,7 @@ type WorkerResult = Required<Pick<DeltaJobResult, 'digest' | 'totalSize' | 'part
 export async function compileDeltaTask(p: WorkerParams, progress: (p: JobProgress) => void): Promise<WorkerResult> {
   const repo = await new RepoRegistry(p.dataDir).open(p.repo);
   if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${p.repo}`);
+  assertOwned(new SettingsStore(p.dataDir).current(p.repo), p.repo);
   progress({ done: 0, phase: 'compiling' });
   const r = await compileDelta(repo, p.from, p.to, p.options);
   return { digest: r.digest, totalSize: r.totalSize, parts: r.partSizes.length, fallbackSize: r.fallbackSize, stats: r.stats };

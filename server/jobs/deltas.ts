@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { parseDeltaKey } from '../../storage/deltas/format';
 import { deltaExists } from '../../storage/deltas/inventory';
-import { planDeltasForRefMove } from '../../storage/deltas/plan';
+import { onDemandEligible, planDeltasForRefMove } from '../../storage/deltas/plan';
 import { ObjectType } from '../../storage/objects/types';
 import type { RefLogEntry } from '../../storage/repo/reflog';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
-import type { SettingsStore } from '../../storage/repo/settings';
+import { assertOwned, type SettingsStore } from '../../storage/repo/settings';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { createLogger, type Logger } from '../logging';
 import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
@@ -17,11 +17,16 @@ import { JobQueue, type JobQueueOptions, type SubmitOutcome } from './queue';
  *   - policy: after a ref moves, a from-scratch delta to the new head and
  *     deltas from the ref's previous N commits (per-repository settings);
  *   - on demand: a host asked for a from→to superblock that is not there, both
- *     commits are here and `to` is the head of a ref — it got its 404 (and falls
- *     back to objects), and the delta is queued for the next host;
+ *     commits are here, `to` is the head of a ref and `from` a commit that ref
+ *     held (its log) or one of `to`'s first deltas.previousCommits parents
+ *     (storage/deltas/plan.ts onDemandEligible) — it got its 404 (and falls
+ *     back to objects), and the delta is queued for the next host, at most
+ *     `onDemandLimit.perHour` per repository per hour (a token bucket);
  *   - on request: the API and operators.
  * Everything goes through one bounded, deduplicated JobQueue; existing deltas
- * are never rebuilt (immutable).
+ * are never rebuilt (immutable). Nothing is ever queued for a repository
+ * Cairn does not own (RepoSettings.owned): `request` throws NOT_OWNED, the
+ * policy and on-demand paths do nothing, and the job itself refuses.
  *
  * On demand matters less than it sounds for stock clients: Cairn's summary sets
  * indexed-deltas, and a 2022.7 client then asks only for superblocks its index
@@ -32,7 +37,8 @@ import { JobQueue, type JobQueueOptions, type SubmitOutcome } from './queue';
  * Events: 'ondemand' (result: OnDemandResult) for metrics.
  */
 
-export type OnDemandResult = 'queued' | 'duplicate' | 'full' | 'exists' | 'ineligible' | 'error';
+/** `limited`: the repository's on-demand rate limit is spent; `ineligible` also covers repositories Cairn does not own. */
+export type OnDemandResult = 'queued' | 'duplicate' | 'full' | 'exists' | 'ineligible' | 'limited' | 'error';
 export type RequestOutcome = SubmitOutcome<DeltaJobParams, DeltaJobResult> | { status: 'exists' };
 
 export interface DeltaJobsDeps {
@@ -45,6 +51,14 @@ export interface DeltaJobsDeps {
 export interface DeltaJobsOptions extends JobQueueOptions {
   /** Queue deltas hosts ask for (default true). */
   onDemand?: boolean;
+  /**
+   * On-demand deltas queued per repository: a token bucket holding `burst`
+   * (default `perHour`) tokens, refilled at `perHour` (default 10) per hour;
+   * one token per delta actually queued. Beyond it: 'limited'.
+   */
+  onDemandLimit?: { perHour?: number; burst?: number };
+  /** Clock of the rate limit, for tests (ms). */
+  now?: () => number;
   compileOptions?: DeltaJobDeps['compileOptions'];
 }
 
@@ -66,9 +80,10 @@ export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): D
 export class DeltaJobs extends EventEmitter {
   readonly queue: JobQueue;
   private readonly onDemandEnabled: boolean;
+  private readonly bucket: { perMs: number; burst: number; now: () => number; byRepo: Map<string, { tokens: number; at: number }> };
   private log: Logger = createLogger({ level: 'silent' });
-  /** Policy and on-demand checks still deciding what to queue (see settled()). */
-  private readonly pending = new Set<Promise<unknown>>();
+  /** Policy and on-demand checks still deciding what to queue (see settled()), with their repository. */
+  private readonly pending = new Map<Promise<unknown>, string>();
 
   constructor(
     private readonly deps: DeltaJobsDeps,
@@ -76,11 +91,16 @@ export class DeltaJobs extends EventEmitter {
   ) {
     super();
     this.onDemandEnabled = opts.onDemand ?? true;
+    const perHour = opts.onDemandLimit?.perHour ?? 10;
+    const burst = opts.onDemandLimit?.burst ?? perHour;
+    if (!(perHour >= 0) || !(burst >= 0)) throw new Error('onDemandLimit: perHour and burst must be ≥ 0');
+    this.bucket = { perMs: perHour / 3_600_000, burst, now: opts.now ?? Date.now, byRepo: new Map() };
     this.queue = new JobQueue(opts);
     this.queue.register(
       deltaJobKind({
         dataDir: deps.dataDir,
         openRepo: (name) => deps.registry.open(name),
+        owned: (name) => deps.settings.owned(name),
         summarySigner: deps.summarySigner,
         compileOptions: opts.compileOptions,
       }),
@@ -101,8 +121,10 @@ export class DeltaJobs extends EventEmitter {
   /**
    * Queues the delta `from → to` of `repo` unless it exists. Callers check
    * that the commits exist when they need a precise answer; the job checks again.
+   * NOT_OWNED for a repository Cairn does not own.
    */
   async request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean }): Promise<RequestOutcome> {
+    assertOwned(this.deps.settings.current(repo.name), repo.name);
     if (await deltaExists(repo, from, to)) return { status: 'exists' };
     const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(repo.name, from, to), { repo: repo.name, from, to }, {
       repo: repo.name,
@@ -118,6 +140,7 @@ export class DeltaJobs extends EventEmitter {
     this.track(
       (async () => {
         const settings = await this.deps.settings.get(repo.name);
+        if (!settings.owned) return; // never for a repository Cairn does not own (the publish itself was refused)
         for (const c of changes) {
           if (!c.new) continue; // a deleted ref needs no delta
           const plan = await planDeltasForRefMove(repo, c.ref, c.new, settings.deltas, { old: c.old });
@@ -129,6 +152,7 @@ export class DeltaJobs extends EventEmitter {
       })(),
       'delta policy failed',
       { repo: repo.name },
+      repo.name,
     );
   }
 
@@ -152,19 +176,50 @@ export class DeltaJobs extends EventEmitter {
       })(),
       'on-demand delta failed',
       { repo: repoName },
+      repoName,
     );
   }
 
   private async onDemand(repoName: string, from: string, to: string): Promise<OnDemandResult> {
     const repo = await this.deps.registry.open(repoName);
     if (!repo) return 'ineligible';
+    const settings = this.deps.settings.current(repoName);
+    // Never written into without an operator's say-so (cairn adopt).
+    if (!settings.owned) return 'ineligible';
     if (!(await repo.hasObject(to, ObjectType.Commit)) || !(await repo.hasObject(from, ObjectType.Commit))) return 'ineligible';
-    // Only the head of a ref: hosts update to heads, and this keeps strangers from
-    // making Cairn compile deltas between arbitrary old commits.
-    const heads = new Set((await repo.listRefs()).values());
-    if (!heads.has(to)) return 'ineligible';
+    // Only to the head of a ref, from a version hosts of that ref ran (or a recent
+    // parent): this keeps strangers from making Cairn compile, and keep, deltas
+    // between arbitrary commits.
+    if (!(await onDemandEligible(repo, from, to, { ancestors: settings.deltas.previousCommits }))) return 'ineligible';
+    if (await deltaExists(repo, from, to)) return 'exists';
+    if (this.queue.activeJob(deltaJobKey(repo.name, from, to))) return 'duplicate';
+    if (!this.takeToken(repoName)) {
+      this.log.warn('on-demand delta rate limit reached', { repo: repoName, from, to });
+      return 'limited';
+    }
     const r = await this.request(repo, from, to, { source: 'on-demand' });
+    if (r.status !== 'queued') this.returnToken(repoName);
     return r.status === 'closed' ? 'full' : r.status;
+  }
+
+  /** One token of `repo`'s on-demand bucket, if there is one. */
+  private takeToken(repo: string): boolean {
+    const b = this.bucket;
+    const now = b.now();
+    const cur = b.byRepo.get(repo) ?? { tokens: b.burst, at: now };
+    const tokens = Math.min(b.burst, cur.tokens + Math.max(0, now - cur.at) * b.perMs);
+    if (tokens < 1) {
+      b.byRepo.set(repo, { tokens, at: now });
+      return false;
+    }
+    if (!b.byRepo.has(repo) && b.byRepo.size >= 4096) b.byRepo.clear();
+    b.byRepo.set(repo, { tokens: tokens - 1, at: now });
+    return true;
+  }
+
+  private returnToken(repo: string): void {
+    const cur = this.bucket.byRepo.get(repo);
+    if (cur) cur.tokens = Math.min(this.bucket.burst, cur.tokens + 1);
   }
 
   /** Policy and on-demand decisions still running (they may queue jobs yet). */
@@ -172,23 +227,28 @@ export class DeltaJobs extends EventEmitter {
     return this.pending.size;
   }
 
+  /** The repositories of the decisions still running, one entry per decision (the jobs API counts only what a caller may see). */
+  decidingRepos(): string[] {
+    return [...this.pending.values()];
+  }
+
   /** Resolves once policy/on-demand checks are over and the queue is idle (tests, shutdown). */
   async settled(): Promise<void> {
     for (;;) {
-      while (this.pending.size) await Promise.all([...this.pending]);
+      while (this.pending.size) await Promise.all([...this.pending.keys()]);
       await this.queue.idle();
       if (this.pending.size === 0 && this.queue.stats().queued === 0 && this.queue.stats().running === 0) return;
     }
   }
 
   async close(opts: { drain?: boolean } = {}): Promise<void> {
-    await Promise.all([...this.pending]);
+    await Promise.all([...this.pending.keys()]);
     await this.queue.close(opts);
   }
 
-  private track(p: Promise<void>, msg: string, fields: Record<string, unknown>): void {
+  private track(p: Promise<void>, msg: string, fields: Record<string, unknown>, repo: string): void {
     const guarded = p.catch((e: unknown) => this.log.error(msg, { ...fields, err: e instanceof Error ? e.message : String(e) }));
-    this.pending.add(guarded);
+    this.pending.set(guarded, repo);
     void guarded.finally(() => this.pending.delete(guarded));
   }
 }

@@ -6,7 +6,7 @@ import { ObjectType } from '../../storage/objects/types';
 import type { Repo } from '../../storage/repo/repo';
 import { requireAccess, claimsOf } from '../auth/middleware';
 import { allows } from '../auth/tokens';
-import { repoParam, type ServerContext } from '../context';
+import { repoParam, requireOwned, type ServerContext } from '../context';
 import { sendError } from '../errors';
 import { instrumentDeltaJobs } from '../jobs/metrics';
 import type { Job, JobState } from '../jobs/queue';
@@ -19,7 +19,9 @@ const STATES: readonly JobState[] = ['queued', 'running', 'done', 'failed'];
 /**
  * Background jobs and static deltas: job status, the deltas of a repository,
  * and asking for one. Jobs of private repositories are visible only to
- * readers of those repositories. Also hooks the delta jobs into the app's
+ * readers of those repositories, and so are they in the queue counts
+ * (queued, running, deciding count only the jobs the caller may see). Deltas
+ * are asked for only in repositories Cairn owns (403 NOT_OWNED). Also hooks the delta jobs into the app's
  * logger and metrics.
  */
 export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: Metrics }): Router {
@@ -58,8 +60,26 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
     }
     res.setHeader('Cache-Control', 'no-store');
     // `deciding`: publishes and 404s whose deltas are still being worked out (not queued yet).
-    res.json({ jobs: out, queue: deltas ? { ...deltas.queue.stats(), deciding: deltas.deciding } : null });
+    res.json({ jobs: out, queue: deltas ? await visibleStats(req, res) : null });
   });
+
+  /** Queue counts made of the jobs (and pending decisions) the caller may see, so they reveal nothing of private repositories. */
+  const visibleStats = async (req: Request, res: Response) => {
+    const q = deltas!.queue;
+    const count = async (repos: Array<string | undefined>) => {
+      let n = 0;
+      for (const r of repos) if (await mayRead(req, res, r)) n++;
+      return n;
+    };
+    const { maxQueued, maxConcurrent } = q.stats();
+    return {
+      queued: await count(q.list({ state: 'queued' }).map((j) => j.repo)),
+      running: await count(q.list({ state: 'running' }).map((j) => j.repo)),
+      maxQueued,
+      maxConcurrent,
+      deciding: await count(deltas!.decidingRepos()),
+    };
+  };
 
   router.get('/api/jobs/:id', async (req, res) => {
     res.locals.route = 'api_job';
@@ -82,6 +102,7 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
     res.locals.route = 'api_deltas_create';
     const repo = await repoParam(ctx, req);
     await requireAccess(ctx.auth, req, res, { scope: 'push', repo: repo.name });
+    requireOwned(ctx, repo);
     if (!deltas) throw new CairnError('UNSUPPORTED', 'background delta generation is not enabled on this server');
     const body = req.body as { from?: unknown; to?: unknown } | undefined;
     const to = await resolveCommit(repo, body?.to, 'to');

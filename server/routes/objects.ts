@@ -6,7 +6,7 @@ import { objectTypeFromExtension, type ObjectType } from '../../storage/objects/
 import { ingestObject, type IngestResult } from '../../storage/repo/ingest';
 import type { Repo } from '../../storage/repo/repo';
 import { requireScope } from '../auth/middleware';
-import { repoParam, type ServerContext } from '../context';
+import { repoParam, requireOwned, type ServerContext } from '../context';
 
 /** `<64 hex>.<ext>` as used in upload field names and URLs. */
 export function parseObjectName(name: string): { checksum: string; type: ObjectType; name: string } {
@@ -47,6 +47,7 @@ export function objectRoutes(ctx: ServerContext): Router {
   router.post('/api/repos/:repo/objects', push, async (req, res) => {
     res.locals.route = 'api_objects_upload';
     const repo = await repoParam(ctx, req);
+    requireOwned(ctx, repo); // 403 NOT_OWNED: Cairn writes only into repositories it created or an operator adopted
     const results: IngestResult[] = [];
     const upload = multer({
       storage: ingestStorage(repo, ctx, results),
@@ -62,6 +63,7 @@ export function objectRoutes(ctx: ServerContext): Router {
   router.put('/api/repos/:repo/objects/:name', push, async (req, res) => {
     res.locals.route = 'api_object_put';
     const repo = await repoParam(ctx, req);
+    requireOwned(ctx, repo);
     const o = parseObjectName(String(req.params.name));
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);

@@ -3,7 +3,7 @@ import { CairnError } from '../../storage/errors';
 import { updateRefs, type RefUpdate } from '../../storage/repo/publish';
 import { readRefLog } from '../../storage/repo/reflog';
 import { requireAccess } from '../auth/middleware';
-import { repoParam, type ServerContext } from '../context';
+import { repoParam, requireOwned, type ServerContext } from '../context';
 import { requireRepoRead } from './access';
 
 /** Refs: list, move atomically with compare-and-swap, and their history. */
@@ -26,6 +26,7 @@ export function refRoutes(ctx: ServerContext): Router {
     // Every ref must be within the token's prefixes before anything is looked at.
     const claims = await requireAccess(ctx.auth, req, res, { scope: 'push', repo: repo.name });
     for (const u of updates) await requireAccess(ctx.auth, req, res, { scope: 'push', repo: repo.name, ref: u.ref });
+    requireOwned(ctx, repo); // 403 NOT_OWNED (after auth: strangers get 401/403 without learning more)
     const changes = await updateRefs(repo, updates, {
       actor: claims.sub,
       force: body?.force === true,

@@ -65,3 +65,37 @@ export async function previousCommits(repo: Repo, ref: string, to: string, n: nu
   }
   return picked;
 }
+
+/** How far back in a ref's log on-demand deltas may start (entries of that ref). */
+export const ON_DEMAND_LOG_LOOKBACK = 100;
+
+/**
+ * Whether a host may have Cairn build `from → to` on demand (a GET of a
+ * missing superblock, anonymous): `to` must be the current head of a ref, and
+ * `from` a commit that ref held (its log, the last ON_DEMAND_LOG_LOOKBACK
+ * moves) or one of the first `ancestors` parents of `to` (commits pushed
+ * together, or older than the log). Hosts update from versions they ran; a
+ * stranger cannot make Cairn compile and keep deltas between arbitrary
+ * commits. Presence of the commits is the caller's check.
+ */
+export async function onDemandEligible(repo: Repo, from: string, to: string, opts: { ancestors: number; logLookback?: number }): Promise<boolean> {
+  if (from === to) return false;
+  const refs: string[] = [];
+  for (const [ref, head] of await repo.listRefs()) if (head === to) refs.push(ref);
+  if (refs.length === 0) return false;
+  // Recent ancestors of the head.
+  let cur: string | null = to;
+  for (let depth = 0; cur && depth < opts.ancestors; depth++) {
+    const commit: Commit | null = await repo.readCommit(cur).catch(() => null);
+    if (!commit?.parent) break;
+    if (commit.parent === from) return true;
+    cur = commit.parent;
+  }
+  // Values the ref held.
+  for (const ref of refs) {
+    for (const e of await readRefLog(repo, { ref, limit: opts.logLookback ?? ON_DEMAND_LOG_LOOKBACK })) {
+      if (e.old === from || e.new === from) return true;
+    }
+  }
+  return false;
+}

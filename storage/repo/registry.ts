@@ -4,6 +4,7 @@ import { FsBackend } from '../backends/fs';
 import { CairnError, isNotFoundErrno } from '../errors';
 import { validateRepoName } from './names';
 import { Repo, type InitOptions } from './repo';
+import { SettingsStore } from './settings';
 
 /**
  * The repositories of a data folder: every archive repo at DATA/repos/NAME
@@ -80,12 +81,18 @@ export class RepoRegistry {
     return names;
   }
 
+  /**
+   * Creates an empty archive repository, owned by Cairn from birth (settings
+   * `owned: true`, see RepoSettings.owned): Cairn publishes into it.
+   */
   async create(name: string, opts: InitOptions = {}): Promise<Repo> {
     validateRepoName(name);
     const dir = path.join(this.reposDir, name);
     if (await this.open(name)) throw new CairnError('ALREADY_EXISTS', `repository ${name} already exists`);
     await fsp.mkdir(dir, { recursive: true });
-    return Repo.init(name, new FsBackend(dir), opts);
+    const repo = await Repo.init(name, new FsBackend(dir), opts);
+    await new SettingsStore(this.dataDir).update(name, { owned: true });
+    return repo;
   }
 
   /** On first start with no repository at all, Cairn creates `main`. */

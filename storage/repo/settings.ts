@@ -12,6 +12,14 @@ import { validateRepoName } from './names';
 export interface RepoSettings {
   /** Reads need a token with `read` scope. */
   private: boolean;
+  /**
+   * Cairn owns the repository: it created it (registry.create, `cairn
+   * init-repo`, POST /api/repos) or an operator adopted it (`cairn adopt`,
+   * PATCH settings `{"owned": true}`). Only then does Cairn write into it
+   * (objects, refs, summary and its signature, deltas, signing keys).
+   * Repositories without settings (made by `ostree`, `flatpak`…) are not owned.
+   */
+  owned: boolean;
   /** Static deltas generated when a ref moves. */
   deltas: {
     /** Also build a from-scratch delta to each new head. */
@@ -21,7 +29,20 @@ export interface RepoSettings {
   };
 }
 
-export const DEFAULT_SETTINGS: Readonly<RepoSettings> = Object.freeze({ private: false, deltas: Object.freeze({ scratch: true, previousCommits: 3 }) });
+export const DEFAULT_SETTINGS: Readonly<RepoSettings> = Object.freeze({ private: false, owned: false, deltas: Object.freeze({ scratch: true, previousCommits: 3 }) });
+
+/** What `update` accepts: any subset of the settings. */
+export type SettingsPatch = Partial<{ private: boolean; owned: boolean; deltas: Partial<RepoSettings['deltas']> }>;
+
+/**
+ * The one ownership check of every write path: throws NOT_OWNED (HTTP 403)
+ * unless Cairn owns repository `name` (see RepoSettings.owned).
+ */
+export function assertOwned(settings: Readonly<Pick<RepoSettings, 'owned'>>, name: string): void {
+  if (settings.owned !== true) {
+    throw new CairnError('NOT_OWNED', `repository ${name} was not created by Cairn; run \`cairn adopt ${name}\` to let Cairn publish into it`, { repo: name });
+  }
+}
 
 /**
  * Read on every request to a repository's files (is it private?), so parsed
@@ -91,7 +112,12 @@ export class SettingsStore {
     }
   }
 
-  async update(name: string, patch: Partial<{ private: boolean; deltas: Partial<RepoSettings['deltas']> }>): Promise<RepoSettings> {
+  /** Whether Cairn owns `name` (one stat, as `current`). */
+  owned(name: string): boolean {
+    return this.current(name).owned === true;
+  }
+
+  async update(name: string, patch: SettingsPatch): Promise<RepoSettings> {
     const next = merge(await this.get(name), patch);
     validate(next);
     const file = this.file(name);
@@ -124,18 +150,20 @@ function sameFile(a: FileSignature, b: FileSignature): boolean {
 
 /** Callers may modify what they get; the cache keeps its own. */
 function copy(s: RepoSettings): RepoSettings {
-  return { private: s.private, deltas: { ...s.deltas } };
+  return { private: s.private, owned: s.owned, deltas: { ...s.deltas } };
 }
 
-function merge(base: RepoSettings, patch: Partial<{ private: boolean; deltas: Partial<RepoSettings['deltas']> }>): RepoSettings {
+function merge(base: RepoSettings, patch: SettingsPatch): RepoSettings {
   return {
     private: patch.private ?? base.private,
+    owned: patch.owned ?? base.owned,
     deltas: { ...base.deltas, ...(patch.deltas ?? {}) },
   };
 }
 
 function validate(s: RepoSettings): void {
   if (typeof s.private !== 'boolean') throw new CairnError('INVALID_ARGUMENT', 'private must be true or false');
+  if (typeof s.owned !== 'boolean') throw new CairnError('INVALID_ARGUMENT', 'owned must be true or false');
   if (typeof s.deltas.scratch !== 'boolean') throw new CairnError('INVALID_ARGUMENT', 'deltas.scratch must be true or false');
   const n = s.deltas.previousCommits;
   if (!Number.isInteger(n) || n < 0 || n > 50) throw new CairnError('INVALID_ARGUMENT', 'deltas.previousCommits must be an integer from 0 to 50');
