@@ -7,6 +7,7 @@ import { updateRefs } from '../../storage/repo/publish';
 import { ensureRepoKeys } from '../../storage/signing/keys';
 import { createRepoSigner } from '../../storage/signing/signer';
 import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
+import { ownedOrAdopt } from './adopt';
 
 const usage = `Usage: cairn commit --branch REF --tree DIR [--repo NAME] [--data DIR] [options]
 
@@ -23,6 +24,9 @@ Options:
   --timestamp SECONDS  commit time (default now)
   --no-bindings        do not bind the commit to REF (ostree.ref-binding)
   --no-sign            publish without signing (removes summary.sig)
+  --adopt              adopt the repository first if Cairn does not own it
+                       (see 'cairn adopt'); without it, a repository Cairn did
+                       not create is refused and left untouched
 
 Signs the commit and the summary with the repository's keys (DATA/keys/NAME/,
 generated on first use). A running server builds static deltas only for
@@ -44,6 +48,7 @@ export const commit: Command = {
       timestamp: { type: 'string' },
       'no-bindings': { type: 'boolean' },
       'no-sign': { type: 'boolean' },
+      adopt: { type: 'boolean' },
     }, false);
     void positionals;
     if (!values.branch) throw new UsageError('missing --branch REF', 'commit');
@@ -55,6 +60,8 @@ export const commit: Command = {
     const repo = await registry.open(name);
     if (!repo) throw new CairnError('NOT_FOUND', `no repository ${name} in ${registry.reposDir}`);
     await repo.checkMode();
+    // Before any object is written: a repository Cairn does not own stays untouched.
+    await ownedOrAdopt(registry.dataDir, registry, repo, values.adopt, 'commit', { sign: !values['no-sign'] });
     const metadata: VarDict = values.version ? [['version', new Variant('s', values.version)]] : [];
     const result = await commitFolder(repo, values.tree, branch, {
       subject: values.subject,

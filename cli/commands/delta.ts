@@ -12,11 +12,12 @@ import { updateSummary, type SummarySigner } from '../../storage/repo/summary';
 import { repoKeysDir } from '../../storage/signing/keys';
 import { createServerContext } from '../../server/bootstrap';
 import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
+import { ownedOrAdopt } from './adopt';
 
-const usage = `Usage: cairn delta generate --repo NAME --to C|REF [--from C|REF | --empty] [--data DIR]
+const usage = `Usage: cairn delta generate --repo NAME --to C|REF [--from C|REF | --empty] [--data DIR] [--adopt]
        cairn delta list --repo NAME [--data DIR] [--json]
        cairn delta show --repo NAME [--data DIR] [--json] FROM-TO|TO
-       cairn delta prune --repo NAME [--data DIR]
+       cairn delta prune --repo NAME [--data DIR] [--adopt]
 
 Static deltas of a repository in the data folder, for operators. A running
 'cairn serve' makes them by itself when refs move (see the repository settings
@@ -38,7 +39,10 @@ Options:
   --to C|REF     target commit (checksum or ref name)
   --from C|REF   source commit
   --empty        from scratch (hosts with nothing installed)
-  --json         machine-readable output`;
+  --json         machine-readable output
+  --adopt        generate, prune: adopt the repository first if Cairn does not
+                 own it (see 'cairn adopt'); without it they refuse a
+                 repository Cairn did not create and leave it untouched`;
 
 export const delta: Command = {
   name: 'delta',
@@ -53,6 +57,7 @@ export const delta: Command = {
       from: { type: 'string' },
       empty: { type: 'boolean' },
       json: { type: 'boolean' },
+      adopt: { type: 'boolean' },
     }, true);
     const dataDir = dataDirOption(values.data);
     const registry = new RepoRegistry(dataDir);
@@ -69,11 +74,13 @@ export const delta: Command = {
 
     switch (sub) {
       case 'generate': {
-        onlyFor(flags, ['repo', 'data', 'to', 'from', 'empty']);
+        onlyFor(flags, ['repo', 'data', 'to', 'from', 'empty', 'adopt']);
         if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'delta');
         if (!values.to) throw new UsageError('missing --to COMMIT|REF', 'delta');
         if (values.from && values.empty) throw new UsageError('--from and --empty exclude each other', 'delta');
-        return generate(await openRepo(), dataDir, registry, values.to, values.empty ? null : values.from);
+        const repo = await openRepo();
+        await ownedOrAdopt(dataDir, registry, repo, values.adopt, 'delta generate');
+        return generate(repo, dataDir, registry, values.to, values.empty ? null : values.from);
       }
       case 'list': {
         onlyFor(flags, ['repo', 'data', 'json']);
@@ -94,8 +101,9 @@ export const delta: Command = {
         return 0;
       }
       case 'prune': {
-        onlyFor(flags, ['repo', 'data']);
+        onlyFor(flags, ['repo', 'data', 'adopt']);
         const repo = await openRepo();
+        await ownedOrAdopt(dataDir, registry, repo, values.adopt, 'delta prune');
         const removed = await pruneDeltas(repo);
         if (removed.length) await updateSummary(repo, await summarySigner(dataDir, registry, repo));
         for (const n of removed) process.stdout.write(`removed ${n}\n`);
