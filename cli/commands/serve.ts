@@ -25,6 +25,9 @@ Options:
   --mount PREFIX=DIR    also serve folder DIR at URL prefix PREFIX with the repository
                         file rules (repeatable; /healthz, /metrics, /repo/ and /api/ win;
                         the first mount in the order given whose prefix matches answers)
+  --follow-symlinks      also serve files reached through symlinks inside a repository
+                        that lead out of it (env CAIRN_FOLLOW_SYMLINKS=1; default: such
+                        files are absent, 404; a repository folder may itself be a symlink)
   --mount PREFIX=repo:NAME
                         also serve the data folder's repository NAME at PREFIX, exactly
                         as at /repo/NAME/ (an old URL hosts already have as their remote)
@@ -44,6 +47,7 @@ export const serve: Command = {
       host: { type: 'string' },
       mount: { type: 'string', multiple: true },
       workers: { type: 'string' },
+      'follow-symlinks': { type: 'boolean' },
     }, false);
     const env = process.env;
     const dataDir = dataDirOption(values.data);
@@ -53,7 +57,8 @@ export const serve: Command = {
     const workers = parseWorkers(values.workers ?? env.CAIRN_WORKERS);
 
     const logger = createLogger({ write: batchedSink().write });
-    const code = await serveServer({ dataDir, registry: new RepoRegistry(dataDir), port, host, mounts, workers, logger });
+    const followSymlinks = values['follow-symlinks'] === true || env.CAIRN_FOLLOW_SYMLINKS === '1';
+    const code = await serveServer({ dataDir, registry: new RepoRegistry(dataDir, { followSymlinks }), port, host, mounts, workers, logger });
     // A cluster worker's IPC channel would keep it alive: leave once the log is out (the sink flushes on exit).
     if (isClusterWorker()) setImmediate(() => process.exit(code));
     return code;

@@ -1,4 +1,4 @@
-import { promises as fsp, constants as fsc, closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { promises as fsp, constants as fsc, closeSync, fstatSync, lstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -13,13 +13,39 @@ function infoOf(st: import('node:fs').BigIntStats): BlobInfo {
   return {
     size: Number(st.size),
     mtimeMs: Number(st.mtimeNs / 1_000_000n),
-    version: `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}`,
+    // The change time too: it moves on every write and cannot be set back
+    // (an in-place repair that restores the size and the mtime still shows).
+    version: `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}-${st.ctimeNs.toString(36)}`,
   };
 }
 
+export interface FsBackendOptions {
+  /**
+   * Never read through a symbolic link that leads out of the root (default
+   * false): a file or folder below the root that is a symlink is read only if
+   * its target lies inside the root's real path, else it is treated as absent.
+   * The root itself may be a symlink. For the data folder's repositories
+   * (an operator's stray `x -> ../../secrets/token-secret` is not served).
+   */
+  confine?: boolean;
+}
+
+/** How long a folder's real path is trusted (folders of a repository are re-pointed by hand, if ever). */
+const DIR_CHECK_MS = 1000;
+const O_NOFOLLOW = fsc.O_NOFOLLOW ?? 0;
+
 /** The filesystem driver: keys are paths below `root`, the repository folder itself. */
 export class FsBackend implements Backend {
-  constructor(readonly root: string) {}
+  private readonly confine: boolean;
+  /** Folders below the root whose real path was checked: confined or not, and when. */
+  private readonly dirs = new Map<string, { inside: boolean; at: number }>();
+
+  constructor(
+    readonly root: string,
+    opts: FsBackendOptions = {},
+  ) {
+    this.confine = opts.confine === true;
+  }
 
   get location(): string {
     return this.root;
@@ -29,9 +55,40 @@ export class FsBackend implements Backend {
     return path.join(this.root, validateKey(key));
   }
 
+  /** Whether the real path of `p` lies inside the root's (absent paths count as inside: reading them finds nothing). */
+  private inside(p: string): boolean {
+    try {
+      const root = realpathSync(this.root);
+      const real = realpathSync(p);
+      return real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+    } catch (e) {
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return true;
+      throw e;
+    }
+  }
+
+  /** For reads of a confined backend: whether `file`'s folder stays inside the root. */
+  private dirInside(file: string): boolean {
+    const dir = path.dirname(file);
+    if (dir === this.root) return true;
+    const now = Date.now();
+    const hit = this.dirs.get(dir);
+    if (hit && now - hit.at < DIR_CHECK_MS) return hit.inside;
+    const inside = this.inside(dir);
+    if (this.dirs.size >= 4096) this.dirs.clear();
+    this.dirs.set(dir, { inside, at: now });
+    return inside;
+  }
+
+  /** A confined backend's check of a file that is a symlink (or whose open refused to follow one). */
+  private linkInside(file: string): boolean {
+    return this.inside(file);
+  }
+
   async stat(key: string): Promise<BlobInfo | null> {
     const file = this.resolve(key); // outside the try: INVALID_PATH must not become IO
     try {
+      if (this.confine && !(this.dirInside(file) && (!(await fsp.lstat(file)).isSymbolicLink() || this.linkInside(file)))) return null;
       const st = await fsp.stat(file, { bigint: true });
       return st.isFile() ? infoOf(st) : null;
     } catch (e) {
@@ -43,7 +100,13 @@ export class FsBackend implements Backend {
   statNow(key: string): BlobInfo | null {
     const file = this.resolve(key);
     try {
-      const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+      if (!this.confine) {
+        const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+        return st?.isFile() ? infoOf(st) : null;
+      }
+      if (!this.dirInside(file)) return null;
+      let st = lstatSync(file, { bigint: true, throwIfNoEntry: false });
+      if (st?.isSymbolicLink()) st = this.linkInside(file) ? statSync(file, { bigint: true, throwIfNoEntry: false }) : undefined;
       return st?.isFile() ? infoOf(st) : null;
     } catch (e) {
       if (isNotFoundErrno(e)) return null;
@@ -55,9 +118,15 @@ export class FsBackend implements Backend {
     const file = this.resolve(key);
     let fd: number;
     try {
-      fd = openSync(file, fsc.O_RDONLY);
+      if (this.confine && !this.dirInside(file)) return null;
+      try {
+        fd = openSync(file, this.confine ? fsc.O_RDONLY | O_NOFOLLOW : fsc.O_RDONLY);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ELOOP' || !this.linkInside(file)) throw e;
+        fd = openSync(file, fsc.O_RDONLY);
+      }
     } catch (e) {
-      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR' || isOutside(e)) return null;
       throw ioError(e, key);
     }
     try {
@@ -154,9 +223,15 @@ export class FsBackend implements Backend {
   private async openFile(key: string): Promise<fsp.FileHandle | null> {
     const file = this.resolve(key); // outside the try: INVALID_PATH must not become IO
     try {
-      return await fsp.open(file, fsc.O_RDONLY);
+      if (this.confine && !this.dirInside(file)) return null;
+      try {
+        return await fsp.open(file, this.confine ? fsc.O_RDONLY | O_NOFOLLOW : fsc.O_RDONLY);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ELOOP' || !this.linkInside(file)) throw e;
+        return await fsp.open(file, fsc.O_RDONLY);
+      }
     } catch (e) {
-      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR' || isOutside(e)) return null;
       throw ioError(e, key);
     }
   }
@@ -227,6 +302,11 @@ export class FsBackend implements Backend {
     const base = prefix === '' ? '' : prefix.replace(/\/$/, '') + '/';
     yield* walk(start, base);
   }
+}
+
+/** A confined read that met a symlink leading out of the root: refused (O_NOFOLLOW), as absent. */
+function isOutside(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException).code === 'ELOOP';
 }
 
 async function* walk(dir: string, rel: string): AsyncIterable<string> {

@@ -26,8 +26,15 @@ export class RepoRegistry {
   readonly reposDir: string;
   private readonly opened = new Map<string, { repo: Repo; checkedAt: number }>();
 
-  constructor(readonly dataDir: string) {
+  /** Symlinks inside a repository that lead out of it are followed (see FsBackendOptions.confine; default: not). */
+  readonly followSymlinks: boolean;
+
+  constructor(
+    readonly dataDir: string,
+    opts: { followSymlinks?: boolean } = {},
+  ) {
     this.reposDir = path.join(dataDir, 'repos');
+    this.followSymlinks = opts.followSymlinks === true;
   }
 
   /**
@@ -62,7 +69,7 @@ export class RepoRegistry {
       throw e;
     }
     // A Repo holds no state of its own (name + backend), so sharing one is safe.
-    const repo = known?.repo ?? new Repo(name, new FsBackend(dir));
+    const repo = known?.repo ?? new Repo(name, new FsBackend(dir, { confine: !this.followSymlinks }));
     if (!known && this.opened.size >= 1024) this.opened.clear();
     this.opened.set(name, { repo, checkedAt: now });
     return repo;

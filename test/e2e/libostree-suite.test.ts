@@ -170,7 +170,27 @@ interface RunOutcome {
   seconds: number;
 }
 
-async function runScript(s: Script): Promise<RunOutcome> {
+/**
+ * How the stand-in serves the test repositories (test/libostree/ostree-trivial-httpd): as a
+ * `--mount` folder, or symlinked into the data folder as repos/NAME (the data folder's
+ * repository path: ownership, on-demand deltas, caching), each with one process and with
+ * `--workers 2`, whatever the machine's cores. LIBOSTREE_MODES picks some, e.g. `mount/1`.
+ */
+interface Mode {
+  serve: 'mount' | 'symlink';
+  workers: 1 | 2;
+}
+const ALL_MODES: Mode[] = [
+  { serve: 'mount', workers: 1 },
+  { serve: 'symlink', workers: 1 },
+  { serve: 'mount', workers: 2 },
+  { serve: 'symlink', workers: 2 },
+];
+const modeName = (m: Mode) => `${m.serve}/${m.workers}`;
+const onlyModes = process.env.LIBOSTREE_MODES?.split(',').map((s) => s.trim()).filter(Boolean);
+const MODES = onlyModes ? ALL_MODES.filter((m) => onlyModes.includes(modeName(m))) : ALL_MODES;
+
+async function runScript(s: Script, mode: Mode): Promise<RunOutcome> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `libostree-${s.name.replace(/\W/g, '_')}-`));
   const cwd = path.join(work, 'tmp');
   const piddir = path.join(work, 'pids');
@@ -188,6 +208,8 @@ async function runScript(s: Script): Promise<RunOutcome> {
     CAIRN_TRIVIAL_HTTPD_LOGDIR: logdir,
     // If this runner dies mid-script, its servers still go away on their own.
     CAIRN_TRIVIAL_HTTPD_MAX_SECONDS: String(TIMEOUT_S + 120),
+    CAIRN_TRIVIAL_HTTPD_MODE: mode.serve,
+    CAIRN_TRIVIAL_HTTPD_WORKERS: String(mode.workers),
   };
   delete env.CAIRN_SERVE_CMD;
   if (ALT_SERVER) env.CAIRN_SERVE_CMD = ALT_SERVER;
@@ -260,12 +282,15 @@ test('prerequisites: ostree client, ostree-tests suite, built Cairn and the stan
   assert.ok(fs.existsSync(path.join(ROOT, 'bin', 'cairn.js')), 'bin/cairn.js missing');
   fs.accessSync(STANDIN, fs.constants.X_OK);
   assert.ok(selected.length > 0, `LIBOSTREE_TESTS=${process.env.LIBOSTREE_TESTS} selects nothing`);
+  assert.ok(MODES.length > 0, `LIBOSTREE_MODES=${process.env.LIBOSTREE_MODES} selects nothing`);
 });
 
-for (const s of selected) {
-  test(s.name, { timeout: (TIMEOUT_S + 30) * 1000 }, async () => {
-    const r = await runScript(s);
-    durations.push(`${s.name} ${r.seconds.toFixed(1)}s`);
+for (const mode of MODES) {
+  // Scripts that start no server run once: the mode changes nothing for them.
+  for (const s of selected.filter((x) => x.http || mode === MODES[0])) {
+  test(`${s.name} [${modeName(mode)}]`, { timeout: (TIMEOUT_S + 30) * 1000 }, async () => {
+    const r = await runScript(s, mode);
+    durations.push(`${s.name} [${modeName(mode)}] ${r.seconds.toFixed(1)}s`);
     const report = () =>
       `${s.name}: exit ${r.code}${r.signal ? ` (signal ${r.signal})` : ''}${r.timedOut ? ` (killed after ${TIMEOUT_S}s)` : ''}` +
       `, ${r.seconds.toFixed(1)}s\n--- script output (stdout+stderr) ---\n${tail(r.combined, 300)}\n` +
@@ -284,10 +309,15 @@ for (const s of selected) {
     assert.ok(Number(plan![1]) > 0, `empty TAP plan (whole script skipped)\n${report()}`);
     assert.equal(oks.length, Number(plan![1]), `plan says ${plan![1]} tests, ${oks.length} ok\n${report()}`);
     if (s.http) assert.ok(r.starts.length > 0, `the Cairn stand-in was never started\n${report()}`);
+    if (s.http && mode.serve === 'symlink') {
+      // The repositories really went through the data folder (at least one server bound some).
+      assert.ok(r.starts.some((l) => /mode=symlink repos=[1-9]/.test(l)), `no repository was symlinked into the data folder: ${r.starts.join(' | ')}\n${report()}`);
+    }
     assert.deepEqual(r.leftovers, [], `servers still running after the script and its folder were gone`);
     if (skips.length) {
       const reasons = [...new Set(skips.map((l) => l.replace(/^.*#\s*SKIP\s*/i, '')))];
       console.log(`${s.name}: ${skips.length} upstream case(s) skipped by the script itself (${reasons.join('; ')})`);
     }
   });
+  }
 }
