@@ -60,7 +60,7 @@ export function createApp(opts: AppOptions): CairnApp {
     cache,
     metrics,
     logger,
-    onMissing: ctx?.deltaJobs && ((repo, key) => ctx.deltaJobs!.onMissing(repo, key)),
+    onMissing: ctx?.jobs && ((repo, key) => ctx.jobs!.onMissing(repo, key)),
   });
 
   const app = express() as unknown as CairnApp;

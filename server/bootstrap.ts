@@ -10,6 +10,7 @@ import { loadTokenSecret } from './auth/tokens';
 import { CairnError } from '../storage/errors';
 import { requireOwned, type ServerContext } from './context';
 import { DeltaJobs, deltaJobsOptionsFromEnv, type DeltaJobsOptions } from './jobs/deltas';
+import { localDeltaJobService, type DeltaJobService } from './jobs/service';
 
 /**
  * The ServerContext of a data folder: token secret (env or generated),
@@ -19,7 +20,15 @@ import { DeltaJobs, deltaJobsOptionsFromEnv, type DeltaJobsOptions } from './job
  * publicKeysFor NOT_FOUND (its keys answer 404) for any other, without
  * touching DATA/keys/.
  */
-export async function createServerContext(dataDir: string, registry: RepoRegistry, opts: { signing?: boolean; deltas?: DeltaJobsOptions | false } = {}): Promise<ServerContext> {
+export async function createServerContext(
+  dataDir: string,
+  registry: RepoRegistry,
+  opts: {
+    signing?: boolean;
+    /** The queue's options, false for no delta jobs, or the service of a queue in another process (cluster workers). */
+    deltas?: DeltaJobsOptions | false | { remote: DeltaJobService };
+  } = {},
+): Promise<ServerContext> {
   const signers = new Map<string, Promise<RepoSigner>>();
   const keysOf = (repo: Repo) => ensureRepoKeys(dataDir, repo.name);
   const ctx: ServerContext = {
@@ -48,11 +57,15 @@ export async function createServerContext(dataDir: string, registry: RepoRegistr
       return { gpgArmored: k.gpgPublicFile, ed25519Base64: k.ed25519PublicFile.trim() };
     },
   };
-  if (opts.deltas !== false) {
-    // Deltas follow publishing: when refs move, queue the policy's deltas (server/jobs/deltas.ts).
+  if (opts.deltas && 'remote' in opts.deltas) {
+    ctx.jobs = opts.deltas.remote;
+  } else if (opts.deltas !== false) {
     const deltaJobs = new DeltaJobs({ dataDir, registry, settings: ctx.settings, summarySigner: async (r) => (await ctx.signerFor(r))?.signSummary }, opts.deltas ?? deltaJobsOptionsFromEnv());
     ctx.deltaJobs = deltaJobs;
-    ctx.onPublished = (repo, changes) => deltaJobs.onPublished(repo, changes);
+    ctx.jobs = localDeltaJobService(deltaJobs);
   }
+  // Deltas follow publishing: when refs move, queue the policy's deltas (server/jobs/deltas.ts).
+  const jobs = ctx.jobs;
+  if (jobs) ctx.onPublished = (repo, changes) => jobs.onPublished(repo, changes);
   return ctx;
 }

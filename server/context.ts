@@ -9,6 +9,7 @@ import { assertOwned, type SettingsStore } from '../storage/repo/settings';
 import { updateSummary } from '../storage/repo/summary';
 import type { Authenticator } from './auth/middleware';
 import type { DeltaJobs } from './jobs/deltas';
+import type { DeltaJobService } from './jobs/service';
 
 /**
  * What the API routes work with: the repositories, their settings and keys,
@@ -26,8 +27,10 @@ export interface ServerContext {
   publicKeysFor?(repo: Repo): Promise<{ gpgArmored?: string; ed25519Base64?: string }>;
   /** Called after refs moved (e.g. to queue static deltas). */
   onPublished?(repo: Repo, changes: RefLogEntry[]): void;
-  /** Background static deltas (policy, on demand, API); see server/jobs/deltas.ts. */
+  /** The delta job queue, when it runs in this process (not in a cluster worker); see server/jobs/deltas.ts. */
   deltaJobs?: DeltaJobs;
+  /** Background static deltas (policy, on demand, API), wherever the queue runs: what routes and hooks use. */
+  jobs?: DeltaJobService;
   ingestLimits: IngestLimits;
 }
 

@@ -5,6 +5,8 @@ import { isClusterWorker, startPrimary, workerChannel } from './cluster';
 import { listen } from './listen';
 import type { Logger } from './logging';
 import { createMetrics } from './metrics';
+import { instrumentDeltaJobs } from './jobs/metrics';
+import { remoteDeltaJobService, serveDeltaJobCalls } from './jobs/service';
 
 export interface ServeOptions {
   dataDir: string;
@@ -34,7 +36,10 @@ export async function serve(opts: ServeOptions): Promise<number> {
   // The primary: jobs and metric totals for the workers, no HTTP.
   const context = await createServerContext(opts.dataDir, opts.registry);
   const metrics = createMetrics();
-  const running = await startPrimary({ workers: opts.workers, logger, metrics });
+  const jobs = context.deltaJobs!;
+  jobs.setLogger(logger);
+  instrumentDeltaJobs(metrics.registry, jobs);
+  const running = await startPrimary({ workers: opts.workers, logger, metrics, onCall: serveDeltaJobCalls(context.jobs!, opts.registry) });
   logger.always('listening', listeningFields(opts, running.port, await opts.registry.list()));
   await onSignal(logger);
   await running.stop();
@@ -48,8 +53,8 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   const metrics = createMetrics();
   let stop: () => void = () => {};
   const channel = role === 'worker' ? workerChannel({ metrics, stop: () => stop() }) : undefined;
-  // Workers leave delta jobs to the primary (TODO: job service over the channel).
-  const context = await createServerContext(opts.dataDir, opts.registry, role === 'worker' ? { deltas: false } : {});
+  // A worker's delta jobs run in the primary: the same service, as messages.
+  const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) } } : {});
   const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics });
   let server;
   try {

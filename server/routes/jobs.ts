@@ -25,11 +25,13 @@ const STATES: readonly JobState[] = ['queued', 'running', 'done', 'failed'];
  * logger and metrics.
  */
 export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: Metrics }): Router {
-  const deltas = ctx.deltaJobs;
-  if (deltas) {
-    deltas.setLogger(app.logger);
-    if (app.metrics) instrumentDeltaJobs(app.metrics.registry, deltas);
+  // The queue itself runs here (one process) or in the cluster's primary (workers): routes use only the service.
+  const local = ctx.deltaJobs;
+  if (local) {
+    local.setLogger(app.logger);
+    if (app.metrics) instrumentDeltaJobs(app.metrics.registry, local);
   }
+  const deltas = ctx.jobs;
   const router = Router({ strict: true, caseSensitive: true });
 
   /** Whether the caller may see jobs of `repo` (public, or a read token for it); memoized per request. */
@@ -38,9 +40,10 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
     const memo: Map<string, boolean> = (res.locals.jobRepoAccess ??= new Map());
     let ok = memo.get(repo);
     if (ok === undefined) {
+      // Settings that cannot be read fail closed: such a repository's jobs are nobody's to see.
       const settings = await ctx.settings.get(repo).catch(() => null);
       const claims = settings?.private ? await claimsOf(ctx.auth, req, res) : null;
-      ok = !settings?.private || (!!claims && allows(claims, { scope: 'read', repo }));
+      ok = !!settings && (!settings.private || (!!claims && allows(claims, { scope: 'read', repo })));
       memo.set(repo, ok);
     }
     return ok;
@@ -53,7 +56,7 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
     if (state !== undefined && !STATES.includes(state as JobState)) throw new CairnError('INVALID_ARGUMENT', `state must be one of ${STATES.join(', ')}`);
     const limit = Math.min(1000, Math.max(1, Number(req.query.limit ?? 100) || 100));
     const out = [];
-    for (const job of deltas?.queue.list({ repo, state: state as JobState | undefined }) ?? []) {
+    for (const job of (await deltas?.list({ repo, state: state as JobState | undefined })) ?? []) {
       if (!(await mayRead(req, res, job.repo))) continue;
       out.push(publicJob(job));
       if (out.length >= limit) break;
@@ -65,25 +68,25 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
 
   /** Queue counts made of the jobs (and pending decisions) the caller may see, so they reveal nothing of private repositories. */
   const visibleStats = async (req: Request, res: Response) => {
-    const q = deltas!.queue;
+    const q = deltas!;
     const count = async (repos: Array<string | undefined>) => {
       let n = 0;
       for (const r of repos) if (await mayRead(req, res, r)) n++;
       return n;
     };
-    const { maxQueued, maxConcurrent } = q.stats();
+    const { maxQueued, maxConcurrent } = await q.stats();
     return {
-      queued: await count(q.list({ state: 'queued' }).map((j) => j.repo)),
-      running: await count(q.list({ state: 'running' }).map((j) => j.repo)),
+      queued: await count((await q.list({ state: 'queued' })).map((j) => j.repo)),
+      running: await count((await q.list({ state: 'running' })).map((j) => j.repo)),
       maxQueued,
       maxConcurrent,
-      deciding: await count(deltas!.decidingRepos()),
+      deciding: await count(await q.decidingRepos()),
     };
   };
 
   router.get('/api/jobs/:id', async (req, res) => {
     res.locals.route = 'api_job';
-    const job = deltas?.queue.get(String(req.params.id));
+    const job = await deltas?.get(String(req.params.id));
     // A job the caller may not see answers like one that does not exist.
     if (!job || !(await mayRead(req, res, job.repo))) throw new CairnError('NOT_FOUND', 'no such job');
     res.setHeader('Cache-Control', 'no-store');

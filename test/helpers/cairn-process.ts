@@ -75,6 +75,16 @@ export function parseRequestLine(line: string): LoggedRequest | undefined {
   return { method: String(method), path: q >= 0 ? p.slice(0, q) : p, status: Number(status) };
 }
 
+/**
+ * The `--workers` the end-to-end tests run `cairn serve` with: CAIRN_E2E_WORKERS (1 or 2;
+ * default 1). `npm test` runs the end-to-end tests once with each.
+ */
+export function e2eWorkers(): string {
+  const w = process.env.CAIRN_E2E_WORKERS ?? '1';
+  if (w !== '1' && w !== '2') throw new Error(`CAIRN_E2E_WORKERS must be 1 or 2, not ${w}`);
+  return w;
+}
+
 export async function startCairn(opts: {
   dataDir: string;
   env?: NodeJS.ProcessEnv;
@@ -92,7 +102,10 @@ export async function startCairn(opts: {
   const alt = process.env.CAIRN_E2E_SERVER;
   const script = alt ? path.resolve(alt) : path.join(root, 'bin', 'cairn.js');
   if (!fs.existsSync(script)) throw new Error(`${script} does not exist (is the server built? npx tsc -p .)`);
-  const args = [script, 'serve', '--data', opts.dataDir, '--port', '0', '--host', '127.0.0.1', ...(opts.extraArgs ?? [])];
+  // Always an explicit --workers, whatever the machine's cores: CAIRN_E2E_WORKERS (default 1), unless the test names its own.
+  const extra = opts.extraArgs ?? [];
+  const workers = extra.includes('--workers') ? [] : ['--workers', e2eWorkers()];
+  const args = [script, 'serve', '--data', opts.dataDir, '--port', '0', '--host', '127.0.0.1', ...workers, ...extra];
   const logFd = opts.logFile ? fs.openSync(opts.logFile, 'a') : undefined;
   // the file may hold earlier runs: only what this child writes counts
   const logStart = logFd === undefined ? 0 : fs.fstatSync(logFd).size;

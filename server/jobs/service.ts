@@ -1,0 +1,98 @@
+import type { RefLogEntry } from '../../storage/repo/reflog';
+import type { RepoRegistry } from '../../storage/repo/registry';
+import type { Repo } from '../../storage/repo/repo';
+import { CairnError, type ErrorCode } from '../../storage/errors';
+import type { DeltaJobs, RequestOutcome } from './deltas';
+import type { Job, JobFilter } from './queue';
+
+/**
+ * What a process answering requests needs of the delta jobs, whether the
+ * queue runs in this process (single-process `cairn serve`, tests) or in the
+ * cluster's primary (`--workers N`, server/cluster.ts): the same calls, the
+ * local one direct, the remote one as messages. The routes and hooks use only
+ * this, so both modes share every decision (the queue's own, in DeltaJobs).
+ */
+export interface DeltaJobService {
+  /** Refs moved: queue the policy's deltas. Never throws, never blocks. */
+  onPublished(repo: Repo, changes: RefLogEntry[]): void;
+  /** A file of `repo` was missing (on-demand deltas). Never throws, never blocks. */
+  onMissing(repo: string, key: string): void;
+  request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean }): Promise<RequestOutcome>;
+  list(filter?: JobFilter): Promise<Job[]>;
+  get(id: string): Promise<Job | undefined>;
+  stats(): Promise<{ queued: number; running: number; maxQueued: number; maxConcurrent: number }>;
+  /** The repositories of policy and on-demand decisions still running (one entry per decision). */
+  decidingRepos(): Promise<Array<string | undefined>>;
+}
+
+/** The service over this process's own queue. */
+export function localDeltaJobService(jobs: DeltaJobs): DeltaJobService {
+  return {
+    onPublished: (repo, changes) => jobs.onPublished(repo, changes),
+    onMissing: (repo, key) => jobs.onMissing(repo, key),
+    request: (repo, from, to, opts) => jobs.request(repo, from, to, opts),
+    list: async (filter) => jobs.queue.list(filter),
+    get: async (id) => jobs.queue.get(id),
+    stats: async () => jobs.queue.stats(),
+    decidingRepos: async () => jobs.decidingRepos(),
+  };
+}
+
+/** Calls one method of the service in another process; the reply's error keeps its code. */
+export type ServiceCall = (method: string, args: unknown[]) => Promise<unknown>;
+
+/**
+ * The service of the cluster's primary, for a worker: repositories travel as
+ * names, results as plain data (jobs are plain records). Fire-and-forget
+ * hooks lose nothing but their own decision if the primary is gone (as a
+ * restart loses queued jobs).
+ */
+export function remoteDeltaJobService(call: ServiceCall): DeltaJobService {
+  const lift = (e: unknown): never => {
+    const code = (e as { code?: unknown })?.code;
+    if (typeof code === 'string' && code !== 'INTERNAL') throw new CairnError(code as ErrorCode, e instanceof Error ? e.message : String(e));
+    throw e;
+  };
+  const ask = <T>(method: string, args: unknown[]) => (call(method, args) as Promise<T>).catch(lift);
+  const tell = (method: string, args: unknown[]) => void call(method, args).catch(() => undefined);
+  return {
+    onPublished: (repo, changes) => tell('onPublished', [repo.name, changes]),
+    onMissing: (repo, key) => tell('onMissing', [repo, key]),
+    request: (repo, from, to, opts) => ask('request', [repo.name, from, to, opts]),
+    list: (filter) => ask('list', [filter ?? {}]),
+    get: (id) => ask<Job | null>('get', [id]).then((j) => j ?? undefined),
+    stats: () => ask('stats', []),
+    decidingRepos: () => ask('decidingRepos', []),
+  };
+}
+
+/** The primary's side: answers a worker's call with the local service. */
+export function serveDeltaJobCalls(service: DeltaJobService, registry: RepoRegistry): ServiceCall {
+  const repo = async (name: unknown): Promise<Repo> => {
+    const r = typeof name === 'string' ? await registry.open(name) : null;
+    if (!r) throw new CairnError('NOT_FOUND', `no repository named ${String(name).slice(0, 80)}`);
+    return r;
+  };
+  return async (method, args) => {
+    switch (method) {
+      case 'onPublished':
+        service.onPublished(await repo(args[0]), args[1] as RefLogEntry[]);
+        return null;
+      case 'onMissing':
+        service.onMissing(String(args[0]), String(args[1]));
+        return null;
+      case 'request':
+        return service.request(await repo(args[0]), args[1] as string | null, String(args[2]), args[3] as { source: string; retryFailed?: boolean });
+      case 'list':
+        return service.list(args[0] as JobFilter);
+      case 'get':
+        return (await service.get(String(args[0]))) ?? null;
+      case 'stats':
+        return service.stats();
+      case 'decidingRepos':
+        return service.decidingRepos();
+      default:
+        throw new CairnError('INVALID_ARGUMENT', `no job service method ${method.slice(0, 40)}`);
+    }
+  };
+}
