@@ -30,9 +30,16 @@ export interface RequestHead {
 export const MAX_HEAD_BYTES = 16 * 1024;
 /** Longest request target accepted. */
 const MAX_TARGET_BYTES = 8192;
+/**
+ * Most header lines accepted. node's server reads only the first
+ * maxHeadersCount (1000 by default) of a head and ignores the rest (a Host
+ * past them is missing: 400), so a head with more is node's; real clients
+ * send a dozen.
+ */
+const MAX_HEADERS = 100;
 
 /** Headers whose value the answer depends on: each may appear at most once. */
-const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection', 'upgrade']);
+const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection', 'upgrade', 'authorization']);
 /** Headers that mean a body: node's business. */
 const REFUSED = new Set(['content-length', 'transfer-encoding', 'expect']);
 
@@ -96,6 +103,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
   i++;
   const headers: Record<string, string> = {};
   const rawHeaders: string[] = [];
+  /** A tab among the spaces after the Connection value (see isPlainKeepAlive). */
+  let connectionTabAfter = false;
   // Here i is at the end of a line: `end`, or a CRLF before the next line.
   while (i < end) {
     if (buf[i] !== CR || i + 1 >= end || buf[i + 1] !== LF) return null; // a lone CR or LF, or more after the version
@@ -120,8 +129,10 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
     if (KEPT.has(name)) {
       if (headers[name] !== undefined) return null;
       headers[name] = value;
+      if (name === 'connection') for (let k = valueEnd; k < i; k++) if (buf[k] === HTAB) connectionTabAfter = true;
     }
     rawHeaders.push(rawName, value);
+    if (rawHeaders.length > 2 * MAX_HEADERS) return null;
   }
   if (http11 && headers.host === undefined) return null; // node answers 400
   // libcurl (so libostree) offers HTTP/2 on every plain-http request
@@ -133,14 +144,28 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
   let keepAlive = http11;
   const connection = headers.connection;
   if (connection !== undefined) {
-    for (const token of connection.toLowerCase().split(',')) {
+    const tokens = connection.toLowerCase().split(',');
+    for (let k = 0; k < tokens.length; k++) {
+      const token = tokens[k]!;
       const t = token.trim();
       if (t === 'close') keepAlive = false;
-      else if (t === 'keep-alive') keepAlive = keepAlive || !http11;
+      // HTTP/1.0 keeps the connection only for a keep-alive node sees too:
+      // llhttp reads none followed by a tab (nor one within other
+      // whitespace trim() removes), and closes where the front would not.
+      else if (t === 'keep-alive') keepAlive = keepAlive || (!http11 && isPlainKeepAlive(token) && (k < tokens.length - 1 || !connectionTabAfter));
       else if (t !== '' && t !== 'upgrade' && t !== 'http2-settings') return null;
     }
   }
   return { method, target: buf.toString('latin1', targetStart, targetEnd), keepAlive, headers, rawHeaders };
+}
+
+/** `keep-alive` (lower-cased) with spaces or tabs before it and nothing but spaces after it. */
+function isPlainKeepAlive(token: string): boolean {
+  let a = 0;
+  while (a < token.length && (token.charCodeAt(a) === SP || token.charCodeAt(a) === HTAB)) a++;
+  let b = token.length;
+  while (b > a && token.charCodeAt(b - 1) === SP) b--;
+  return b - a === 10 && token.startsWith('keep-alive', a);
 }
 
 /**
