@@ -21,6 +21,24 @@ import { findHeadEnd, parseRequestHead, type RequestHead } from './head';
  * on the app sees it like any other connection. So everything but the hot
  * path keeps node's full HTTP handling, and answers on one connection keep
  * their order.
+ *
+ * Limits, as node's server has them: a request head must arrive whole within
+ * headersTimeoutMs of its first byte (bytes trickling in do not extend it),
+ * else 408 and close; a connection with no byte of a new request is closed
+ * after the keep-alive timeout; an answer being sent is never cut by either
+ * (node: server.timeout 0); past maxConnections open connections, a new one
+ * gets 503 and is closed. A connection handed to node is node's: its
+ * headersTimeout/requestTimeout apply from the hand-over on (node's
+ * connection listener enters the socket in the server's connection list,
+ * whose checks run every connectionsCheckingInterval; the socket's own idle
+ * timeout, which the front turns off, plays no part in them). node's window
+ * starts afresh at the hand-over (its parser starts the request then), so a
+ * request the front had started timing gets at most the front's
+ * headersTimeoutMs + node's timeout + connectionsCheckingInterval in all,
+ * never an unlimited one. In practice the only requests handed over before
+ * they are whole are those with a body (node's requestTimeout times it) and
+ * heads node refuses at once (a bare LF: 400, more than 16 KiB: 431; unless
+ * the server runs with insecureHTTPParser, then node's headersTimeout).
  */
 
 export interface FrontAnswer {
@@ -46,6 +64,16 @@ export interface FrontOptions {
   onHandOver?: () => void;
   /** Idle time before a kept-alive connection is closed (default: the server's keepAliveTimeout, as node's own connections). */
   keepAliveTimeoutMs?: number;
+  /**
+   * Time for a request head to arrive whole from its first byte, else 408 and
+   * close (default: the server's headersTimeout, or its requestTimeout if
+   * shorter, as node's own connections; 0: no limit).
+   */
+  headersTimeoutMs?: number;
+  /** Most connections open at once, those handed to node included (default 10,000); past it a new one gets 503 and is closed. */
+  maxConnections?: number;
+  /** Told each time a connection is refused for maxConnections (a metric). */
+  onRefused?: () => void;
 }
 
 export interface Front {
@@ -60,6 +88,8 @@ type ConnectionListener = (this: Server, socket: Socket) => void;
 interface Shared {
   answer: Answerer;
   keepAliveMs: number;
+  /** The head deadline (0: none). */
+  headersMs: number;
   /** The end of a kept-alive answer's head, announcing keepAliveMs as node does. */
   keepAliveLines: string;
   /** The server is stopping: no request after the one in progress. */
@@ -73,9 +103,13 @@ export function installFront(server: Server, opts: FrontOptions): Front {
   server.removeListener('connection', nodeListener);
   const open = new Set<Connection>();
   const keepAliveMs = opts.keepAliveTimeoutMs ?? server.keepAliveTimeout;
+  const maxConnections = opts.maxConnections ?? 10_000;
+  /** Every connection accepted and not closed yet, the front's and node's. */
+  let connections = 0;
   const shared: Shared = {
     answer: opts.answer,
     keepAliveMs,
+    headersMs: opts.headersTimeoutMs ?? headDeadline(server),
     keepAliveLines: `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveMs / 1000)}\r\n\r\n`,
     stopping: false,
   };
@@ -84,6 +118,13 @@ export function installFront(server: Server, opts: FrontOptions): Front {
       socket.destroy();
       return;
     }
+    if (connections >= maxConnections) {
+      refuse(socket);
+      opts.onRefused?.();
+      return;
+    }
+    connections++;
+    socket.once('close', () => connections--);
     const c = new Connection(socket, shared, (from) => {
       open.delete(from);
       opts.onHandOver?.();
@@ -113,13 +154,51 @@ const EMPTY = Buffer.alloc(0);
 const IN_LIMIT = 64 * 1024;
 const OUT_LIMIT = 1024 * 1024;
 const CLOSE = 'Connection: close\r\n\r\n';
+/** How long a connection refused for maxConnections may stay once its 503 is written. */
+const REFUSED_LINGER_MS = 1000;
+
+/** node's deadline for a request without a body: the shorter of headersTimeout and requestTimeout (0 is none). */
+function headDeadline(server: Server): number {
+  const limits = [server.headersTimeout, server.requestTimeout].filter((ms) => ms > 0);
+  return limits.length === 0 ? 0 : Math.min(...limits);
+}
+
+/**
+ * Ends the socket (a FIN after what is written) and destroys it `lingerMs`
+ * after that is sent: time for the client to read the answer and close its
+ * side, not to hold the connection open.
+ */
+function endAndLinger(s: Socket, lingerMs: number, text?: string): void {
+  if (text === undefined) s.end();
+  else s.end(text, 'latin1');
+  s.once('finish', () => {
+    const timer = setTimeout(() => s.destroy(), lingerMs);
+    timer.unref();
+    s.once('close', () => clearTimeout(timer));
+  });
+}
+
+/** A connection past maxConnections: 503 at once, without reading a request. */
+function refuse(socket: Socket): void {
+  socket.on('error', onSocketError);
+  socket.pause();
+  endAndLinger(socket, REFUSED_LINGER_MS, `HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\nDate: ${httpNow()}\r\n\r\n`);
+}
 
 class Connection {
   /** Bytes received and not yet answered; the head being answered stays in front until it is. */
   private buf: Buffer = EMPTY;
+  /** An allocation of ours that buf ends in, with room after it for the next chunks (see append). */
+  private room: Buffer | null = null;
+  /** How much of buf findHeadEnd has seen without finding the end of the head. */
+  private scanned = 0;
+  /** The head being received must be complete by then (armed when the front waits for the rest of a head). */
+  private deadline: NodeJS.Timeout | null = null;
   /** An answer is being computed or streamed: requests behind it wait. */
   private busy = false;
   private ended = false;
+  /** The client has closed its side: the requests buffered are the last. */
+  private peerEnded = false;
 
   constructor(
     readonly socket: Socket,
@@ -131,6 +210,8 @@ class Connection {
     socket.on('error', onSocketError);
     socket.setTimeout(shared.keepAliveMs);
     socket.on('timeout', this.onTimeout);
+    socket.once('close', this.clearDeadline);
+    socket.once('end', this.onEnd);
   }
 
   get idle(): boolean {
@@ -139,9 +220,42 @@ class Connection {
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.ended) return;
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    this.append(chunk);
     if (!this.busy) this.next();
     else if (this.buf.length > IN_LIMIT) this.socket.pause();
+  };
+
+  /**
+   * Adds a chunk to buf: in place when buf ends in an allocation of ours with
+   * room left, else in a new one twice the size, so a head arriving in many
+   * small chunks costs linear time (no concatenation of all on each).
+   */
+  private append(chunk: Buffer): void {
+    const len = this.buf.length;
+    if (len === 0) {
+      this.buf = chunk;
+      return;
+    }
+    const room = this.room;
+    if (room !== null && this.buf.buffer === room.buffer) {
+      const used = this.buf.byteOffset - room.byteOffset + len;
+      if (used + chunk.length <= room.length) {
+        chunk.copy(room, used);
+        this.buf = room.subarray(used - len, used + chunk.length);
+        return;
+      }
+    }
+    const next = Buffer.allocUnsafeSlow(Math.max(2 * (len + chunk.length), 4096));
+    this.buf.copy(next, 0);
+    chunk.copy(next, len);
+    this.room = next;
+    this.buf = next.subarray(0, len + chunk.length);
+  }
+
+  /** The client closed its side (as node's server with httpAllowHalfOpen off: the connection ends after the requests received). */
+  private readonly onEnd = (): void => {
+    this.peerEnded = true;
+    if (!this.busy) this.next();
   };
 
   /** The answer in progress is over: read again and go on with the requests buffered. */
@@ -153,8 +267,34 @@ class Connection {
   };
 
   private readonly onTimeout = (): void => {
-    // An answer in progress is the client's to read at its pace (node: server.timeout 0).
-    if (!this.busy) this.socket.destroy();
+    // An answer in progress, or still in the socket's buffer, is the client's
+    // to read at its pace (node: server.timeout 0); a head on its way has its
+    // own deadline.
+    if (this.busy || this.socket.writableLength > 0 || this.deadline !== null) return;
+    this.socket.destroy();
+  };
+
+  private armDeadline(): void {
+    if (this.deadline !== null || this.shared.headersMs <= 0) return;
+    this.deadline = setTimeout(this.onDeadline, this.shared.headersMs);
+    this.deadline.unref();
+  }
+
+  private readonly clearDeadline = (): void => {
+    if (this.deadline === null) return;
+    clearTimeout(this.deadline);
+    this.deadline = null;
+  };
+
+  /** The head did not arrive in time: 408, as node's server answers it, and close. */
+  private readonly onDeadline = (): void => {
+    this.deadline = null;
+    // Waiting for the client to read earlier answers: it is timed again once they are out.
+    if (this.busy || this.ended || this.socket.destroyed) return;
+    this.ended = true;
+    this.buf = EMPTY;
+    this.room = null;
+    endAndLinger(this.socket, this.shared.keepAliveMs, `HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\nDate: ${httpNow()}\r\n\r\n`);
   };
 
   /** Answers the complete requests buffered, in order, until one must wait or go to node. */
@@ -166,8 +306,14 @@ class Connection {
         this.socket.once('drain', this.resume);
         return;
       }
-      const end = findHeadEnd(this.buf, 0);
-      if (end === -1) return; // wait for the rest of the head
+      const end = findHeadEnd(this.buf, 0, this.scanned);
+      if (end === -1) {
+        // Wait for the rest of the head, until the deadline at most.
+        this.scanned = this.buf.length;
+        this.armDeadline();
+        break;
+      }
+      this.clearDeadline();
       const head = end === -2 ? null : parseRequestHead(this.buf, 0, end);
       if (!head) return this.handOver();
       let result: ReturnType<Answerer>;
@@ -192,11 +338,22 @@ class Connection {
       this.consume(end);
       this.send(head, result);
     }
+    if (this.peerEnded && !this.busy && !this.ended && !this.socket.destroyed) {
+      // Nothing more will come: not a head left half-received either.
+      this.ended = true;
+      this.clearDeadline();
+      endAndLinger(this.socket, this.shared.keepAliveMs);
+    }
   }
 
   private consume(headEnd: number): void {
     const rest = headEnd + 4;
-    this.buf = rest >= this.buf.length ? EMPTY : this.buf.subarray(rest);
+    this.scanned = 0;
+    if (rest < this.buf.length) this.buf = this.buf.subarray(rest);
+    else {
+      this.buf = EMPTY;
+      this.room = null; // an idle connection holds no buffer
+    }
   }
 
   /** Writes an answer; true when its body is being streamed (the connection resumes at its end). */
@@ -228,7 +385,7 @@ class Connection {
     if (body && body.length > 0) s.write(body);
     s.uncork();
     a.done?.(body?.length ?? 0, false);
-    if (this.ended) s.end();
+    if (this.ended) endAndLinger(s, this.shared.keepAliveMs);
     return false;
   }
 
@@ -243,7 +400,7 @@ class Connection {
       // After the head, only a cut connection tells the client the body is short.
       if (err) s.destroy();
       else if (!aborted) {
-        if (this.ended) s.end();
+        if (this.ended) endAndLinger(s, this.shared.keepAliveMs);
         else this.resume();
       }
     });
@@ -281,23 +438,35 @@ class Connection {
     stream.once('end', () => {
       count();
       finish(false);
-      if (this.ended) s.end();
+      if (this.ended) endAndLinger(s, this.shared.keepAliveMs);
       else this.resume();
     });
     stream.pipe(s, { end: false });
   }
 
-  /** Gives the connection, and every byte not answered yet, to node's HTTP server. */
+  /**
+   * Gives the connection, and every byte not answered yet, to node's HTTP
+   * server. Its timeouts take over: the socket's own idle timeout is node's
+   * (server.timeout, set by its connection listener), and node's
+   * headersTimeout/requestTimeout do not depend on it (its connection list,
+   * which the listener enters the socket in, checks them).
+   */
   private handOver(): void {
     const s = this.socket;
     this.busy = false;
     this.ended = true;
+    this.clearDeadline();
     s.off('data', this.onData);
     s.off('timeout', this.onTimeout);
+    s.off('end', this.onEnd);
     s.setTimeout(0);
     s.pause();
-    if (this.buf.length > 0) s.unshift(this.buf);
+    // A client that closed its side before an answerer declined (async)
+    // cannot have its bytes put back: the stream has ended.
+    if (s.readableEnded) s.destroy();
+    else if (this.buf.length > 0) s.unshift(this.buf);
     this.buf = EMPTY;
+    this.room = null;
     if (s.destroyed) return;
     this.toNode(this);
     // node's listener reads the socket from here on (our bytes first: they are in its buffer).

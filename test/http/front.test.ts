@@ -5,12 +5,12 @@
 // connection close rules and a graceful stop.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listen, type ListeningServer } from '../../server/listen';
-import type { Answerer, FrontAnswer } from '../../server/http1/front';
-import { exchange, requestText } from '../helpers/raw-http';
+import { installFront, type Answerer, type FrontAnswer } from '../../server/http1/front';
+import { exchange, openIdle, parseResponses, readLateUntilClosed, requestText, singleBytes, untilClosed } from '../helpers/raw-http';
 import type { BlobReader } from '../../storage/backends/backend';
 import { pseudoRandomBytes } from '../helpers/ostree';
 
@@ -242,4 +242,129 @@ test('a graceful stop closes idle connections and lets the answer in progress fi
   assert.equal(x.responses[0]!.headers.connection, 'close');
   await idleClosed;
   await closed;
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('slowloris: a head trickling in gets 408 and a close once its deadline passes, however often bytes come', async () => {
+  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer, headersTimeoutMs: 500 } });
+  try {
+    const started = Date.now();
+    // One byte every 100 ms: 20 s for the whole head, each byte well within the keep-alive timeout.
+    const x = await exchange(s2.port, singleBytes(requestText('/fast/slow', [`X-Pad: ${'p'.repeat(150)}`])), { expect: 1, gapMs: 100, lingerMs: 1000 });
+    const elapsed = Date.now() - started;
+    assert.equal(x.responses[0]!.status, 408);
+    assert.equal(x.responses[0]!.headers.connection, 'close');
+    assert.equal(x.responses[0]!.headers['content-length'], '0');
+    assert.equal(x.closedByServer, true);
+    assert.ok(elapsed < 4000, `answered after ${elapsed} ms`);
+    // A head that trickles in but is whole within the deadline is answered.
+    const y = await exchange(s2.port, singleBytes(requestText('/fast/ok')), { expect: 1, gapMs: 5 });
+    assert.equal(text(y.responses[0]!), 'fast ok');
+  } finally {
+    await s2.close(100);
+  }
+});
+
+test('a kept-alive connection with no byte of a new request is closed after the keep-alive timeout; one that never sent a byte too', async () => {
+  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer, keepAliveTimeoutMs: 300, headersTimeoutMs: 5000 } });
+  try {
+    const x = await exchange(s2.port, [requestText('/fast/1')], { expect: 1, lingerMs: 2000 });
+    assert.equal(text(x.responses[0]!), 'fast 1');
+    assert.equal(x.closedByServer, true);
+    const idle = await openIdle(s2.port);
+    const bytes = await untilClosed(idle);
+    assert.equal(bytes.length, 0); // closed without a word, as node does
+  } finally {
+    await s2.close(100);
+  }
+});
+
+test('connection cap: past maxConnections (node’s connections included) a new connection reads 503 and EOF', async () => {
+  let refused = 0;
+  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer, maxConnections: 2, onRefused: () => refused++ } });
+  try {
+    const first = await openIdle(s2.port);
+    // The second is handed to node (a POST) and kept alive there: it counts too.
+    const second = await openIdle(s2.port);
+    second.write('POST /up HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\n\r\nx');
+    const got = await new Promise<string>((r) => second.once('data', (d: Buffer) => r(d.toString('latin1'))));
+    assert.match(got, /node POST \/up 1/);
+    const third = await openIdle(s2.port);
+    const answer = (await untilClosed(third)).toString('latin1');
+    assert.match(answer, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    assert.match(answer, /\r\nConnection: close\r\n/);
+    assert.match(answer, /\r\nRetry-After: 1\r\n/);
+    assert.match(answer, /\r\nContent-Length: 0\r\n/);
+    assert.ok(answer.endsWith('\r\n\r\n'));
+    assert.equal(refused, 1);
+    // Once one closes, there is room again.
+    first.destroy();
+    let x;
+    for (let i = 0; i < 50; i++) {
+      await sleep(20);
+      x = await exchange(s2.port, [requestText('/fast/room')], { expect: 1 }).catch(() => undefined);
+      if (x?.responses[0]!.status === 200) break;
+    }
+    assert.ok(x);
+    assert.equal(text(x.responses[0]!), 'fast room');
+    second.destroy();
+  } finally {
+    await s2.close(100);
+  }
+});
+
+test('the deadlines do not cut an answer the client reads slowly, nor the requests behind it', async () => {
+  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer, headersTimeoutMs: 200, keepAliveTimeoutMs: 200 } });
+  try {
+    const size = 30_000_000;
+    const expected = pseudoRandomBytes(size, size);
+    for (const kind of ['stream', 'file']) {
+      // Nothing read for 1.5 s: the answer waits, far beyond both timeouts,
+      // then the request behind it is answered, and the idle connection closed.
+      const all = await readLateUntilClosed(s2.port, requestText(`/${kind}/${size}`) + requestText('/fast/behind'), 1500);
+      const [big, behind, ...more] = parseResponses(all);
+      assert.equal(big!.body.length, size, kind);
+      assert.ok(big!.body.equals(expected), kind);
+      assert.equal(text(behind!), 'fast behind');
+      assert.equal(more.length, 0);
+    }
+    // A head that started behind a long answer is timed from the end of that answer: the answer is whole, then 408.
+    const all = await readLateUntilClosed(s2.port, `${requestText(`/stream/${size}`)}GET /fast/never HTTP/1.1\r\nHo`, 1500);
+    const [big, late] = parseResponses(all);
+    assert.ok(big!.body.equals(expected));
+    assert.equal(late!.status, 408);
+  } finally {
+    await s2.close(100);
+  }
+});
+
+test('after a hand-over node’s own timeouts apply, from the hand-over, also to a request the front had started timing', async () => {
+  // The front hands node no head half-received but those node refuses at
+  // once (a bare LF: 400; past 16 KiB: 431), so what node has to time is a
+  // body: requestTimeout. node checks every connectionsCheckingInterval, short here.
+  const server = createServer({ connectionsCheckingInterval: 100, headersTimeout: 800, requestTimeout: 800 }, nodeApp);
+  installFront(server, { answer: answerer, headersTimeoutMs: 600 });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port2 = (server.address() as AddressInfo).port;
+  try {
+    const post = 'POST /up HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n';
+    // A body trickling in, a byte every 100 ms: node answers 408 though the front's socket timeout is off.
+    const started = Date.now();
+    const x = await exchange(port2, [post, ...singleBytes('b'.repeat(100))], { expect: 1, gapMs: 100, lingerMs: 200 });
+    assert.equal(x.responses[0]!.status, 408);
+    assert.equal(x.responses[0]!.headers['content-length'], undefined); // node's 408, not the front's
+    assert.equal(x.closedByServer, true);
+    assert.ok(Date.now() - started < 4000);
+    // 400 ms into the front's 600 ms the head is whole and node's: node's 800 ms run from there, the front's are off.
+    const y = await exchange(port2, [post.slice(0, 20), post.slice(20), ...singleBytes('b'.repeat(100))], { expect: 1, gapMs: 400, lingerMs: 200 });
+    assert.equal(y.responses[0]!.status, 408);
+    assert.equal(y.responses[0]!.headers['content-length'], undefined);
+    // The bare LF itself: node refuses it at once.
+    const z = await exchange(port2, ['GET /fast/1 HTTP/1.1\r\nHost: test\nX: y\r\n\r\n'], { expect: 1, lingerMs: 200 });
+    assert.equal(z.responses[0]!.status, 400);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
 });
