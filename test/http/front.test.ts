@@ -13,6 +13,9 @@ import { installFront, type Answerer, type FrontAnswer } from '../../server/http
 import { exchange, openIdle, parseResponses, readLateUntilClosed, requestText, singleBytes, untilClosed } from '../helpers/raw-http';
 import type { BlobReader } from '../../storage/backends/backend';
 import { pseudoRandomBytes } from '../helpers/ostree';
+import { mulberry32 } from '../helpers/prng';
+
+const i32 = (rnd: () => number, n: number) => Math.floor(rnd() * n);
 
 const done: { target: string; bytes: number; aborted: boolean }[] = [];
 let destroyedStreams = 0;
@@ -125,6 +128,23 @@ test('a head split into single bytes is answered once complete', async () => {
   const bytes = [...Buffer.from(requestText('/fast/split') + requestText('/fast/after'))].map((b) => Buffer.from([b]));
   const x = await exchange(port, bytes, { expect: 2 });
   assert.deepEqual(x.responses.map(text), ['fast split', 'fast after']);
+});
+
+test('pipelined requests cut at random places, answered while more arrive, come back whole and in order', async () => {
+  const rnd = mulberry32(7);
+  const paths = Array.from({ length: 400 }, (_, i) => (i % 7 === 3 ? `/async/${i}` : i % 50 === 25 ? '/stream/70000' : `/fast/${i}`));
+  const all = Buffer.from(paths.map((p) => requestText(p, [`X-Pad: ${'p'.repeat(i32(rnd, 300))}`])).join(''), 'latin1');
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < all.length; ) {
+    const n = 1 + i32(rnd, rnd() < 0.5 ? 8 : 3000);
+    chunks.push(all.subarray(at, at + n));
+    at += n;
+  }
+  const x = await exchange(port, chunks, { expect: paths.length, timeoutMs: 30_000 });
+  assert.deepEqual(
+    x.responses.map((r) => (r.body.length === 70000 ? '/stream/70000' : `/${text(r).replace(' ', '/')}`)),
+    paths,
+  );
 });
 
 test('a request the front does not take hands the connection to node, bytes and order kept', async () => {
