@@ -957,3 +957,54 @@ describe('GVariant: hostile and non-normal input', () => {
     }
   });
 });
+
+describe('GVariant: bounded validation (element limits)', () => {
+  /** a{sv} of one entry "k" → v of `ab` holding n booleans, built by hand. */
+  function manyBooleans(n: number): Buffer {
+    const body = Buffer.concat([Buffer.from('k\0'), Buffer.alloc(6), Buffer.alloc(n, 1), Buffer.from('\0ab')]);
+    const w = offsetSizeFor(body.length + 4) <= 2 ? offsetSizeFor(body.length + 2) : 4;
+    const entryEnd = Buffer.alloc(w);
+    entryEnd.writeUIntLE(2, 0, w);
+    const entry = Buffer.concat([body, entryEnd]);
+    const w2 = offsetSizeFor(entry.length + 4) <= 2 ? offsetSizeFor(entry.length + 2) : 4;
+    const tail = Buffer.alloc(w2);
+    tail.writeUIntLE(entry.length, 0, w2);
+    return Buffer.concat([entry, tail]);
+  }
+
+  const limitError = (limit: string) => (e: unknown) => e instanceof CairnError && e.code === 'INVALID_GVARIANT' && e.details?.limit === limit;
+
+  test('ten million booleans in a 10 MiB a{sv} are refused before any array is built', () => {
+    const data = manyBooleans(10_000_000);
+    assert.ok(data.length <= 10 * 1024 * 1024);
+    const heap = process.memoryUsage().heapUsed;
+    const started = performance.now();
+    assert.throws(() => parse(T.asv, data), limitError('maxContainerElements'));
+    assert.ok(performance.now() - started < 1000, 'refused quickly');
+    assert.ok(process.memoryUsage().heapUsed - heap < 64 * 1024 * 1024, 'no per-element allocations');
+  });
+
+  test('a small one parses, and round-trips, under the default limits', () => {
+    const data = manyBooleans(1000);
+    const v = parse(T.asv, data) as VarDict;
+    assert.equal((dictGet(v, 'k')!.value as boolean[]).length, 1000);
+    assert.ok(serialize(T.asv, v).equals(data));
+  });
+
+  test('the per-container and the total limits are the caller\'s to set', () => {
+    const data = manyBooleans(1000);
+    assert.throws(() => parse(T.asv, data, { limits: { maxContainerElements: 999 } }), limitError('maxContainerElements'));
+    parse(T.asv, data, { limits: { maxContainerElements: 1000 } });
+    // 1 array + 1 entry + 1 key + 1 variant + 1 inner array + 1000 booleans
+    assert.throws(() => parse(T.asv, data, { limits: { maxElements: 1004 } }), limitError('maxElements'));
+    parse(T.asv, data, { limits: { maxElements: 1005 } });
+    // Many small arrays add up: the total counts across containers.
+    const nested = serialize('aab', Array.from({ length: 100 }, () => [true, false]));
+    assert.throws(() => parse('aab', nested, { limits: { maxElements: 250 } }), limitError('maxElements'));
+    assert.deepEqual(parse('aab', nested, { limits: { maxElements: 301 } }).length, 100);
+  });
+
+  test('every reference vector parses under the default limits', () => {
+    for (const v of VECTORS) parse(v.type, v.bytes);
+  });
+});
