@@ -68,7 +68,7 @@ export function createApp(opts: AppOptions): CairnApp {
   app.set('strict routing', true);
   app.set('case sensitive routing', true);
   app.set('etag', false); // file answers set their own validators; JSON answers are not cached
-  app.locals.cairn = { logger, metrics, cache, files, front: { answer: files.answerer, onHandOver: metrics && (() => metrics.frontHandOver()) } };
+  app.locals.cairn = { logger, metrics, cache, files, front: { answer: files.answerer, onHandOver: metrics && (() => metrics.frontHandOver()), onRefused: metrics && (() => metrics.frontRefused()) } };
 
   app.use(observeRequests(logger, metrics));
   app.use(healthRoutes(opts.registry));

@@ -23,6 +23,8 @@ export interface Metrics {
   cacheMiss(cache: string): void;
   /** A connection the HTTP/1.1 front gave to node's server. */
   frontHandOver(): void;
+  /** A connection the HTTP/1.1 front refused at its limit of open connections. */
+  frontRefused(): void;
 }
 
 export interface MetricsOptions {
@@ -99,6 +101,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     help: 'Connections the HTTP/1.1 front handed to the full HTTP server (a request it does not answer itself)',
     registers: [registry],
   });
+  const refused = new Counter({
+    name: 'cairn_front_refused_total',
+    help: 'Connections refused with 503 because the server held its limit of open connections',
+    registers: [registry],
+  });
 
   return {
     registry,
@@ -116,5 +123,6 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     cacheHit: (cache) => add(pendingHits, cache, 1),
     cacheMiss: (cache) => add(pendingMisses, cache, 1),
     frontHandOver: () => handOvers.inc(),
+    frontRefused: () => refused.inc(),
   };
 }
