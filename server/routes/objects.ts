@@ -1,11 +1,12 @@
-import express, { Router, type Request } from 'express';
+import express, { Router, type Request, type Response } from 'express';
 import multer, { type StorageEngine } from 'multer';
 import { CairnError } from '../../storage/errors';
 import { validateChecksum } from '../../storage/objects/checksum';
-import { objectTypeFromExtension, type ObjectType } from '../../storage/objects/types';
-import { ingestObject, type IngestResult } from '../../storage/repo/ingest';
+import { ObjectType, objectTypeFromExtension } from '../../storage/objects/types';
+import { checkCommitMetaUpload, ingestObject, type IngestOptions, type IngestResult } from '../../storage/repo/ingest';
 import type { Repo } from '../../storage/repo/repo';
-import { requireScope } from '../auth/middleware';
+import { claimsOf, requireScope } from '../auth/middleware';
+import { allows } from '../auth/tokens';
 import { repoParam, requireOwned, type ServerContext } from '../context';
 
 /** `<64 hex>.<ext>` as used in upload field names and URLs. */
@@ -50,7 +51,7 @@ export function objectRoutes(ctx: ServerContext): Router {
     requireOwned(ctx, repo); // 403 NOT_OWNED: Cairn writes only into repositories it created or an operator adopted
     const results: IngestResult[] = [];
     const upload = multer({
-      storage: ingestStorage(repo, ctx, results),
+      storage: ingestStorage(repo, ctx, results, await commitMetaRule(ctx, req, res, repo)),
       limits: { fileSize: ctx.ingestLimits.maxUploadSize, files: MAX_FILES_PER_REQUEST, fields: 0, fieldNameSize: 200 },
     }).any();
     await new Promise<void>((resolve, reject) => upload(req, res, (err?: unknown) => (err ? reject(normalizeMulterError(err)) : resolve())));
@@ -67,7 +68,8 @@ export function objectRoutes(ctx: ServerContext): Router {
     const o = parseObjectName(String(req.params.name));
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);
-    const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits).catch((e: unknown) => {
+    const gate = await commitMetaRule(ctx, req, res, repo);
+    const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits, { commitMetaGate: (c) => gate(c) }).catch((e: unknown) => {
       closeAfterResponse(req);
       throw e;
     });
@@ -82,8 +84,26 @@ function nameOf(r: IngestResult): string {
   return `${r.checksum}.${['', 'filez', 'dirtree', 'dirmeta', 'commit', 'tombstone-commit', 'commitmeta'][r.type]}`;
 }
 
-/** A multer storage engine that verifies each part straight into the repository (temp file, verify, rename). */
-function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[]): StorageEngine {
+/** The token's rule for .commitmeta uploads (storage/repo/ingest.ts, checkCommitMetaUpload). */
+async function commitMetaRule(ctx: ServerContext, req: Request, res: Response, repo: Repo): Promise<(commit: string) => Promise<void>> {
+  const claims = await claimsOf(ctx.auth, req, res);
+  return (commit) => checkCommitMetaUpload(repo, commit, (ref) => !!claims && allows(claims, { scope: 'push', repo: repo.name, ref }));
+}
+
+/**
+ * A multer storage engine that verifies each part straight into the repository
+ * (temp file, verify, rename). A .commitmeta waits for its commit when that
+ * was sent earlier in the same request (parts are read in order, but the
+ * commit's verification may still be finishing).
+ */
+function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], gate: (commit: string) => Promise<void>): StorageEngine {
+  const commitsInFlight = new Map<string, Promise<unknown>>();
+  const opts: IngestOptions = {
+    commitMetaGate: async (commit) => {
+      await commitsInFlight.get(commit);
+      await gate(commit);
+    },
+  };
   return {
     _handleFile(_req, file, cb) {
       let o: ReturnType<typeof parseObjectName>;
@@ -94,7 +114,9 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[]):
         cb(e as Error);
         return;
       }
-      ingestObject(repo, o.checksum, o.type, file.stream, ctx.ingestLimits).then(
+      const ingest = ingestObject(repo, o.checksum, o.type, file.stream, ctx.ingestLimits, opts);
+      if (o.type === ObjectType.Commit) commitsInFlight.set(o.checksum, ingest.catch(() => undefined));
+      ingest.then(
         (r) => {
           if (!r.stored) file.stream.resume();
           results.push(r);

@@ -20,6 +20,15 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
   maxUploadSize: 16 * 1024 * 1024 * 1024 + 64 * 1024 * 1024,
 };
 
+export interface IngestOptions {
+  /**
+   * Decides whether a `.commitmeta` may be stored, before its bytes are read;
+   * throws to refuse. Without it only the commit's presence is required. The
+   * HTTP routes pass checkCommitMetaUpload with the token's ref rights.
+   */
+  commitMetaGate?: (commit: string) => Promise<void>;
+}
+
 export interface IngestResult {
   checksum: string;
   type: ObjectType;
@@ -41,10 +50,12 @@ export async function ingestObject(
   type: ObjectType,
   source: AsyncIterable<Buffer | Uint8Array>,
   limits: IngestLimits = DEFAULT_INGEST_LIMITS,
+  opts: IngestOptions = {},
 ): Promise<IngestResult> {
   validateChecksum(checksum);
   if (!UPLOADABLE_TYPES.has(type)) throw new CairnError('INVALID_ARGUMENT', `objects of type ${ARCHIVE_EXTENSION[type] ?? type} cannot be uploaded`);
   const name = `${checksum}.${ARCHIVE_EXTENSION[type]}`;
+  if (type === ObjectType.CommitMeta) await (opts.commitMetaGate ?? ((c: string) => requireCommit(repo, c)))(checksum);
   // Detached metadata is not content-addressed: an upload never replaces what
   // is there (the server's own signatures are merged in at publish time).
   if (await repo.hasObject(checksum, type)) return { checksum, type, stored: false, bytes: 0 };
@@ -65,6 +76,40 @@ export async function ingestObject(
     await repo.writeMetadata(type as ObjectType.Commit | ObjectType.DirTree | ObjectType.DirMeta, data, checksum);
   }
   return { checksum, type, stored: true, bytes: data.length };
+}
+
+/**
+ * Who may attach detached metadata (signatures) to a commit. It is not
+ * content-addressed, so storing it puts words next to someone else's commit
+ * that every client pulling it will read. The rule, kept simple:
+ *  1. the commit must be in the repository (uploaded before it: `cairn push`
+ *     sends commits in an earlier phase than their .commitmeta, and the
+ *     multipart route waits for a commit sent earlier in the same request);
+ *  2. if refs already point at the commit, the token must be allowed to move
+ *     at least one of them (`mayMoveRef`): it could publish that commit again
+ *     anyway. A commit no ref points at yet is a new push: allowed, since
+ *     publishing it later needs the token's prefixes like any ref move.
+ * Refusals: MISSING_OBJECTS (no such commit, 422) or FORBIDDEN (403).
+ */
+export async function checkCommitMetaUpload(repo: Repo, commit: string, mayMoveRef: (ref: string) => boolean): Promise<void> {
+  await requireCommit(repo, commit);
+  const pointing: string[] = [];
+  for (const [ref, target] of await repo.listRefs()) if (target === commit) pointing.push(ref);
+  if (pointing.length > 0 && !pointing.some(mayMoveRef)) {
+    throw new CairnError('FORBIDDEN', `${commit}.commitmeta: this token may not move any ref that points at the commit (${pointing.slice(0, 3).join(', ')})`, {
+      object: `${commit}.commitmeta`,
+      refs: pointing.slice(0, 100),
+    });
+  }
+}
+
+async function requireCommit(repo: Repo, commit: string): Promise<void> {
+  if (!(await repo.hasObject(commit, ObjectType.Commit))) {
+    throw new CairnError('MISSING_OBJECTS', `${commit}.commitmeta: the commit is not in the repository; upload it first`, {
+      object: `${commit}.commitmeta`,
+      missing: [`${commit}.commit`],
+    });
+  }
 }
 
 async function readAtMost(source: AsyncIterable<Buffer | Uint8Array>, max: number, name: string): Promise<Buffer> {
