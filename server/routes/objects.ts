@@ -1,4 +1,5 @@
 import express, { Router, type Request, type Response } from 'express';
+import type { Readable } from 'node:stream';
 import multer, { type StorageEngine } from 'multer';
 import { CairnError } from '../../storage/errors';
 import { validateChecksum } from '../../storage/objects/checksum';
@@ -18,6 +19,8 @@ export function parseObjectName(name: string): { checksum: string; type: ObjectT
 
 const MAX_MISSING_QUERY = 100_000;
 const MAX_FILES_PER_REQUEST = 10_000;
+/** A `boundary` parameter of 1 to 70 characters (RFC 2046), quoted or not. */
+const MULTIPART_BOUNDARY = /;\s*boundary=(?:"[^"]{1,70}"|[^\s";]{1,70})\s*(?:;|$)/i;
 
 /**
  * Object upload: which are missing, many in one multipart request, one by PUT.
@@ -49,12 +52,25 @@ export function objectRoutes(ctx: ServerContext): Router {
     res.locals.route = 'api_objects_upload';
     const repo = await repoParam(ctx, req);
     requireOwned(ctx, repo); // 403 NOT_OWNED: Cairn writes only into repositories it created or an operator adopted
+    // Anything but multipart/form-data with a boundary (which multer would skip silently) is a malformed upload.
+    if (!req.is('multipart/form-data') || !MULTIPART_BOUNDARY.test(req.headers['content-type'] ?? '')) {
+      throw new CairnError('INVALID_ARGUMENT', 'upload refused: the body must be multipart/form-data with a boundary');
+    }
     const results: IngestResult[] = [];
+    const inFlight: InFlight[] = [];
     const upload = multer({
-      storage: ingestStorage(repo, ctx, results, await commitMetaRule(ctx, req, res, repo)),
+      storage: ingestStorage(repo, ctx, results, inFlight, await commitMetaRule(ctx, req, res, repo)),
       limits: { fileSize: ctx.ingestLimits.maxUploadSize, files: MAX_FILES_PER_REQUEST, fields: 0, fieldNameSize: 200 },
     }).any();
-    await new Promise<void>((resolve, reject) => upload(req, res, (err?: unknown) => (err ? reject(normalizeMulterError(err)) : resolve())));
+    const outcome = await new Promise<unknown>((resolve) => upload(req, res, (err?: unknown) => resolve(err)));
+    // multer answers as soon as a part fails; the other parts' ingests may
+    // still be removing their temporary files. Answer once they are done.
+    // A part still streaming gets no more bytes once multer gave up: end it.
+    if (outcome) for (const f of inFlight) if (!f.stream.readableEnded) f.stream.destroy(new Error('upload aborted'));
+    await Promise.allSettled(inFlight.map((f) => f.ingest));
+    if (outcome) throw normalizeMulterError(outcome);
+    // multer sets req.body when it parsed the body; it skips content types it cannot read.
+    if (req.body === undefined) throw new CairnError('INVALID_ARGUMENT', 'upload refused: malformed multipart content type');
     res.json({
       stored: results.filter((r) => r.stored).map(nameOf),
       present: results.filter((r) => !r.stored).map(nameOf),
@@ -96,7 +112,13 @@ async function commitMetaRule(ctx: ServerContext, req: Request, res: Response, r
  * was sent earlier in the same request (parts are read in order, but the
  * commit's verification may still be finishing).
  */
-function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], gate: (commit: string) => Promise<void>): StorageEngine {
+/** A part being ingested. */
+interface InFlight {
+  stream: Readable;
+  ingest: Promise<unknown>;
+}
+
+function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], inFlight: InFlight[], gate: (commit: string) => Promise<void>): StorageEngine {
   const commitsInFlight = new Map<string, Promise<unknown>>();
   const opts: IngestOptions = {
     commitMetaGate: async (commit) => {
@@ -106,6 +128,9 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], 
   };
   return {
     _handleFile(_req, file, cb) {
+      // A broken body (truncated, bad framing) fails the part's stream; the
+      // ingest then rejects with that same error, which is the client's fault.
+      file.stream.on('error', (e) => bodyErrors.add(e));
       let o: ReturnType<typeof parseObjectName>;
       try {
         o = parseObjectName(file.fieldname);
@@ -115,6 +140,7 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], 
         return;
       }
       const ingest = ingestObject(repo, o.checksum, o.type, file.stream, ctx.ingestLimits, opts);
+      inFlight.push({ stream: file.stream, ingest });
       if (o.type === ObjectType.Commit) commitsInFlight.set(o.checksum, ingest.catch(() => undefined));
       ingest.then(
         (r) => {
@@ -124,6 +150,7 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], 
         },
         (e: unknown) => {
           file.stream.resume();
+          if (!bodyErrors.has(e as object) && !(e instanceof CairnError) && e && typeof e === 'object') storageErrors.add(e);
           cb(e as Error);
         },
       );
@@ -135,12 +162,24 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], 
   };
 }
 
+/** Errors of the request body (busboy's, on a part's stream) and of the storage (the backend's), by object. */
+const bodyErrors = new WeakSet<object>();
+const storageErrors = new WeakSet<object>();
+
+/**
+ * Multer's limits become TOO_LARGE/INVALID_ARGUMENT; CairnErrors and backend
+ * failures pass as they are; everything else comes from parsing the body
+ * (no or a wrong boundary, truncated body, bad part headers, the client
+ * going away) and is a 400, not a 500 with a stack trace in the log.
+ */
 function normalizeMulterError(err: unknown): unknown {
   if (err instanceof multer.MulterError) {
     const code = err.code === 'LIMIT_FILE_SIZE' || err.code === 'LIMIT_FILE_COUNT' || err.code === 'LIMIT_PART_COUNT' ? 'TOO_LARGE' : 'INVALID_ARGUMENT';
     return new CairnError(code, `upload refused: ${err.message}${err.field ? ` (${err.field})` : ''}`, err.field ? { object: err.field } : undefined);
   }
-  return err;
+  if (err instanceof CairnError || (err && typeof err === 'object' && storageErrors.has(err))) return err;
+  const why = err instanceof Error ? err.message : String(err);
+  return new CairnError('INVALID_ARGUMENT', `malformed multipart body: ${why.slice(0, 200)}`);
 }
 
 /** After a refused body, do not keep reading what the client still sends: close once answered. */

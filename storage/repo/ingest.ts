@@ -142,6 +142,19 @@ async function* verifyingFilez(
     pipe.resume(); // keep draining so the writer below never blocks on a dead reader
     return null;
   });
+  // Backpressure: wait for the verifier to take more, or for it to give up (it
+  // may destroy the pipe, which then never drains: a hung upload).
+  const writable = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        pipe.off('drain', done);
+        pipe.off('close', done);
+        resolve();
+      };
+      pipe.once('drain', done);
+      pipe.once('close', done);
+      if (failure || pipe.destroyed) done();
+    });
   let bytes = 0;
   try {
     for await (const raw of source) {
@@ -149,7 +162,7 @@ async function* verifyingFilez(
       bytes += chunk.length;
       if (bytes > limits.maxUploadSize) throw new CairnError('TOO_LARGE', `${name}: upload exceeds ${limits.maxUploadSize} bytes`, { object: name });
       if (failure) break;
-      if (!pipe.write(chunk)) await new Promise<void>((r) => pipe.once('drain', r));
+      if (!pipe.write(chunk)) await writable();
       yield chunk;
     }
     pipe.end();
