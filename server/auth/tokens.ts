@@ -31,6 +31,17 @@ export interface IssueOptions {
 }
 
 const ISSUER = 'cairn';
+
+/**
+ * A token id is what revocation names (`POST /api/tokens/revoke`) and what the
+ * revocation list stores: only ids of 1-128 characters of [A-Za-z0-9_-] can be
+ * written, matched and revoked, so tokens with any other id are refused.
+ */
+const JTI = /^[A-Za-z0-9_-]{1,128}$/;
+
+export function isValidJti(jti: unknown): jti is string {
+  return typeof jti === 'string' && JTI.test(jti);
+}
 const MIN_SECRET_BYTES = 32;
 
 /**
@@ -83,6 +94,7 @@ export async function issueToken(secret: Uint8Array, o: IssueOptions): Promise<{
   if (!(o.ttlSeconds > 0)) throw new CairnError('INVALID_ARGUMENT', 'a token needs a positive lifetime');
   const iat = Math.floor(Date.now() / 1000);
   const claims: TokenClaims = { sub: o.sub, scope: o.scope, repos: o.repos, prefixes: o.prefixes ?? ['*'], iat, exp: iat + Math.floor(o.ttlSeconds), jti: randomUUID() };
+  if (!isValidJti(claims.jti)) throw new CairnError('INVALID_ARGUMENT', 'refusing to issue a token whose id cannot be revoked');
   const token = await new SignJWT({ scope: claims.scope.join(' '), repos: claims.repos, prefixes: claims.prefixes })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuer(ISSUER)
@@ -98,6 +110,8 @@ export async function issueToken(secret: Uint8Array, o: IssueOptions): Promise<{
 export async function verifyToken(secret: Uint8Array, token: string): Promise<TokenClaims> {
   try {
     const { payload } = await jwtVerify(token, secret, { algorithms: ['HS256'], issuer: ISSUER, requiredClaims: ['sub', 'exp', 'jti'] });
+    // A token that could not be revoked is not accepted (see JTI).
+    if (!isValidJti(payload.jti)) throw new CairnError('UNAUTHORIZED', 'invalid token: unusable token id');
     const scope = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scope) ? payload.scope : [];
     const strings = (v: unknown) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : []);
     return {
@@ -110,6 +124,7 @@ export async function verifyToken(secret: Uint8Array, token: string): Promise<To
       jti: payload.jti!,
     };
   } catch (e) {
+    if (e instanceof CairnError) throw e;
     const why = e instanceof joseErrors.JWTExpired ? 'token expired' : e instanceof joseErrors.JOSEError ? 'invalid token' : 'invalid token';
     throw new CairnError('UNAUTHORIZED', why);
   }
