@@ -65,6 +65,8 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
       }
     }
 
+    await checkRefPaths(repo, updates);
+
     const commits = new Map<string, Buffer>();
     for (const u of updates) {
       if (u.commit === null || commits.has(u.commit)) continue;
@@ -93,16 +95,67 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
     for (const u of updates) {
       const old = current.get(u.ref) ?? null;
       if (old === u.commit) continue;
-      await repo.setRef(u.ref, u.commit);
       changes.push({ time, ref: u.ref, old, new: u.commit, actor: opts.actor });
     }
-    if (changes.length) {
+    if (changes.length === 0) return changes;
+    // Deletions first: they may free the paths that creations need (a/b goes, a comes).
+    const order = [...changes.filter((c) => c.new === null), ...changes.filter((c) => c.new !== null)];
+    const written: RefLogEntry[] = [];
+    let summaryTouched = false;
+    try {
+      for (const c of order) {
+        written.push(c);
+        await repo.setRef(c.ref, c.new);
+      }
+      summaryTouched = true;
       await updateSummary(repo, opts.signer?.signSummary);
-      await appendRefLog(repo, changes);
-      opts.onPublished?.(changes);
+    } catch (e) {
+      // All or nothing: put back what was already moved (newest first) and,
+      // if the summary was being replaced, one of the refs as they were; then
+      // report the failure (nothing goes to the reflog).
+      for (const c of written.reverse()) await repo.setRef(c.ref, c.old).catch(() => undefined);
+      if (summaryTouched) await updateSummary(repo, opts.signer?.signSummary).catch(() => undefined);
+      throw e;
     }
+    await appendRefLog(repo, changes);
+    opts.onPublished?.(changes);
     return changes;
   });
+}
+
+/**
+ * A ref is a file under refs/heads/, so `a` and `a/b` cannot both exist: one
+ * would have to be a file and a folder at once. Checked on the refs as they
+ * will be (existing refs, minus this request's deletions, plus its creations)
+ * before anything is written; CONFLICT naming the clashing pairs otherwise.
+ */
+async function checkRefPaths(repo: Repo, updates: RefUpdate[]): Promise<void> {
+  const final = new Set<string>();
+  for await (const key of repo.backend.list('refs/heads')) final.add(key.slice('refs/heads/'.length));
+  for (const u of updates) if (u.commit === null) final.delete(u.ref);
+  for (const u of updates) if (u.commit !== null) final.add(u.ref);
+  // Every folder the final refs need, with one ref that needs it.
+  const folders = new Map<string, string>();
+  for (const ref of final) {
+    for (let i = ref.indexOf('/'); i !== -1; i = ref.indexOf('/', i + 1)) {
+      const folder = ref.slice(0, i);
+      if (!folders.has(folder)) folders.set(folder, ref);
+    }
+  }
+  const clashes: Array<{ ref: string; clashesWith: string }> = [];
+  for (const u of updates) {
+    if (u.commit === null) continue;
+    const under = folders.get(u.ref);
+    if (under !== undefined) clashes.push({ ref: u.ref, clashesWith: under });
+    for (let i = u.ref.indexOf('/'); i !== -1; i = u.ref.indexOf('/', i + 1)) {
+      const folder = u.ref.slice(0, i);
+      if (final.has(folder)) clashes.push({ ref: u.ref, clashesWith: folder });
+    }
+  }
+  if (clashes.length) {
+    const [c] = clashes;
+    throw new CairnError('CONFLICT', `ref ${c!.ref} clashes with ref ${c!.clashesWith}: a ref cannot also be a folder of refs`, { clashes: clashes.slice(0, 100) });
+  }
 }
 
 /**

@@ -1,0 +1,153 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import request from 'supertest';
+import { FsBackend } from '../../storage/backends/fs';
+import type { Backend, WriteSource } from '../../storage/backends/backend';
+import { CairnError } from '../../storage/errors';
+import { parse, serialize } from '../../storage/gvariant';
+import { sha256Hex } from '../../storage/objects/checksum';
+import { ARCHIVE_EXTENSION, OBJECT_GVARIANT_TYPE } from '../../storage/objects/types';
+import { objectName, walkCommitTree, type ObjectRef } from '../../storage/repo/closure';
+import { updateRefs } from '../../storage/repo/publish';
+import { Repo } from '../../storage/repo/repo';
+import { issueToken } from '../../server/auth/tokens';
+import { createServerContext } from '../../server/bootstrap';
+import type { CairnApp } from '../../server/app';
+import type { ServerContext } from '../../server/context';
+import { FIXTURE_REPO, ROOT_DIRMETA, S1, S1_ROOT_DIRTREE } from '../helpers/fixtures';
+import { makeApp, makeDataDir, type TestData } from './helpers';
+
+/**
+ * Security review, finding 3: a multi-ref update whose refs clash as paths
+ * (`a` and `a/b` cannot both be refs) used to write the first ref and then
+ * fail with 500. Clashes are now found before anything is written (409), and
+ * a write that still fails midway is rolled back: no ref, summary or reflog
+ * changes.
+ */
+let data: TestData;
+let app: CairnApp;
+let ctx: ServerContext;
+let main: Repo;
+let token: string;
+let C: string; // a commit of S1's tree without a ref binding, publishable under any ref
+const fixture = new Repo('fixture', new FsBackend(FIXTURE_REPO));
+
+before(async () => {
+  data = makeDataDir();
+  main = await data.registry.create('main');
+  ctx = await createServerContext(data.dataDir, data.registry, { deltas: false });
+  app = makeApp(data, { context: ctx });
+  token = (await issueToken(ctx.auth.secret, { sub: 'builder', scope: ['push'], repos: ['main'], ttlSeconds: 600 })).token;
+  const walk = await walkCommitTree(fixture, S1);
+  let r = request(app).post('/api/repos/main/objects').set('Authorization', `Bearer ${token}`);
+  for (const o of walk.objects) r = r.attach(objectName(o), bytesOf(o), objectName(o));
+  await r.expect(200);
+  const commit = serialize('(a{sv}aya(say)sstayay)', [[], Buffer.alloc(0), [], 'unbound', '', 0n, Buffer.from(S1_ROOT_DIRTREE, 'hex'), Buffer.from(ROOT_DIRMETA, 'hex')]);
+  C = sha256Hex(commit);
+  await request(app).post('/api/repos/main/objects').set('Authorization', `Bearer ${token}`).attach(`${C}.commit`, commit, `${C}.commit`).expect(200);
+  await moveRefs([
+    { ref: 'sample/main', commit: S1, expected: null },
+    { ref: 'a/b', commit: C, expected: null },
+  ]).expect(200);
+});
+
+after(() => data.cleanup());
+
+function bytesOf(o: ObjectRef): Buffer {
+  return readFileSync(path.join(FIXTURE_REPO, 'objects', o.checksum.slice(0, 2), `${o.checksum.slice(2)}.${ARCHIVE_EXTENSION[o.type]}`));
+}
+
+function moveRefs(updates: unknown[]) {
+  return request(app).post('/api/repos/main/refs').set('Authorization', `Bearer ${token}`).send({ updates });
+}
+
+/** Everything a ref move changes: refs, summary, its signature, the reflog. */
+async function state(): Promise<unknown> {
+  const file = (rel: string) => {
+    const p = path.join(main.backend.location, rel);
+    return existsSync(p) ? readFileSync(p).toString('hex') : null;
+  };
+  const reflogDir = path.join(main.backend.location, 'state/cairn/reflog');
+  const reflogFiles = existsSync(reflogDir) ? readdirSync(reflogDir, { recursive: true }).map(String).sort() : [];
+  return { refs: Object.fromEntries(await main.listRefs()), summary: file('summary'), sig: file('summary.sig'), reflogFiles };
+}
+
+test('refs that clash as paths are refused with 409 before anything is written', async () => {
+  const before = await state();
+  const cases: Array<[string, unknown[], { ref: string; clashesWith: string }]> = [
+    ['a ref under an existing ref', [{ ref: 'fresh', commit: C }, { ref: 'a/b/c', commit: C }], { ref: 'a/b/c', clashesWith: 'a/b' }],
+    ['a ref where existing refs have a folder', [{ ref: 'fresh', commit: C }, { ref: 'a', commit: C }], { ref: 'a', clashesWith: 'a/b' }],
+    ['a ref over the folder of an existing one, deep', [{ ref: 'fresh', commit: C }, { ref: 'sample', commit: C }], { ref: 'sample', clashesWith: 'sample/main' }],
+    ['two new refs of the same request', [{ ref: 'n/x', commit: C }, { ref: 'n', commit: C }], { ref: 'n/x', clashesWith: 'n' }],
+  ];
+  for (const [what, updates, clash] of cases) {
+    const r = await moveRefs(updates);
+    assert.equal(r.status, 409, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.error.code, 'CONFLICT', what);
+    assert.ok(
+      (r.body.error.details.clashes as Array<{ ref: string; clashesWith: string }>).some((c) => c.ref === clash.ref && c.clashesWith === clash.clashesWith),
+      `${what}: ${JSON.stringify(r.body.error.details)}`,
+    );
+    assert.deepEqual(await state(), before, `${what}: something changed`);
+  }
+  const log = await request(app).get('/api/repos/main/reflog').expect(200);
+  assert.equal(log.body.entries.length, 2);
+});
+
+test('a deletion in the same request frees the path: a/b goes, a/b/c comes', async () => {
+  const r = await moveRefs([
+    { ref: 'a/b/c', commit: C, expected: null },
+    { ref: 'a/b', commit: null, expected: C },
+  ]);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const refs = Object.fromEntries(await main.listRefs());
+  assert.equal(refs['a/b/c'], C);
+  assert.equal(refs['a/b'], undefined);
+});
+
+/** The repository's own backend, with writes to chosen keys failing like a full disk. */
+function failingOn(keys: Set<string>): Backend {
+  const inner = main.backend;
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'write') {
+        return async (key: string, d: WriteSource) => {
+          if (keys.has(key)) throw new CairnError('IO', `injected failure writing ${key}`);
+          return target.write(key, d);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+test('a write that fails midway is rolled back: refs, summary and reflog as before', async () => {
+  const before = await state();
+  const repo = new Repo('main', failingOn(new Set(['refs/heads/z/second'])));
+  await assert.rejects(
+    updateRefs(
+      repo,
+      [
+        { ref: 'z/first', commit: C, expected: null },
+        { ref: 'sample/main', commit: null, expected: S1 },
+        { ref: 'z/second', commit: C, expected: null },
+      ],
+      { actor: 'test' },
+    ),
+    (e: unknown) => e instanceof CairnError && e.code === 'IO',
+  );
+  assert.deepEqual(await state(), before, 'the failed update left changes behind');
+  // The summary is written last, and a failure there undoes the refs too (the
+  // summary is then regenerated for the old refs: same refs, a new timestamp).
+  const signer = await ctx.signerFor(main);
+  const noSummary = new Repo('main', failingOn(new Set(['summary'])));
+  await assert.rejects(updateRefs(noSummary, [{ ref: 'z/first', commit: C, expected: null }], { actor: 'test', signer }));
+  const afterwards = (await state()) as { refs: unknown; reflogFiles: unknown };
+  const was = before as { refs: unknown; reflogFiles: unknown };
+  assert.deepEqual([afterwards.refs, afterwards.reflogFiles], [was.refs, was.reflogFiles], 'a failed summary left refs behind');
+  const [summaryRefs] = parse(OBJECT_GVARIANT_TYPE.summary, readFileSync(path.join(main.backend.location, 'summary'))) as [Array<[string, unknown]>];
+  assert.deepEqual(summaryRefs.map(([n]) => n), Object.keys(was.refs as object).sort());
+});
