@@ -1,8 +1,9 @@
 import express, { Router } from 'express';
 import { CairnError } from '../../storage/errors';
 import { updateRefs, type RefUpdate } from '../../storage/repo/publish';
-import { readRefLog } from '../../storage/repo/reflog';
-import { requireAccess } from '../auth/middleware';
+import { DEFAULT_REFLOG_LIMIT, MAX_REFLOG_LIMIT, readRefLogPage } from '../../storage/repo/reflog';
+import { claimsOf, requireAccess } from '../auth/middleware';
+import { allows } from '../auth/tokens';
 import { repoParam, requireOwned, type ServerContext } from '../context';
 import { requireRepoRead } from './access';
 
@@ -41,9 +42,15 @@ export function refRoutes(ctx: ServerContext): Router {
     const repo = await repoParam(ctx, req);
     await requireRepoRead(ctx, req, res, repo.name);
     const ref = typeof req.query.ref === 'string' ? req.query.ref : undefined;
-    const limit = Math.min(1000, Math.max(1, Number(req.query.limit ?? 100) || 100));
+    const limit = Math.min(MAX_REFLOG_LIMIT, Math.max(1, Number(req.query.limit ?? DEFAULT_REFLOG_LIMIT) || DEFAULT_REFLOG_LIMIT));
+    const before = req.query.before;
+    if (before !== undefined && (typeof before !== 'string' || before.length === 0 || before.length > 200)) throw new CairnError('INVALID_ARGUMENT', 'before must be the "next" of a previous page');
+    // Who moved a ref (a token subject) is for publishers and admins of this repository only.
+    const claims = await claimsOf(ctx.auth, req, res);
+    const showActor = claims !== null && allows(claims, { scope: 'push', repo: repo.name });
+    const page = await readRefLogPage(repo, { ref, limit, before });
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ entries: await readRefLog(repo, { ref, limit }) });
+    res.json({ entries: showActor ? page.entries : page.entries.map(({ actor: _actor, ...e }) => e), next: page.next });
   });
 
   return router;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Repo } from './repo';
 
 /** One recorded ref move. `old`/`new` are null for creation/deletion. */
@@ -15,29 +15,98 @@ export interface RefLogEntry {
  * The history of ref moves, kept in the repository's local-only `state/`
  * folder (never served to clients), one small immutable file per entry so
  * that recording is a single atomic write on any backend.
+ *
+ * File names sort by time and carry a digest of the ref:
+ * `<time>-<random>-r<16 hex of sha256(ref)>.json`, so reading one ref's
+ * history opens only the files whose name has its digest (a collision is
+ * caught by the ref inside). Entries written before the digest was added
+ * (`<time>-<random>.json`) are still read, by opening them.
  */
 const PREFIX = 'state/cairn/reflog';
 
-export async function appendRefLog(repo: Repo, entries: RefLogEntry[]): Promise<void> {
-  for (const e of entries) {
-    const key = `${PREFIX}/${e.time.replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}.json`;
-    await repo.backend.write(key, Buffer.from(JSON.stringify(e) + '\n'));
-  }
+/** Entries one read returns by default, and at most. */
+export const DEFAULT_REFLOG_LIMIT = 100;
+export const MAX_REFLOG_LIMIT = 1000;
+/** Files one read may open (old-format names and digest collisions need opening). */
+export const MAX_REFLOG_FILE_READS = 5000;
+
+export function refDigest(ref: string): string {
+  return createHash('sha256').update(ref, 'utf8').digest('hex').slice(0, 16);
 }
 
-/** Newest first; optionally only one ref's history. */
-export async function readRefLog(repo: Repo, opts: { ref?: string; limit?: number } = {}): Promise<RefLogEntry[]> {
-  const keys: string[] = [];
-  for await (const k of repo.backend.list(PREFIX)) if (k.endsWith('.json')) keys.push(k);
-  keys.sort().reverse();
-  const out: RefLogEntry[] = [];
-  for (const k of keys) {
-    const got = await repo.backend.read(k);
-    if (!got) continue;
-    const e = JSON.parse(got.data.toString('utf8')) as RefLogEntry;
-    if (opts.ref && e.ref !== opts.ref) continue;
-    out.push(e);
-    if (opts.limit && out.length >= opts.limit) break;
+/** The file name of a new entry (without the folder). */
+export function refLogFileName(e: RefLogEntry): string {
+  return `${e.time.replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}-r${refDigest(e.ref)}.json`;
+}
+
+const NEW_NAME = /-r([0-9a-f]{16})\.json$/;
+
+export async function appendRefLog(repo: Repo, entries: RefLogEntry[]): Promise<void> {
+  for (const e of entries) await repo.backend.write(`${PREFIX}/${refLogFileName(e)}`, Buffer.from(JSON.stringify(e) + '\n'));
+}
+
+export interface RefLogQuery {
+  /** Only this ref's history. */
+  ref?: string;
+  /** Most entries to return (default 100, at most 1000). */
+  limit?: number;
+  /** A cursor: only entries older than this one (`next` of the previous page). */
+  before?: string;
+  /** Most files to open (default and maximum MAX_REFLOG_FILE_READS). */
+  maxReads?: number;
+}
+
+export interface RefLogPage {
+  /** Newest first. */
+  entries: RefLogEntry[];
+  /** Where the next page starts (pass as `before`), or null when there is nothing older. */
+  next: string | null;
+  /** Files opened for this page. */
+  filesRead: number;
+}
+
+/**
+ * One page of the history, newest first: names are listed (no reads), then
+ * opened from the newest down only while entries are still needed, skipping
+ * other refs' new-format names unopened, and never more than `maxReads`
+ * files; `next` says where to go on when the page stopped early.
+ */
+export async function readRefLogPage(repo: Repo, q: RefLogQuery = {}): Promise<RefLogPage> {
+  const limit = Math.min(MAX_REFLOG_LIMIT, Math.max(1, Math.floor(q.limit ?? DEFAULT_REFLOG_LIMIT)));
+  const maxReads = Math.min(MAX_REFLOG_FILE_READS, Math.max(1, Math.floor(q.maxReads ?? MAX_REFLOG_FILE_READS)));
+  const digest = q.ref !== undefined ? refDigest(q.ref) : undefined;
+  const names: string[] = [];
+  for await (const k of repo.backend.list(PREFIX)) {
+    const name = k.slice(PREFIX.length + 1);
+    if (!name.endsWith('.json') || name.includes('/')) continue;
+    if (q.before !== undefined && !(name < q.before)) continue;
+    if (digest !== undefined) {
+      const m = NEW_NAME.exec(name);
+      if (m && m[1] !== digest) continue; // another ref's entry: not opened
+    }
+    names.push(name);
   }
-  return out;
+  names.sort().reverse();
+  const entries: RefLogEntry[] = [];
+  let filesRead = 0;
+  for (let i = 0; i < names.length; i++) {
+    if (entries.length >= limit || filesRead >= maxReads) return { entries, next: names[i - 1] ?? q.before ?? null, filesRead };
+    const got = await repo.backend.read(`${PREFIX}/${names[i]}`);
+    filesRead++;
+    if (!got) continue;
+    let e: RefLogEntry;
+    try {
+      e = JSON.parse(got.data.toString('utf8')) as RefLogEntry;
+    } catch {
+      continue; // a damaged entry does not hide the others
+    }
+    if (q.ref !== undefined && e.ref !== q.ref) continue;
+    entries.push(e);
+  }
+  return { entries, next: null, filesRead };
+}
+
+/** Newest first; optionally only one ref's history (the first page of readRefLogPage). */
+export async function readRefLog(repo: Repo, opts: { ref?: string; limit?: number } = {}): Promise<RefLogEntry[]> {
+  return (await readRefLogPage(repo, opts)).entries;
 }
