@@ -108,8 +108,17 @@ export const OPENAPI = {
       },
     },
     '/api/repos/{repo}/reflog': {
-      parameters: [repoParam, { name: 'ref', in: 'query', schema: { type: 'string' } }, { name: 'limit', in: 'query', schema: { type: 'integer' } }],
-      get: { summary: 'Ref history, newest first: time, ref, old, new, actor (token subject)', responses: { '200': { description: 'entries' } } },
+      parameters: [
+        repoParam,
+        { name: 'ref', in: 'query', schema: { type: 'string' } },
+        { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+        { name: 'before', in: 'query', schema: { type: 'string' }, description: 'the `next` of the previous page' },
+      ],
+      get: {
+        summary: 'Ref history, newest first: time, ref, old, new, and actor (token subject) for push or admin tokens of the repository only',
+        description: 'A page opens at most 5,000 entry files; `next` (null at the end) continues with `before`.',
+        responses: { '200': json({ type: 'object', properties: { entries: { type: 'array' }, next: { type: ['string', 'null'] } } }), ...errors(400, 401, 403, 404) },
+      },
     },
     '/api/repos/{repo}/deltas': {
       parameters: [repoParam],
