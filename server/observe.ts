@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
-import type { Logger } from './logging';
+import type { Logger, RequestLogFields } from './logging';
 import type { Metrics } from './metrics';
 
 /**
@@ -57,17 +57,8 @@ export function observe(log: Logger, metrics: Metrics | undefined, req: Incoming
   };
 }
 
-export interface RecordedRequest {
-  route: string;
-  method: string;
-  /** Without the query. */
-  path: string;
-  status: number;
-  bytes: number;
-  durationMs: number;
-  repo?: string;
-  aborted: boolean;
-}
+/** A request answered: its log line's fields and its metrics route label. */
+export type RecordedRequest = RequestLogFields & { route: string };
 
 /** The one accounting of an answered request, whichever transport wrote it: the metrics and the request log line. */
 export function recordRequest(log: Logger, metrics: Metrics | undefined, r: RecordedRequest): void {

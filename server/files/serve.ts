@@ -75,7 +75,7 @@ export function answerFile(req: FileRequest, backend: Backend, key: string, cls:
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const info = backend.statNow(key);
     if (!info) return null;
-    const answer = answerVersionNow(req, backend, key, cls, info, opts);
+    const answer = answerVersionNow(req, backend, key, cls, info, opts, readNowOf(backend, key));
     if (answer === 'async') return answerVersion(req, backend, key, cls, info, opts).then((a) => (a === 'changed' ? answerFileAsync(req, backend, key, cls, opts, attempt + 1) : a));
     if (answer !== 'changed') return answer;
   }
@@ -135,22 +135,24 @@ export function releaseAnswer(answer: FileAnswer): void {
   void answer.file?.reader.close().catch(() => undefined);
 }
 
-/** The synchronous part of answerVersion: everything but opening a reader ('async'). */
-function answerVersionNow(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): FileAnswer | null | 'changed' | 'async' {
+type Got = { data: Buffer; info: BlobInfo } | null;
+
+/**
+ * The synchronous part of answerVersion: everything but opening a reader
+ * ('async'). `read` reads a file small enough for the cache that the cache
+ * does not hold at this version.
+ */
+function answerVersionNow(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions, read: () => Got): FileAnswer | null | 'changed' | 'async' {
   const cache = opts.cache;
-  if (req.method !== 'HEAD' && cache?.accepts(info.size)) {
-    let entry = cache.get(backend, key, info.version);
+  if (wantsCached(req, info, opts)) {
+    let entry = cache!.get(backend, key, info.version);
     if (entry) opts.metrics?.cacheHit(CACHE_NAME);
     else {
       opts.metrics?.cacheMiss(CACHE_NAME);
-      // Files small enough to cache are read in one blocking go (see
-      // Backend.readNow): from the page cache that is a few microseconds,
-      // where four thread-pool round trips (open, fstat, read, close) added
-      // up to most of a small file's latency.
-      const got = backend.readNow!(key);
+      const got = read();
       if (!got) return null;
       if (got.info.version !== info.version) return 'changed';
-      entry = cache.set(backend, key, got.data, got.info) ?? { version: info.version, info, data: got.data };
+      entry = cache!.set(backend, key, got.data, got.info) ?? { version: info.version, info, data: got.data };
     }
     return buffered(req, cls, entry, opts);
   }
@@ -159,22 +161,31 @@ function answerVersionNow(req: FileRequest, backend: Backend, key: string, cls: 
   return 'async';
 }
 
+/** A GET of a file small enough for the cache: answered from (or into) it. */
+function wantsCached(req: FileRequest, info: BlobInfo, opts: ServeFileOptions): boolean {
+  return req.method !== 'HEAD' && opts.cache?.accepts(info.size) === true;
+}
+
+/**
+ * Files small enough to cache are read in one blocking go where the driver
+ * offers it (see Backend.readNow): from the page cache that is a few
+ * microseconds, where four thread-pool round trips (open, fstat, read,
+ * close) added up to most of a small file's latency.
+ */
+function readNowOf(backend: Backend, key: string): () => Got {
+  return () => backend.readNow!(key);
+}
+
 async function answerVersion(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<FileAnswer | null | 'changed'> {
-  const cache = opts.cache;
-  if (req.method !== 'HEAD' && cache?.accepts(info.size)) {
-    let entry = cache.get(backend, key, info.version);
-    if (entry) opts.metrics?.cacheHit(CACHE_NAME);
-    else {
-      opts.metrics?.cacheMiss(CACHE_NAME);
-      const got = backend.readNow ? backend.readNow(key) : await backend.read(key);
-      if (!got) return null;
-      if (got.info.version !== info.version) return 'changed';
-      entry = cache.set(backend, key, got.data, got.info) ?? { version: info.version, info, data: got.data };
-    }
-    return buffered(req, cls, entry, opts);
+  let read: () => Got;
+  if (backend.readNow) read = readNowOf(backend, key);
+  else {
+    const got = wantsCached(req, info, opts) && !opts.cache!.get(backend, key, info.version) ? await backend.read(key) : null;
+    read = () => got;
   }
+  const now = answerVersionNow(req, backend, key, cls, info, opts, read);
+  if (now !== 'async') return now;
   const d = decide(req, cls, info, opts);
-  if (d.status === 304 || d.status === 416 || req.method === 'HEAD') return d;
   // Large files: sent from an open handle, never read whole.
   const start = d.range?.start ?? 0;
   const end = d.range?.end ?? info.size - 1;
