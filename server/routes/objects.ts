@@ -33,6 +33,7 @@ export function objectRoutes(ctx: ServerContext): Router {
   router.post('/api/repos/:repo/objects/missing', push, express.json({ limit: '16mb' }), async (req, res) => {
     res.locals.route = 'api_objects_missing';
     const repo = await repoParam(ctx, req);
+    requireOwned(ctx, repo); // the first step of a push: refused here, before any upload
     const names = (req.body as { objects?: unknown })?.objects;
     if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new CairnError('INVALID_ARGUMENT', 'body must be {"objects": ["<checksum>.<type>", …]}');
     if (names.length > MAX_MISSING_QUERY) throw new CairnError('TOO_LARGE', `at most ${MAX_MISSING_QUERY} objects per query`);
