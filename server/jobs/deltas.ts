@@ -54,11 +54,10 @@ export interface DeltaJobsOptions extends JobQueueOptions {
   /**
    * On-demand deltas queued per repository: a token bucket holding `burst`
    * (default `perHour`) tokens, refilled at `perHour` (default 10) per hour;
-   * one token per delta actually queued. Beyond it: 'limited'.
+   * one token per delta actually queued. Beyond it: 'limited'. `now`: the
+   * bucket's clock in ms (tests).
    */
-  onDemandLimit?: { perHour?: number; burst?: number };
-  /** Clock of the rate limit, for tests (ms). */
-  now?: () => number;
+  onDemandLimit?: { perHour?: number; burst?: number; now?: () => number };
   compileOptions?: DeltaJobDeps['compileOptions'];
 }
 
@@ -94,7 +93,7 @@ export class DeltaJobs extends EventEmitter {
     const perHour = opts.onDemandLimit?.perHour ?? 10;
     const burst = opts.onDemandLimit?.burst ?? perHour;
     if (!(perHour >= 0) || !(burst >= 0)) throw new Error('onDemandLimit: perHour and burst must be ≥ 0');
-    this.bucket = { perMs: perHour / 3_600_000, burst, now: opts.now ?? Date.now, byRepo: new Map() };
+    this.bucket = { perMs: perHour / 3_600_000, burst, now: opts.onDemandLimit?.now ?? Date.now, byRepo: new Map() };
     this.queue = new JobQueue(opts);
     this.queue.register(
       deltaJobKind({
@@ -208,12 +207,12 @@ export class DeltaJobs extends EventEmitter {
     const now = b.now();
     const cur = b.byRepo.get(repo) ?? { tokens: b.burst, at: now };
     const tokens = Math.min(b.burst, cur.tokens + Math.max(0, now - cur.at) * b.perMs);
-    if (tokens < 1) {
+    if (tokens < 1 - 1e-9) {
       b.byRepo.set(repo, { tokens, at: now });
       return false;
     }
     if (!b.byRepo.has(repo) && b.byRepo.size >= 4096) b.byRepo.clear();
-    b.byRepo.set(repo, { tokens: tokens - 1, at: now });
+    b.byRepo.set(repo, { tokens: Math.max(0, tokens - 1), at: now });
     return true;
   }
 

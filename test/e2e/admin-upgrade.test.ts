@@ -22,6 +22,7 @@ import { Variant } from '../../storage/gvariant';
 import { commitFolder } from '../../storage/import/folder';
 import { updateRefs, type RepoSigner } from '../../storage/repo/publish';
 import { Repo } from '../../storage/repo/repo';
+import { SettingsStore } from '../../storage/repo/settings';
 import { listStaticDeltas, updateSummary } from '../../storage/repo/summary';
 import { ensureRepoKeys } from '../../storage/signing/keys';
 import { createRepoSigner } from '../../storage/signing/signer';
@@ -114,6 +115,9 @@ before(async () => {
   sysroot = path.join(work, 'sysroot');
   const data = path.join(work, 'data');
   repo = await Repo.init('main', new FsBackend(path.join(data, 'repos', 'main')));
+  // Made with storage calls, not by Cairn's registry: owned, so the server serves its keys (and
+  // may build deltas in it), as for a repository `cairn init-repo` made.
+  await new SettingsStore(data).update('main', { owned: true });
   // The keys the server will use and publish (it loads them from DATA/keys/main).
   signer = createRepoSigner(await ensureRepoKeys(data, 'main'));
   src.v1 = await makeOsTree(path.join(work, 'src', 'v1'), 1);

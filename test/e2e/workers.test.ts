@@ -23,6 +23,8 @@ test('--workers 2: a stock pull, the API and metrics through the cluster', async
   const src = await makeSourceTree(path.join(work, 'src'), { seed: 21, bigFileBytes: 400_000 });
   const commit = await commitTree(repo, { branch: 'os/stable', tree: src, timestamp: 1709251200 });
   await ostree(['summary', '-u'], { repo });
+  // Made by `ostree`: adopted, so the push API below answers for it (NOT_OWNED otherwise).
+  await run(process.execPath, [path.join(projectRoot(), 'bin', 'cairn.js'), 'adopt', 'main', '--data', data]);
 
   const server = await startCairn({ dataDir: data, extraArgs: ['--workers', '2'] });
   try {

@@ -99,8 +99,8 @@ test('a repository Cairn did not create is served as it is: no push, delta, summ
   // Credentials are checked first: a stranger learns nothing about ownership.
   await request(app).post('/api/repos/sample/refs').send({ updates: [{ ref: REF_NAME, commit: S1 }] }).expect(401);
   await request(app).post('/api/repos/sample/objects').expect(401);
-  // Which objects are missing is a read: still answered.
-  await request(app).post('/api/repos/sample/objects/missing').set('Authorization', `Bearer ${pushToken}`).send({ objects: [`${S1}.commit`] }).expect(200);
+  // The first step of a push, which objects are missing, is refused too.
+  assertNotOwned(await request(app).post('/api/repos/sample/objects/missing').set('Authorization', `Bearer ${pushToken}`).send({ objects: [`${S1}.commit`] }));
 
   // The delta API, on-demand deltas, the publish policy, the job itself.
   assertNotOwned(await request(app).post('/api/repos/sample/deltas').set('Authorization', `Bearer ${pushToken}`).send({ from: S1, to: S2 }));
