@@ -5,6 +5,8 @@ import { type Command, parseCommandLine, UsageError, dataDirOption } from '../co
 const usage = `Usage: cairn init-repo NAME [--data DIR] [--collection-id ID]
 
 Creates an empty archive repository at DIR/repos/NAME, served at /repo/NAME/.
+Cairn owns it from the start: it publishes into it (see 'cairn adopt' for
+repositories made by other tools).
 
 Options:
   --data DIR            data folder (env CAIRN_DATA, default ./data)

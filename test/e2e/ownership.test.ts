@@ -36,6 +36,7 @@ let flat: string; // one whose publisher also ran `ostree summary -u` with its o
 let cairn: CairnProcess;
 const C: string[] = [];
 let flatHead = '';
+const src: string[] = [];
 
 function cli(args: string[]): Promise<RunResult> {
   return runCommand(process.execPath, [CLI, ...args], { env: { ...process.env, CAIRN_TOKEN: '' }, timeoutMs: 300_000 });
@@ -88,6 +89,7 @@ before(async () => {
   await fsp.mkdir(path.join(data, 'repos'), { recursive: true });
   const src1 = await makeSourceTree(path.join(work, 'src', 'v1'), { seed: 4 });
   const src2 = await makeSourceTree(path.join(work, 'src', 'v2'), { seed: 4, extra: { 'added-in-v2.txt': 'two\n' } });
+  src.push(src1, src2);
 
   // `ostree init` + `ostree commit`, no summary: the repository of the report.
   theirs = await initRepo(path.join(work, 'elsewhere', 'theirs'), 'archive');
@@ -172,4 +174,34 @@ test('a repository made by `ostree`: anonymous requests write nothing into it, a
   assert.equal((await push('flat')).code, 1);
   await jobsSettled();
   assert.deepEqual(diff(flatBefore, await snapshot(flat)), []);
+});
+
+test('cairn commit and cairn delta refuse a repository Cairn does not own and leave it untouched; --adopt adopts it first', async () => {
+  const other = await initRepo(path.join(data, 'repos', 'other'), 'archive');
+  await commitTree(other, { branch: REF, tree: src[0]!, subject: 'o1', timestamp: 1_709_251_200 });
+  const o2 = await commitTree(other, { branch: REF, tree: src[1]!, subject: 'o2', timestamp: 1_709_337_600 });
+  const before = await snapshot(other);
+  const notOwned = /repository other was not created by Cairn; run `cairn adopt other`/;
+
+  const commit = ['commit', '--data', data, '--repo', 'other', '-b', REF, '--tree', src[0]!, '-s', 'o3'];
+  for (const args of [commit, ['delta', 'generate', '--data', data, '--repo', 'other', '--to', REF], ['delta', 'prune', '--data', data, '--repo', 'other']]) {
+    const r = await cli(args);
+    assert.equal(r.code, 1, `${args.slice(0, 2).join(' ')}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, notOwned);
+  }
+  const list = await cli(['delta', 'list', '--data', data, '--repo', 'other']);
+  assert.equal(list.code, 0, 'listing deltas is a read');
+  assert.deepEqual(diff(before, await snapshot(other)), [], 'refused commands wrote nothing');
+  assert.equal(existsSync(path.join(data, 'keys', 'other')), false);
+
+  const adopted = await cli([...commit, '--adopt']);
+  assert.equal(adopted.code, 0, adopted.stderr);
+  assert.match(adopted.stderr, /adopted other/);
+  const o3 = adopted.stdout.trim();
+  assert.equal(await revParse(other, REF), o3);
+  assert.equal((await ostree(['log', REF], { repo: other })).includes(o2), true, 'o3 follows o2');
+  const gen = await cli(['delta', 'generate', '--data', data, '--repo', 'other', '--to', REF]);
+  assert.equal(gen.code, 0, gen.stderr);
+  assert.equal(gen.stdout.trim(), `${o2}-${o3}`);
+  assert.match(await ostree(['fsck'], { repo: other }), /no errors/i);
 });
