@@ -71,24 +71,48 @@ export async function verifyFilez(
 
   // Default finishFlush (Z_FINISH): a deflate stream cut short is an error, not a short file.
   const inflate = createInflateRaw();
+  // zlib stops at the end of the deflate stream: from then on it takes no more
+  // input (its readable side ends, the for-await below destroys it, and a
+  // write still queued never gets its 'drain'). So the feeder waits for room
+  // *or* for the inflater to be done, and stops feeding once it is: whatever
+  // input is left over is trailing data behind a valid object (it would be
+  // stored and served), refused.
+  let inflaterDone = false;
+  const markDone = () => void (inflaterDone = true);
+  inflate.once('end', markDone);
+  inflate.once('close', markDone);
   let produced = 0;
   let fed = 0;
+  /** Input that came after the inflater was done (trailing data it never saw). */
+  let extra = 0;
   const feed = async () => {
     try {
-      fed += rest.length;
-      if (rest.length) if (!inflate.write(rest)) await onceDrain(inflate);
+      const write = async (b: Buffer | Uint8Array) => {
+        fed += b.length;
+        if (!inflate.write(b)) await room(inflate, () => inflaterDone);
+      };
+      if (rest.length) await write(rest);
       for (;;) {
+        // Read on even when the inflater is done: a next chunk is trailing data, the source's end is not.
         const { value, done } = await it.next();
         if (done) break;
-        fed += value.length;
-        if (!inflate.write(value)) await onceDrain(inflate);
+        if (value.length === 0) continue;
+        if (inflaterDone) {
+          extra += value.length;
+          return;
+        }
+        await write(value);
       }
-      inflate.end();
+      if (!inflaterDone) inflate.end();
     } catch (e) {
       inflate.destroy(e as Error);
     }
   };
   const feeding = feed();
+  /** Gives the source back without waiting for it (a pending read may wait on a slow or stalled peer). */
+  const release = () => void Promise.resolve(it.return?.()).catch(() => undefined);
+  const trailing = (n: number, atLeast: boolean) =>
+    new CairnError('INVALID_OBJECT', `${atLeast ? 'at least ' : ''}${n} bytes of trailing data after the compressed content`);
   try {
     for await (const chunk of inflate) {
       const b = chunk as Buffer;
@@ -99,21 +123,45 @@ export async function verifyFilez(
     }
   } catch (e) {
     inflate.destroy();
-    await it.return?.();
+    release();
     if (e instanceof CairnError) throw e;
     throw new CairnError('INVALID_OBJECT', `corrupt compressed content: ${(e as Error).message}`);
   }
+  // The inflater's output ended. bytesWritten counts only the input it
+  // consumed: input fed beyond it came after the end of the deflate stream.
+  // Known now, so refused now, without waiting for the rest of the source.
+  if (inflate.bytesWritten < fed) {
+    release();
+    throw trailing(fed - inflate.bytesWritten, true);
+  }
+  // Else the feeder ends at the source's end, or at its next chunk (trailing data).
   await feeding;
-  // zlib stops at the end of the deflate stream and ignores what follows;
-  // bytesWritten counts only the input it consumed. Anything left over is junk
-  // that would be stored and served behind a valid object.
-  if (inflate.bytesWritten !== fed) throw new CairnError('INVALID_OBJECT', `${fed - inflate.bytesWritten} bytes of trailing data after the compressed content`);
+  if (extra > 0) {
+    release();
+    throw trailing(extra, true);
+  }
+  if (inflate.bytesWritten !== fed) throw trailing(fed - inflate.bytesWritten, false);
   if (produced !== size) throw new CairnError('INVALID_OBJECT', `content inflates to ${produced} bytes, header declares ${size}`);
   return { checksum: hasher.digest(), header, size };
 }
 
-function onceDrain(s: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve) => s.once('drain', resolve));
+/**
+ * Resolves when `s` can take more input, or when it is done (ended, closed or
+ * destroyed): a stream that is done never emits the 'drain' a writer waits for.
+ */
+function room(s: NodeJS.ReadWriteStream, isDone: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    if (isDone()) return resolve();
+    const done = () => {
+      s.off('drain', done);
+      s.off('end', done);
+      s.off('close', done);
+      resolve();
+    };
+    s.once('drain', done);
+    s.once('end', done);
+    s.once('close', done);
+  });
 }
 
 function toAsyncIterator<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> {

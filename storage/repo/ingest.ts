@@ -1,4 +1,4 @@
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { CairnError } from '../errors';
 import { sha256Hex, validateChecksum } from '../objects/checksum';
 import { verifyFilez } from '../objects/filez';
@@ -127,6 +127,14 @@ async function readAtMost(source: AsyncIterable<Buffer | Uint8Array>, max: numbe
  * Passes the upload through to the backend while a verifier inflates and
  * hashes the same bytes; throws (so the backend discards its temporary file)
  * if the verifier fails or the checksum differs.
+ *
+ * No wait here depends on one side only: a wait for room in the verifier's
+ * pipe ends when the verifier gives up, and a wait for the next chunk of the
+ * upload ends when the verifier gives up too (a client that sent junk and then
+ * stalls is refused at once, not when it goes away). A refused upload's source
+ * is left to the caller, not destroyed (destroying an HTTP request's body
+ * resets the connection before the 4xx is sent); a readable source is resumed
+ * so the rest of it is discarded rather than read into nothing.
  */
 async function* verifyingFilez(
   source: AsyncIterable<Buffer | Uint8Array>,
@@ -139,32 +147,36 @@ async function* verifyingFilez(
   let failure: unknown;
   const verdict = verifyFilez(pipe, { maxSize: limits.maxFileSize }).catch((e: unknown) => {
     failure = e;
-    pipe.resume(); // keep draining so the writer below never blocks on a dead reader
+    // The verifier reads no more: a writer waiting for the pipe's 'drain' gets its 'close' instead.
+    pipe.destroy();
     return null;
   });
-  // Backpressure: wait for the verifier to take more, or for it to give up (it
-  // may destroy the pipe, which then never drains: a hung upload).
-  const writable = () =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        pipe.off('drain', done);
-        pipe.off('close', done);
-        resolve();
-      };
-      pipe.once('drain', done);
-      pipe.once('close', done);
-      if (failure || pipe.destroyed) done();
-    });
+  // Settles when the verifier is done. Before the end of the upload, that can only be a failure.
+  const verifierDone = verdict.then((): typeof VERIFIER_DONE => VERIFIER_DONE);
+  const it = iterate(source);
+  let sourceDone = false;
   let bytes = 0;
   try {
-    for await (const raw of source) {
-      const chunk = Buffer.from(raw);
+    for (;;) {
+      const next = it.next();
+      const step = await Promise.race([next, verifierDone]);
+      if (step === VERIFIER_DONE) {
+        next.then(noop, noop); // answered by the source whenever; nobody waits for it
+        break;
+      }
+      if (step.done) {
+        sourceDone = true;
+        break;
+      }
+      const chunk = asBuffer(step.value);
       bytes += chunk.length;
       if (bytes > limits.maxUploadSize) throw new CairnError('TOO_LARGE', `${name}: upload exceeds ${limits.maxUploadSize} bytes`, { object: name });
       if (failure) break;
-      if (!pipe.write(chunk)) await writable();
+      if (!pipe.write(chunk)) await room(pipe);
+      if (failure) break;
       yield chunk;
     }
+    if (!sourceDone) throw withObject(failure, name);
     pipe.end();
     const result = await verdict;
     if (failure || !result) throw withObject(failure, name);
@@ -174,7 +186,49 @@ async function* verifyingFilez(
     onBytes(bytes);
   } finally {
     if (!pipe.writableEnded) pipe.destroy();
+    if (!sourceDone) release(it, source);
   }
+}
+
+const VERIFIER_DONE = Symbol('verifier done');
+const noop = (): void => undefined;
+
+function asBuffer(b: Buffer | Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** A readable stream's iterator that leaves the stream alive when given back (return()); any other source's own. */
+function iterate(source: AsyncIterable<Buffer | Uint8Array>): AsyncIterator<Buffer | Uint8Array> {
+  if (source instanceof Readable) return source.iterator({ destroyOnReturn: false });
+  return source[Symbol.asyncIterator]();
+}
+
+/**
+ * Stops reading a source before its end without waiting for it (a pending
+ * read may wait on a stalled client) and without destroying it; a readable
+ * stream is then resumed, its remaining bytes discarded as they come.
+ */
+function release(it: AsyncIterator<Buffer | Uint8Array>, source: AsyncIterable<Buffer | Uint8Array>): void {
+  void Promise.resolve()
+    .then(() => it.return?.())
+    .catch(noop)
+    .then(() => {
+      if (source instanceof Readable && !source.destroyed) source.resume();
+    });
+}
+
+/** Resolves when `s` takes more input, or when it is closed (destroyed: no 'drain' will come). */
+function room(s: PassThrough): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (s.destroyed || !s.writableNeedDrain) return resolve();
+    const done = () => {
+      s.off('drain', done);
+      s.off('close', done);
+      resolve();
+    };
+    s.once('drain', done);
+    s.once('close', done);
+  });
 }
 
 function withObject(e: unknown, name: string): CairnError {
