@@ -46,7 +46,15 @@ export interface Backend {
   openReader?(key: string): Promise<BlobReader | null>;
   /** Atomically creates or replaces `key`: readers see the old bytes or all the new ones, never a part. */
   write(key: string, data: WriteSource): Promise<void>;
-  /** Removes `key`; absent is not an error. */
+  /**
+   * Removes `key`; absent is not an error. A driver with real folders also
+   * removes the folders this leaves empty (up to, not including, the ones a
+   * repository must keep: its root and layout folders such as refs/heads),
+   * so that afterwards no prefix of the removed key is in the way: after
+   * removing `x/y/z` (and nothing else under `x/`), listing `x/` yields
+   * nothing and `x/y` (or `x`) can be written as a key. A concurrent write
+   * into a folder being pruned still succeeds.
+   */
   remove(key: string): Promise<void>;
   /**
    * Creates empty "folders" that tools reading the layout directly expect

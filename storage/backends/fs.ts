@@ -28,7 +28,32 @@ export interface FsBackendOptions {
    * (an operator's stray `x -> ../../secrets/token-secret` is not served).
    */
   confine?: boolean;
+  /**
+   * Folders (relative to the root) that `remove` never deletes even when it
+   * leaves them empty, nor their parents; default REPO_LAYOUT_FOLDERS. The
+   * root is never deleted, and neither is a folder given to ensurePrefixes.
+   */
+  keepFolders?: readonly string[];
 }
+
+/**
+ * The folders of an OSTree repository's layout (those `ostree init` creates,
+ * and the delta folders): ostree's own tools expect them to exist, so
+ * removing the last file in one keeps the folder.
+ */
+export const REPO_LAYOUT_FOLDERS: readonly string[] = [
+  'objects',
+  'refs',
+  'refs/heads',
+  'refs/mirrors',
+  'refs/remotes',
+  'tmp',
+  'tmp/cache',
+  'state',
+  'extensions',
+  'deltas',
+  'delta-indexes',
+];
 
 /** How long a folder's real path is trusted (folders of a repository are re-pointed by hand, if ever). */
 const DIR_CHECK_MS = 1000;
@@ -39,12 +64,23 @@ export class FsBackend implements Backend {
   private readonly confine: boolean;
   /** Folders below the root whose real path was checked: confined or not, and when. */
   private readonly dirs = new Map<string, { inside: boolean; at: number }>();
+  /** The root, absolute and normalised: where pruning stops. */
+  private readonly rootPath: string;
+  /** Absolute paths of the folders remove() must keep (see keepFolders), with their parents. */
+  private readonly keep = new Set<string>();
 
   constructor(
     readonly root: string,
     opts: FsBackendOptions = {},
   ) {
     this.confine = opts.confine === true;
+    this.rootPath = path.resolve(root);
+    for (const f of opts.keepFolders ?? REPO_LAYOUT_FOLDERS) this.keepFolder(validateKey(f));
+  }
+
+  /** Marks `rel` and every folder above it (below the root) as kept. */
+  private keepFolder(rel: string): void {
+    for (let p = path.resolve(this.rootPath, rel); p.startsWith(this.rootPath + path.sep); p = path.dirname(p)) this.keep.add(p);
   }
 
   get location(): string {
@@ -254,9 +290,21 @@ export class FsBackend implements Backend {
       await fh.close();
       fh = undefined;
       // The target's folder is made only now, so a refused write leaves no trace.
-      await this.ensureDir(dir);
-      await fsp.rename(tmp, target);
-      await fsyncDir(dir);
+      // A concurrent remove() may prune that folder (empty until the rename)
+      // between the two steps: the rename then fails with ENOENT; make it again, once.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.ensureDir(dir);
+          await fsp.rename(tmp, target);
+          break;
+        } catch (e) {
+          if (attempt > 0 || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        }
+      }
+      // Gone only if the new file was removed (and its folder pruned) meanwhile: nothing to sync.
+      await fsyncDir(dir).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
     } catch (e) {
       if (fh) await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true }).catch(() => {});
@@ -277,18 +325,47 @@ export class FsBackend implements Backend {
     for (const p of synced) await fsyncDir(p);
   }
 
+  /**
+   * Unlinks `key`, then removes the folders it leaves empty, innermost first,
+   * so a removed key leaves no folder behind (deleting ref `a/b` frees the
+   * name `a`). Stops at the first folder that is not empty, is the root, is
+   * kept (keepFolders, ensurePrefixes) or cannot be removed (a symlink, say):
+   * a writer that just put a file into a folder wins (rmdir fails ENOTEMPTY),
+   * and a writer whose fresh, still empty folder vanished makes it again
+   * (write's retry).
+   */
   async remove(key: string): Promise<void> {
     const target = this.resolve(key);
     try {
       await fsp.unlink(target);
-      await fsyncDir(path.dirname(target));
+    } catch (e) {
+      if (isNotFoundErrno(e)) return;
+      throw ioError(e, key);
+    }
+    let dir = path.resolve(path.dirname(target));
+    while (dir.startsWith(this.rootPath + path.sep) && !this.keep.has(dir)) {
+      try {
+        await fsp.rmdir(dir);
+      } catch {
+        break; // ENOTEMPTY/EEXIST (not empty, or just written into), ENOENT (pruned by another), ENOTDIR (a symlink), …
+      }
+      dir = path.dirname(dir);
+    }
+    // The folder whose entry changed last: the file's own, or the parent of the last folder removed.
+    try {
+      await fsyncDir(dir);
     } catch (e) {
       if (!isNotFoundErrno(e)) throw ioError(e, key);
     }
   }
 
+  /** Also marks the folders as kept: remove() never prunes them. */
   async ensurePrefixes(prefixes: string[]): Promise<void> {
-    for (const p of prefixes) await this.ensureDir(this.resolve(p));
+    for (const p of prefixes) {
+      const dir = this.resolve(p);
+      this.keepFolder(p);
+      await this.ensureDir(dir);
+    }
   }
 
   /** Lock files live in the repository's tmp/ (never served; same filesystem for every process). */

@@ -216,6 +216,46 @@ export function backendConformance(name: string, makeBackend: () => Promise<Back
         assert.deepEqual((await b.read('refs/heads/a'))?.data, Buffer.from('again'));
       }));
 
+    test('remove leaves no folder in the way: a removed key\'s prefixes can become keys', () =>
+      withBackend(async (b) => {
+        await b.write('x/y/z', Buffer.from('z'));
+        await b.remove('x/y/z');
+        assert.deepEqual(await listAll(b, 'x/'), []);
+        assert.deepEqual(await listAll(b, 'x'), []);
+        assert.deepEqual(await listAll(b, ''), []);
+        // x/y was a folder of the removed key: now it can be a key
+        await b.write('x/y', Buffer.from('y'));
+        assert.deepEqual((await b.read('x/y'))?.data, Buffer.from('y'));
+        assert.deepEqual(await listAll(b, 'x/'), ['x/y']);
+        // and x too, once x/y is gone
+        await b.remove('x/y');
+        await b.write('x', Buffer.from('x'));
+        assert.deepEqual((await b.read('x'))?.data, Buffer.from('x'));
+        assert.deepEqual(await listAll(b, ''), ['x']);
+        // refs: deleting ref a/b frees the name a, and siblings are untouched
+        await b.write('refs/heads/a/b', Buffer.from('ab'));
+        await b.write('refs/heads/c/d', Buffer.from('cd'));
+        await b.write('refs/heads/c/e/f', Buffer.from('cef'));
+        await b.remove('refs/heads/a/b');
+        await b.remove('refs/heads/c/e/f');
+        await b.write('refs/heads/a', Buffer.from('a'));
+        await b.write('refs/heads/c/e', Buffer.from('ce'));
+        assert.deepEqual(await listAll(b, 'refs/heads'), ['refs/heads/a', 'refs/heads/c/d', 'refs/heads/c/e']);
+      }));
+
+    test('remove racing writes into the folders it prunes: every write succeeds and stays', () =>
+      withBackend(async (b) => {
+        for (let round = 0; round < 30; round++) {
+          await b.write(`p/q${round % 3}/r/old`, Buffer.from('old'));
+          const key = `p/q${round % 3}/r/new${round}`;
+          await Promise.all([b.remove(`p/q${round % 3}/r/old`), b.write(key, Buffer.from(`new ${round}`))]);
+          assert.deepEqual((await b.read(key))?.data, Buffer.from(`new ${round}`), `round ${round}`);
+          assert.equal(await b.stat(`p/q${round % 3}/r/old`), null);
+          await b.remove(key);
+        }
+        assert.deepEqual(await listAll(b, ''), []);
+      }));
+
     test('list: recursive, full keys, empty prefix, prefix with and without trailing slash', () =>
       withBackend(async (b) => {
         assert.deepEqual(await listAll(b, ''), [], 'a fresh backend is empty');
