@@ -63,8 +63,9 @@ export interface DeltaJobsOptions extends JobQueueOptions {
 
 /**
  * Queue limits from the environment, for `cairn serve`: CAIRN_JOBS_CONCURRENCY
- * (jobs at once, default 1: each delta job keeps a core busy) and
- * CAIRN_JOBS_MAX_QUEUED (default 100).
+ * (jobs at once, default 1: each delta job keeps a core busy),
+ * CAIRN_JOBS_MAX_QUEUED (default 100) and CAIRN_ONDEMAND_PER_HOUR (on-demand
+ * deltas queued per repository per hour, default 10; 0: none).
  */
 export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): DeltaJobsOptions {
   const int = (name: string, min: number): number | undefined => {
@@ -73,7 +74,8 @@ export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): D
     if (!/^\d+$/.test(v) || Number(v) < min) throw new Error(`${name} must be an integer ≥ ${min}, not "${v}"`);
     return Number(v);
   };
-  return { maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1), maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0) };
+  const perHour = int('CAIRN_ONDEMAND_PER_HOUR', 0);
+  return { maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1), maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0), ...(perHour === undefined ? {} : { onDemandLimit: { perHour } }) };
 }
 
 export class DeltaJobs extends EventEmitter {

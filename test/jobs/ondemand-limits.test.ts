@@ -13,7 +13,7 @@ import { issueToken } from '../../server/auth/tokens';
 import { createServerContext } from '../../server/bootstrap';
 import type { CairnApp } from '../../server/app';
 import type { ServerContext } from '../../server/context';
-import type { OnDemandResult } from '../../server/jobs/deltas';
+import { deltaJobsOptionsFromEnv, type OnDemandResult } from '../../server/jobs/deltas';
 import { createMetrics } from '../../server/metrics';
 import { makeApp, makeDataDir, type TestData } from '../http/helpers';
 
@@ -148,4 +148,10 @@ test('a delta from an unrelated old commit is not queued; one from the previous 
   const metrics = (await request(app).get('/metrics').expect(200)).text;
   assert.match(metrics, /cairn_delta_ondemand_total\{result="limited"\} 2/);
   assert.match(metrics, /cairn_delta_ondemand_total\{result="queued"\} 3/);
+});
+
+test('cairn serve takes the limit from CAIRN_ONDEMAND_PER_HOUR', () => {
+  assert.deepEqual(deltaJobsOptionsFromEnv({ CAIRN_ONDEMAND_PER_HOUR: '3' }).onDemandLimit, { perHour: 3 });
+  assert.equal(deltaJobsOptionsFromEnv({}).onDemandLimit, undefined, 'default: 10 per hour');
+  assert.throws(() => deltaJobsOptionsFromEnv({ CAIRN_ONDEMAND_PER_HOUR: 'lots' }), /CAIRN_ONDEMAND_PER_HOUR must be an integer/);
 });
