@@ -151,19 +151,27 @@ async function* verifyingFilez(
     pipe.destroy();
     return null;
   });
-  // Settles when the verifier is done. Before the end of the upload, that can only be a failure.
-  const verifierDone = verdict.then((): typeof VERIFIER_DONE => VERIFIER_DONE);
+  // The verifier is done: before the end of the upload, that can only be a
+  // failure. It wakes a wait for the next chunk (one slot, not a reaction per
+  // chunk on a promise that settles only at the end: Promise.race's leak).
+  let verifierDone = false;
+  let wake: (() => void) | undefined;
+  void verdict.then(() => {
+    verifierDone = true;
+    wake?.();
+  });
   const it = iterate(source);
   let sourceDone = false;
   let bytes = 0;
   try {
     for (;;) {
-      const next = it.next();
-      const step = await Promise.race([next, verifierDone]);
-      if (step === VERIFIER_DONE) {
-        next.then(noop, noop); // answered by the source whenever; nobody waits for it
-        break;
-      }
+      const step = await new Promise<IteratorResult<Buffer | Uint8Array> | typeof VERIFIER_DONE>((resolve, reject) => {
+        if (verifierDone) return resolve(VERIFIER_DONE);
+        wake = () => resolve(VERIFIER_DONE);
+        it.next().then(resolve, reject); // once woken, the source answers whenever: nobody waits for it
+      });
+      wake = undefined;
+      if (step === VERIFIER_DONE) break;
       if (step.done) {
         sourceDone = true;
         break;
