@@ -1,10 +1,6 @@
 import { isCairnError } from '../storage/errors';
 import { type Command, UsageError, wantsHelp } from './command';
-import { COMMANDS as LISTED } from './commands';
-import { adopt } from './commands/adopt';
-
-/** The dispatch table: cli/commands/index.ts's list, plus `adopt`. */
-const COMMANDS: readonly Command[] = [...LISTED.filter((c) => c.name !== adopt.name), adopt];
+import { COMMANDS } from './commands';
 
 /**
  * `cairn COMMAND [options]`. Exit status: 0 ok, 1 failure, 2 bad usage.

@@ -1,4 +1,5 @@
 import type { Command } from '../command';
+import { adopt } from './adopt';
 import { commit } from './commit';
 import { delta } from './delta';
 import { initRepo } from './initRepo';
@@ -14,4 +15,5 @@ export const COMMANDS: readonly Command[] = [
   token,
   pushCommand,
   delta,
+  adopt,
 ];

@@ -33,6 +33,7 @@ export function describeFailure(e: unknown, step: string, ctx: { tokenGiven: boo
         ? `${step}: the server refused the token (401 ${e.code}: ${e.message})`
         : `${step}: the server wants a token (401 ${e.code}: ${e.message}); pass --token or set CAIRN_TOKEN`;
     case 403:
+      if (e.code === 'NOT_OWNED') return `${step}: the server does not publish into this repository until an operator adopts it (403 ${e.code}: ${e.message})`;
       return `${step}: the token does not allow this (403 ${e.code}: ${e.message})`;
     case 404:
       return `${step}: not found (404 ${e.code}: ${e.message}; ${e.request}); check --url and that the repository exists`;

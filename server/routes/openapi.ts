@@ -58,8 +58,9 @@ export const OPENAPI = {
       parameters: [repoParam],
       get: { summary: 'Repository settings', responses: { '200': { description: 'settings' }, ...errors(404) } },
       patch: {
-        summary: 'Change settings (admin): private, deltas.scratch, deltas.previousCommits',
-        requestBody: json({ type: 'object', properties: { private: { type: 'boolean' }, deltas: { type: 'object', properties: { scratch: { type: 'boolean' }, previousCommits: { type: 'integer', minimum: 0, maximum: 50 } } } } }),
+        summary: 'Change settings (admin): private, deltas.scratch, deltas.previousCommits, owned',
+        description: '`owned: true` adopts a repository Cairn did not create (its summary is regenerated and signed once); it cannot be set back to false. Writes into a repository that is not owned (uploads, ref updates, deltas) answer 403 NOT_OWNED.',
+        requestBody: json({ type: 'object', properties: { owned: { const: true }, private: { type: 'boolean' }, deltas: { type: 'object', properties: { scratch: { type: 'boolean' }, previousCommits: { type: 'integer', minimum: 0, maximum: 50 } } } } }),
         responses: { '200': { description: 'new settings' }, ...errors(400, 401, 403, 404) },
       },
     },
