@@ -124,21 +124,22 @@ export function createFiles(opts: FilesOptions): Files {
   function resolveTarget(path: string): Target | 'not-found' | null {
     if (path === '/repo') return 'not-found';
     if (path.startsWith('/repo/')) {
-      const segments = segmentsOf(path.slice('/repo/'.length));
-      if (segments === null || segments.length < 2) return 'not-found';
-      const [name, ...rest] = segments;
+      const key = keyOf(path.slice('/repo/'.length));
+      const slash = key === null ? -1 : key.indexOf('/');
+      if (key === null || slash === -1) return 'not-found';
+      const name = key.slice(0, slash);
+      const rest = key.slice(slash + 1);
       // `/repo/NAME/keys/FILE`: the key routes.
-      if (rest.length === 2 && rest[0] === 'keys') return null;
-      return { repo: name, key: rest.join('/'), label: 'repo' };
+      if (rest.startsWith('keys/') && rest.indexOf('/', 5) === -1) return null;
+      return { repo: name, key: rest, label: 'repo' };
     }
     if (mounts.length === 0 || BUILT_IN.test(path)) return null;
     // The first mount whose prefix matches answers (or 404s, also for its bare prefix).
     const m = mounts.find((f) => path.startsWith(f.prefix) || path === f.prefix.slice(0, -1));
     if (!m) return null;
     if (!path.startsWith(m.prefix)) return 'not-found';
-    const segments = segmentsOf(path.slice(m.prefix.length));
-    if (segments === null || segments.length === 0) return 'not-found';
-    const key = segments.join('/');
+    const key = keyOf(path.slice(m.prefix.length));
+    if (key === null) return 'not-found';
     return m.repo !== undefined ? { repo: m.repo, key, label: 'repo' } : { backend: m.backend, key, label: 'mount' };
   }
 
@@ -238,13 +239,19 @@ function errorAnswer(info: HttpErrorInfo, route: string, repo?: string): Answer 
   return { status: info.status, headers: fileErrorHeaders(info), route, repo };
 }
 
-/** Decoded, validated segments; null for a folder (a trailing slash, or nothing): no listings, 404. */
-function segmentsOf(raw: string): string[] | null {
-  const segments = decodePathSegments(raw);
-  const isDir = segments[segments.length - 1] === '';
-  if (isDir) segments.pop();
-  if (segments.length > 0) validateKey(segments.join('/'));
-  return isDir || segments.length === 0 ? null : segments;
+/**
+ * The key a raw (still percent-encoded) path below a prefix names, decoded
+ * exactly once and validated; null for a folder (a trailing slash, or
+ * nothing): no listings, 404.
+ */
+function keyOf(raw: string): string | null {
+  // The common case, nothing encoded: the path is the key.
+  const segments = raw.includes('%') ? decodePathSegments(raw) : null;
+  const key = segments ? segments.join('/') : raw;
+  const isDir = key.endsWith('/') || key === '';
+  const file = isDir ? key.slice(0, -1) : key;
+  if (key !== '') validateKey(file); // `/repo//` and the like: an empty segment, 400
+  return isDir ? null : file;
 }
 
 function pathOf(target: string): string {

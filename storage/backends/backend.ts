@@ -92,12 +92,21 @@ export function validateKey(key: string): string {
   };
   if (key.length === 0) bad('empty');
   if (key.length > MAX_KEY_LENGTH) bad('too long');
-  if (key.includes('\0')) bad('NUL byte');
-  if (key.includes('\\')) bad('backslash');
-  if (key.startsWith('/')) bad('absolute');
-  for (const seg of key.split('/')) {
-    if (seg === '' || seg === '.' || seg === '..') bad(`illegal segment "${seg}"`);
-    if (Buffer.byteLength(seg) > MAX_SEGMENT_LENGTH) bad('segment too long');
+  if (key.charCodeAt(0) === 0x2f) bad('absolute');
+  // One pass (every request's key goes through here, twice): segment by segment.
+  let start = 0;
+  let ascii = true;
+  for (let i = 0; i <= key.length; i++) {
+    const c = i === key.length ? 0x2f : key.charCodeAt(i);
+    if (c === 0) bad('NUL byte');
+    if (c === 0x5c) bad('backslash');
+    if (c > 0x7f) ascii = false;
+    if (c !== 0x2f) continue;
+    const len = i - start;
+    if (len === 0 || (len <= 2 && key.charCodeAt(start) === 0x2e && (len === 1 || key.charCodeAt(start + 1) === 0x2e))) bad(`illegal segment "${key.slice(start, i)}"`);
+    if (len > MAX_SEGMENT_LENGTH || (!ascii && Buffer.byteLength(key.slice(start, i)) > MAX_SEGMENT_LENGTH)) bad('segment too long');
+    start = i + 1;
+    ascii = true;
   }
   return key;
 }

@@ -9,13 +9,18 @@ import { acquireLockFile } from './lockfile';
 /** Where temporary files go: inside the repo (same filesystem, so rename is atomic); OSTree clients never fetch it. */
 const TMP_DIR = 'tmp';
 
-function infoOf(st: import('node:fs').BigIntStats): BlobInfo {
+/**
+ * A file's info from plain (number) stats: they cost less than bigint ones on
+ * the read path, which stats on every request. The times are fractional
+ * milliseconds (sub-microsecond resolution today).
+ */
+function infoOf(st: import('node:fs').Stats): BlobInfo {
   return {
-    size: Number(st.size),
-    mtimeMs: Number(st.mtimeNs / 1_000_000n),
+    size: st.size,
+    mtimeMs: Math.floor(st.mtimeMs),
     // The change time too: it moves on every write and cannot be set back
     // (an in-place repair that restores the size and the mtime still shows).
-    version: `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeNs.toString(36)}-${st.ctimeNs.toString(36)}`,
+    version: `${st.ino.toString(36)}-${st.size.toString(36)}-${st.mtimeMs.toString(36)}-${st.ctimeMs.toString(36)}`,
   };
 }
 
@@ -87,14 +92,15 @@ export class FsBackend implements Backend {
     return this.root;
   }
 
+  /** The file of a key: the absolute root, a separator, the key (validated: no `.`, `..` or empty segment, so no normalising is needed). */
   private resolve(key: string): string {
-    return path.join(this.root, validateKey(key));
+    return this.rootPath + path.sep + validateKey(key);
   }
 
   /** Whether the real path of `p` lies inside the root's (absent paths count as inside: reading them finds nothing). */
   private inside(p: string): boolean {
     try {
-      const root = realpathSync(this.root);
+      const root = realpathSync(this.rootPath);
       const real = realpathSync(p);
       return real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
     } catch (e) {
@@ -105,8 +111,8 @@ export class FsBackend implements Backend {
 
   /** For reads of a confined backend: whether `file`'s folder stays inside the root. */
   private dirInside(file: string): boolean {
-    const dir = path.dirname(file);
-    if (dir === this.root) return true;
+    const dir = file.slice(0, file.lastIndexOf(path.sep));
+    if (dir === this.rootPath) return true;
     const now = Date.now();
     const hit = this.dirs.get(dir);
     if (hit && now - hit.at < DIR_CHECK_MS) return hit.inside;
@@ -125,7 +131,7 @@ export class FsBackend implements Backend {
     const file = this.resolve(key); // outside the try: INVALID_PATH must not become IO
     try {
       if (this.confine && !(this.dirInside(file) && (!(await fsp.lstat(file)).isSymbolicLink() || this.linkInside(file)))) return null;
-      const st = await fsp.stat(file, { bigint: true });
+      const st = await fsp.stat(file);
       return st.isFile() ? infoOf(st) : null;
     } catch (e) {
       if (isNotFoundErrno(e)) return null;
@@ -137,12 +143,12 @@ export class FsBackend implements Backend {
     const file = this.resolve(key);
     try {
       if (!this.confine) {
-        const st = statSync(file, { bigint: true, throwIfNoEntry: false });
+        const st = statSync(file, { throwIfNoEntry: false });
         return st?.isFile() ? infoOf(st) : null;
       }
       if (!this.dirInside(file)) return null;
-      let st = lstatSync(file, { bigint: true, throwIfNoEntry: false });
-      if (st?.isSymbolicLink()) st = this.linkInside(file) ? statSync(file, { bigint: true, throwIfNoEntry: false }) : undefined;
+      let st = lstatSync(file, { throwIfNoEntry: false });
+      if (st?.isSymbolicLink()) st = this.linkInside(file) ? statSync(file, { throwIfNoEntry: false }) : undefined;
       return st?.isFile() ? infoOf(st) : null;
     } catch (e) {
       if (isNotFoundErrno(e)) return null;
@@ -166,7 +172,7 @@ export class FsBackend implements Backend {
       throw ioError(e, key);
     }
     try {
-      const st = fstatSync(fd, { bigint: true });
+      const st = fstatSync(fd);
       if (!st.isFile()) return null;
       const size = Number(st.size);
       const data = Buffer.allocUnsafe(size);
@@ -190,7 +196,7 @@ export class FsBackend implements Backend {
     const fh = await this.openFile(key);
     if (!fh) return null;
     try {
-      const st = await fh.stat({ bigint: true });
+      const st = await fh.stat();
       if (!st.isFile()) return null;
       // One read of the size fstat gave (FileHandle.readFile would fstat again
       // and read until a second, empty read): fewer thread-pool round trips per
@@ -204,7 +210,7 @@ export class FsBackend implements Backend {
         if (bytesRead === 0) break;
         off += bytesRead;
       }
-      if (off < size) return { data: await fh.readFile(), info: infoOf(await fh.stat({ bigint: true })) };
+      if (off < size) return { data: await fh.readFile(), info: infoOf(await fh.stat()) };
       return { data, info: infoOf(st) };
     } finally {
       await fh.close();
@@ -214,9 +220,9 @@ export class FsBackend implements Backend {
   async openRead(key: string, range?: ByteRange): Promise<{ stream: Readable; info: BlobInfo } | null> {
     const fh = await this.openFile(key);
     if (!fh) return null;
-    let st: import('node:fs').BigIntStats;
+    let st: import('node:fs').Stats;
     try {
-      st = await fh.stat({ bigint: true });
+      st = await fh.stat();
     } catch (e) {
       await fh.close();
       throw ioError(e, key);
@@ -240,7 +246,7 @@ export class FsBackend implements Backend {
     const fh = await this.openFile(key);
     if (!fh) return null;
     try {
-      const st = await fh.stat({ bigint: true });
+      const st = await fh.stat();
       if (!st.isFile()) {
         await fh.close();
         return null;
