@@ -618,7 +618,7 @@ async function verifyWithStockClient(repo: Repo, pairs: Pair[]): Promise<Verdict
   let server: CairnProcess | undefined;
   const verdicts: Verdict[] = [];
   try {
-    server = await startCairn({ dataDir: DATA, env: { CAIRN_LOG: 'info' } });
+    server = await startCairn({ dataDir: DATA, env: { CAIRN_LOG: 'info' }, extraArgs: ['--workers', 'auto'] });
     for (const p of pairs) {
       const c = path.join(clients, p.name);
       const t0 = performance.now();

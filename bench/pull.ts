@@ -9,6 +9,7 @@
 //   --wrk-seconds S    duration of each wrk run (default 10)
 //   --wrk-rounds N     wrk runs per server, alternating (default 3)
 //   --connections N    wrk connections (default 64)
+//   --workers N|auto   `cairn serve --workers` (default auto: the product's default for this machine)
 //   --quiet-logs       no request logs on either side (default: both log every request to a file)
 //   --cpu-prof         run Cairn under `node --cpu-prof` (profile in WORK/profiles/)
 //   --skip-pull / --skip-rps
@@ -47,6 +48,7 @@ const opts = {
   wrkSeconds: num('wrk-seconds', 10),
   wrkRounds: num('wrk-rounds', 3),
   connections: num('connections', 64),
+  workers: argv.includes('--workers') ? String(argv[argv.indexOf('--workers') + 1]) : 'auto',
   quietLogs: flag('quiet-logs'),
   cpuProf: flag('cpu-prof'),
   skipPull: flag('skip-pull'),
@@ -213,6 +215,7 @@ async function startCairnServer(): Promise<Server & { proc: CairnProcess }> {
     env: { CAIRN_LOG: opts.quietLogs ? 'warn' : 'info' },
     nodeArgs: opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
     logFile: path.join(WORK, 'cairn.log'),
+    extraArgs: ['--workers', opts.workers],
   });
   const base = `${proc.url}/repo/${REPO_NAME}`;
   try {
@@ -365,6 +368,7 @@ async function main(): Promise<void> {
       nginx: await versionOf('nginx', ['-v']),
       wrk: await versionOf('wrk', ['--version']),
       requestLogs: !opts.quietLogs,
+      cairnWorkers: opts.workers,
     },
     repo: built,
   };

@@ -164,7 +164,7 @@ async function pushRound(i: number): Promise<PushRound> {
   if (init.code !== 0) throw new Error(init.stderr);
   const tok = await runNode(['token', '--data', data, '--scope', 'push', '--repo', 'main', '--ttl', '1h']);
   if (tok.code !== 0) throw new Error(tok.stderr);
-  const server = await startCairn({ dataDir: data, env: { CAIRN_LOG: 'warn' }, logFile: path.join(WORK, `cairn-${i}.log`) });
+  const server = await startCairn({ dataDir: data, env: { CAIRN_LOG: 'warn' }, logFile: path.join(WORK, `cairn-${i}.log`), extraArgs: ['--workers', 'auto'] });
   try {
     const cpu0 = cpuSeconds(server.pid);
     const t0 = performance.now();
