@@ -13,6 +13,12 @@ import { EventEmitter } from 'node:events';
  *   built is not rebuilt on every request).
  * - Records (id, kind, key, state, timestamps, progress, result/error) stay
  *   for `keepFinishedMs` (and at most `keepFinished` of them) for the status API.
+ * - Prioritised: each job has a priority (an integer, lower runs first; the
+ *   delta jobs use PRIORITY_*); when a slot frees, the most urgent queued job
+ *   starts, first in first out within a priority. Queued jobs carry their
+ *   1-based `position` in that run order. A queued job can be re-prioritised,
+ *   and a queued or running one cancelled (`cancel`: dropped, or its signal
+ *   aborted) — the callers decide when (server/jobs/deltas.ts: obsolete deltas).
  *
  * The queue only schedules: a job kind's `run` decides where the work runs
  * (CPU-heavy parts go to worker threads, see worker.ts), so the queue itself
@@ -51,12 +57,40 @@ export interface Job<P = unknown, R = unknown> {
   progress?: JobProgress;
   result?: R;
   error?: JobError;
+  /** Lower runs first (see PRIORITY_*); FIFO within a priority. */
+  priority: number;
+  /** While queued: 1-based place in the run order (1 starts next). */
+  position?: number;
+}
+
+/**
+ * The priorities of delta jobs (any integer works for the queue): what hosts
+ * need now first. storage/deltas/plan.ts and server/jobs/deltas.ts assign them.
+ */
+/** From the ref's previous head to its new head; explicit requests (on demand, API, CLI) to a current head. */
+export const PRIORITY_NOW = 0;
+/** From older previous commits of the ref; explicit requests to a commit that is no ref's head. */
+export const PRIORITY_OLDER = 1;
+/** From scratch (fresh installs), and jobs demoted because a newer move made them less useful. */
+export const PRIORITY_LOW = 2;
+
+/**
+ * Jobs at once when nothing says otherwise (`cairn serve`'s
+ * CAIRN_JOBS_CONCURRENCY): each delta job keeps a core busy in its worker
+ * thread, so leave one core to the requests and half the rest to them too —
+ * floor((cpus - 1) / 2), at least 1 (1 on 1 to 4 cores, 3 on 8) — and at most
+ * 8, since each compile holds its own memory and a repository's summary
+ * updates are serialised anyway.
+ */
+export function defaultJobConcurrency(cpus: number): number {
+  if (!Number.isFinite(cpus) || cpus < 1) return 1;
+  return Math.min(8, Math.max(1, Math.floor((Math.floor(cpus) - 1) / 2)));
 }
 
 /** What a running job may use. */
 export interface JobControl {
   readonly id: string;
-  /** Aborted when the queue shuts down; kinds pass it on to their worker. */
+  /** Aborted when the queue shuts down or the job is cancelled (`cancel`); kinds pass it on to their worker. */
   readonly signal: AbortSignal;
   progress(p: JobProgress): void;
 }
@@ -80,6 +114,11 @@ export interface SubmitOptions {
   source?: string;
   /** Run again even if the last run of this key failed within the cooldown. */
   retryFailed?: boolean;
+  /**
+   * Lower runs first; default PRIORITY_NOW. A duplicate submission with a more
+   * urgent priority promotes the queued job.
+   */
+  priority?: number;
 }
 
 export interface JobQueueOptions {
@@ -123,8 +162,11 @@ export class JobQueue extends EventEmitter {
   private readonly active = new Map<string, Job>();
   /** Last failure by key: the job and when it finished. */
   private readonly failures = new Map<string, { job: Job; at: number }>();
+  /** Queued jobs in run order: by priority, then submission order (`seq`). */
   private readonly waiting: Job[] = [];
-  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private readonly seq = new Map<string, number>();
+  private nextSeq = 0;
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void>; cancelled?: JobError }>();
   private closed = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -151,8 +193,13 @@ export class JobQueue extends EventEmitter {
   submit<P, R>(kindName: string, key: string, params: P, opts: SubmitOptions = {}): SubmitOutcome<P, R> {
     if (!this.kinds.has(kindName)) throw new Error(`unknown job kind ${kindName}`);
     if (this.closed) return this.refuse(kindName, { status: 'closed' });
+    const priority = opts.priority ?? PRIORITY_NOW;
+    if (!Number.isInteger(priority)) throw new Error('priority must be an integer');
     const existing = this.active.get(key);
-    if (existing) return { status: 'duplicate', job: existing as Job<P, R> };
+    if (existing) {
+      if (priority < existing.priority) this.reprioritize(existing.id, priority);
+      return { status: 'duplicate', job: existing as Job<P, R> };
+    }
     const failed = this.failures.get(key);
     if (failed && !opts.retryFailed && this.now() - failed.at < this.failedCooldownMs) return { status: 'duplicate', job: failed.job as Job<P, R> };
     if (this.waiting.length >= this.maxQueued) return this.refuse(kindName, { status: 'full', queued: this.waiting.length, limit: this.maxQueued });
@@ -166,10 +213,12 @@ export class JobQueue extends EventEmitter {
       params,
       state: 'queued',
       createdAt: new Date(this.now()).toISOString(),
+      priority,
     };
     this.jobs.set(job.id, job as Job);
     this.active.set(key, job as Job);
-    this.waiting.push(job as Job);
+    this.seq.set(job.id, this.nextSeq++);
+    this.enqueue(job as Job);
     this.emit('submitted', job);
     this.trim();
     // Start on the next tick: the caller gets its answer (202, a log line) before any work begins.
@@ -196,6 +245,51 @@ export class JobQueue extends EventEmitter {
     return out;
   }
 
+  /** Queued jobs in the order they will start (the next first). */
+  queued(): Job[] {
+    return [...this.waiting];
+  }
+
+  /**
+   * Moves a queued job to `priority`, placed among that priority's jobs by
+   * submission order (first in, first out). False if the job is not queued.
+   */
+  reprioritize(id: string, priority: number): boolean {
+    if (!Number.isInteger(priority)) throw new Error('priority must be an integer');
+    const i = this.waiting.findIndex((j) => j.id === id);
+    if (i < 0) return false;
+    const [job] = this.waiting.splice(i, 1);
+    job!.priority = priority;
+    this.enqueue(job!);
+    return true;
+  }
+
+  /**
+   * Cancels a job with `error` (its code says why, e.g. OBSOLETE): a queued one
+   * is dropped at once ('dropped'); a running one has its signal aborted
+   * ('aborted') and fails with `error` when its kind gives up (a kind that
+   * ignores the signal may still finish 'done'). Neither counts as a failure
+   * of the key: submitting it again runs at once, no cooldown. False for a job
+   * that is not queued or running.
+   */
+  cancel(id: string, error: JobError): 'dropped' | 'aborted' | false {
+    const i = this.waiting.findIndex((j) => j.id === id);
+    if (i >= 0) {
+      const [job] = this.waiting.splice(i, 1);
+      this.renumber();
+      this.finish(job!, undefined, error, 0, false);
+      queueMicrotask(() => this.pump());
+      return 'dropped';
+    }
+    const r = this.running.get(id);
+    if (!r) return false;
+    if (!r.cancelled) {
+      r.cancelled = { ...error };
+      r.abort.abort();
+    }
+    return 'aborted';
+  }
+
   /** The job of `key` if it is queued or running. */
   activeJob(key: string): Job | undefined {
     return this.active.get(key);
@@ -218,6 +312,7 @@ export class JobQueue extends EventEmitter {
   async close(opts: { drain?: boolean } = {}): Promise<void> {
     this.closed = true;
     for (const job of this.waiting.splice(0)) this.finish(job, undefined, { code: 'CANCELLED', message: 'the job queue was closed before this job ran' }, 0);
+    this.renumber();
     if (!opts.drain) for (const r of this.running.values()) r.abort.abort();
     await Promise.all([...this.running.values()].map((r) => r.done));
   }
@@ -227,11 +322,32 @@ export class JobQueue extends EventEmitter {
     return outcome;
   }
 
+  /** Inserts `job` into `waiting` by (priority, submission order), then renumbers positions. */
+  private enqueue(job: Job): void {
+    const s = this.seq.get(job.id)!;
+    let i = this.waiting.length;
+    while (i > 0) {
+      const prev = this.waiting[i - 1]!;
+      if (prev.priority < job.priority || (prev.priority === job.priority && this.seq.get(prev.id)! < s)) break;
+      i--;
+    }
+    this.waiting.splice(i, 0, job);
+    this.renumber();
+  }
+
+  private renumber(): void {
+    this.waiting.forEach((j, i) => (j.position = i + 1));
+  }
+
   private pump(): void {
+    let started = false;
     while (this.running.size < this.maxConcurrent && this.waiting.length > 0) {
       const job = this.waiting.shift()!;
+      delete job.position;
+      started = true;
       this.start(job);
     }
+    if (started) this.renumber();
     this.checkIdle();
   }
 
@@ -250,26 +366,31 @@ export class JobQueue extends EventEmitter {
         this.emit('progress', job);
       },
     };
-    const done = (async () => {
+    // In the map before the kind runs: a kind that throws at once still frees its slot.
+    const entry: { abort: AbortController; done: Promise<void>; cancelled?: JobError } = { abort, done: Promise.resolve() };
+    this.running.set(job.id, entry);
+    entry.done = (async () => {
       try {
         const result = await kind.run(job.params, ctl);
         this.finish(job, result, undefined, this.now() - started);
       } catch (e) {
-        this.finish(job, undefined, toJobError(e, abort.signal.aborted), this.now() - started);
+        if (entry.cancelled) this.finish(job, undefined, entry.cancelled, this.now() - started, false);
+        else this.finish(job, undefined, toJobError(e, abort.signal.aborted), this.now() - started);
       } finally {
         this.running.delete(job.id);
         this.pump();
       }
     })();
-    this.running.set(job.id, { abort, done });
   }
 
-  private finish(job: Job, result: unknown, error: JobError | undefined, durationMs: number): void {
+  private finish(job: Job, result: unknown, error: JobError | undefined, durationMs: number, recordFailure = true): void {
     job.finishedAt = new Date(this.now()).toISOString();
+    delete job.position;
+    this.seq.delete(job.id);
     if (error) {
       job.state = 'failed';
       job.error = error;
-      this.failures.set(job.key, { job, at: this.now() });
+      if (recordFailure) this.failures.set(job.key, { job, at: this.now() });
     } else {
       job.state = 'done';
       job.result = result;

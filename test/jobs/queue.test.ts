@@ -8,7 +8,9 @@ import type { SleepParams } from './tasks';
 /**
  * The job queue: bounded (refuses when full, with the limit), deduplicated by
  * key, failures recorded (and not retried at once), states and timestamps in
- * order, and the worker-thread runner (progress, errors, cancellation).
+ * order, priorities (the most urgent first, FIFO within one; positions),
+ * several jobs at once, cancelling, and the worker-thread runner (progress,
+ * errors, cancellation).
  */
 
 const TASKS = require.resolve('./tasks');
@@ -208,4 +210,110 @@ test('runInWorker: a job blocking its thread does not block the main event loop,
   assert.ok(Date.now() - t0 < 1000);
   ac.abort();
   await assert.rejects(p, (e: unknown) => e instanceof WorkerTaskError && e.code === 'CANCELLED');
+});
+
+test('priorities: the most urgent queued job starts when a slot frees, first in first out within a priority; positions follow the run order', async () => {
+  const q = new JobQueue({ maxConcurrent: 1 });
+  const { kind, gate, started } = gatedKind();
+  q.register(kind);
+  const sub = (name: string, priority?: number) => {
+    const out = q.submit('gated', name, { name }, priority === undefined ? {} : { priority });
+    return out.status === 'queued' ? out.job : assert.fail(`${name}: ${out.status}`);
+  };
+  const blocker = sub('blocker');
+  await gate('blocker');
+  assert.equal(blocker.priority, 0, 'default priority');
+  assert.equal(blocker.position, undefined, 'a running job has no position');
+  const scratch = sub('scratch', 2);
+  const older = sub('older', 1);
+  const head1 = sub('head1', 0);
+  const scratch2 = sub('scratch2', 2);
+  const head2 = sub('head2', 0);
+  assert.deepEqual(q.queued().map((j) => j.key), ['head1', 'head2', 'older', 'scratch', 'scratch2']);
+  assert.deepEqual([head1, head2, older, scratch, scratch2].map((j) => j.position), [1, 2, 3, 4, 5]);
+
+  // A duplicate submission with a more urgent priority promotes the queued job (placed by its submission order there).
+  const dup = q.submit('gated', 'scratch2', { name: 'scratch2' }, { priority: 0 });
+  assert.equal(dup.status, 'duplicate');
+  assert.equal(scratch2.priority, 0);
+  assert.deepEqual(q.queued().map((j) => j.key), ['head1', 'scratch2', 'head2', 'older', 'scratch']);
+  // A less urgent duplicate changes nothing.
+  q.submit('gated', 'head1', { name: 'head1' }, { priority: 2 });
+  assert.equal(head1.priority, 0);
+  // Demoted: behind the jobs of its new priority submitted before it.
+  assert.equal(q.reprioritize(head2.id, 2), true);
+  assert.deepEqual(q.queued().map((j) => [j.key, j.position]), [['head1', 1], ['scratch2', 2], ['older', 3], ['scratch', 4], ['head2', 5]]);
+  assert.equal(q.reprioritize(blocker.id, 2), false, 'only queued jobs move');
+
+  for (const name of ['blocker', 'head1', 'scratch2', 'older', 'scratch', 'head2']) (await gate(name)).release();
+  await q.idle();
+  assert.deepEqual(started, ['blocker', 'head1', 'scratch2', 'older', 'scratch', 'head2']);
+  assert.ok(q.list().every((j) => j.position === undefined), 'no position once started');
+});
+
+test('several jobs run at once up to maxConcurrent, the most urgent ones first', async () => {
+  const q = new JobQueue({ maxConcurrent: 3 });
+  const { kind, gate, started } = gatedKind();
+  q.register(kind);
+  // Submitted in one go: the queue starts on the next tick, so priorities decide who goes first.
+  for (const [name, priority] of [['s1', 2], ['o1', 1], ['h1', 0], ['s2', 2], ['h2', 0]] as const) q.submit('gated', name, { name }, { priority });
+  await gate('o1');
+  assert.deepEqual(started, ['h1', 'h2', 'o1']);
+  assert.deepEqual(q.stats(), { queued: 2, running: 3, maxQueued: 100, maxConcurrent: 3 });
+  assert.deepEqual(q.queued().map((j) => [j.key, j.position]), [['s1', 1], ['s2', 2]]);
+  (await gate('h2')).release();
+  await gate('s1');
+  assert.deepEqual(q.queued().map((j) => [j.key, j.position]), [['s2', 1]]);
+  for (const name of ['h1', 'o1', 's1', 's2']) (await gate(name)).release();
+  await q.idle();
+  assert.deepEqual(started, ['h1', 'h2', 'o1', 's1', 's2']);
+});
+
+test('cancel: a queued job is dropped with the given error, a running one is aborted through its signal; neither blocks a retry', async () => {
+  const q = new JobQueue({ maxConcurrent: 1, failedCooldownMs: 60_000 });
+  const signals = new Map<string, AbortSignal>();
+  const started: string[] = [];
+  q.register({
+    name: 'abortable',
+    run: (p: { name: string }, ctl) =>
+      new Promise((resolve, reject) => {
+        started.push(p.name);
+        signals.set(p.name, ctl.signal);
+        ctl.signal.addEventListener('abort', () => reject(new Error('stopped')), { once: true });
+        if (p.name.startsWith('quick')) resolve(p.name);
+      }),
+  });
+  const finished: string[] = [];
+  q.on('finished', (j) => finished.push(`${j.key}:${j.state}`));
+  const run = q.submit('abortable', 'run', { name: 'run' });
+  const waitingJob = q.submit('abortable', 'wait', { name: 'wait' });
+  const next = q.submit('abortable', 'quick', { name: 'quick' });
+  for (let i = 0; i < 50 && !signals.has('run'); i++) await tick();
+  const jr = run.status === 'queued' ? run.job : assert.fail();
+  const jw = waitingJob.status === 'queued' ? waitingJob.job : assert.fail();
+  const jn = next.status === 'queued' ? next.job : assert.fail();
+  assert.deepEqual([jw.position, jn.position], [1, 2]);
+
+  const error = { code: 'OBSOLETE', message: 'superseded' };
+  assert.equal(q.cancel(jw.id, error), 'dropped');
+  assert.equal(jw.state, 'failed');
+  assert.deepEqual(jw.error, error);
+  assert.equal(jw.position, undefined);
+  assert.equal(jn.position, 1, 'the jobs behind move up');
+  assert.equal(q.activeJob('wait'), undefined);
+
+  assert.equal(q.cancel(jr.id, error), 'aborted');
+  assert.equal(signals.get('run')!.aborted, true);
+  await q.idle();
+  assert.equal(jr.state, 'failed');
+  assert.deepEqual(jr.error, error, 'the cancel reason, not a generic CANCELLED');
+  assert.equal(jn.state, 'done', 'the slot went to the next job');
+  assert.deepEqual(started, ['run', 'quick'], 'the dropped job never started');
+  assert.equal(q.cancel(jr.id, error), false, 'finished jobs cannot be cancelled');
+
+  // Not a failure of the key: it runs again at once.
+  const again = q.submit('abortable', 'run', { name: 'quick-again' });
+  assert.equal(again.status, 'queued');
+  await q.idle();
+  assert.ok(finished.includes('wait:failed') && finished.includes('run:failed'));
 });
