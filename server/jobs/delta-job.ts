@@ -18,6 +18,9 @@ import { runInWorker, WorkerTaskError } from './worker';
  * Summary updates of one repository are serialised by updateSummary's lock.
  * A job never writes into a repository Cairn does not own (NOT_OWNED), whoever
  * queued it: checked before compiling, in the worker, and before the summary.
+ * The job's signal (queue shutdown, or an obsolete delta: server/jobs/deltas.ts)
+ * stops it before compiling, or terminates the worker while compiling (what it
+ * wrote is temporary files only); once compiled, the summary update runs on.
  */
 
 export const DELTA_JOB = 'delta';
@@ -54,6 +57,11 @@ export interface DeltaJobDeps {
   summarySigner(repo: Repo): Promise<SummarySigner | undefined>;
   /** Passed to the compiler (tests use small parts). */
   compileOptions?: Pick<CompileOptions, 'maxPartSize' | 'minFallbackSize' | 'maxBsdiffSize' | 'bsdiff' | 'inline'>;
+  /**
+   * For tests: awaited just before compiling, with the job's signal (a test
+   * holds jobs here to look at the queue; it should reject when the signal aborts).
+   */
+  beforeCompile?(p: DeltaJobParams, signal: AbortSignal): Promise<void>;
 }
 
 export function deltaJobKey(repo: string, from: string | null, to: string): string {
@@ -71,6 +79,8 @@ export function deltaJobKind(deps: DeltaJobDeps): JobKind<DeltaJobParams, DeltaJ
       let result: DeltaJobResult = { name, from: p.from, to: p.to, existed: true, pruned: [] };
       if (!(await deltaExists(repo, p.from, p.to))) {
         await requireCommits(repo, p.from, p.to);
+        if (deps.beforeCompile) await deps.beforeCompile(p, ctl.signal);
+        if (ctl.signal.aborted) throw new WorkerTaskError('CANCELLED', 'the job was cancelled before it compiled');
         ctl.progress({ done: 0, phase: 'compiling' });
         try {
           const c = await runInWorker<WorkerParams, WorkerResult>(

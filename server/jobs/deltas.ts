@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { parseDeltaKey } from '../../storage/deltas/format';
 import { deltaExists } from '../../storage/deltas/inventory';
 import { onDemandEligible, planDeltasForRefMove } from '../../storage/deltas/plan';
@@ -10,7 +11,7 @@ import { assertOwned, type SettingsStore } from '../../storage/repo/settings';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { createLogger, type Logger } from '../logging';
 import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
-import { JobQueue, type JobQueueOptions, type SubmitOutcome } from './queue';
+import { defaultJobConcurrency, JobQueue, PRIORITY_LOW, PRIORITY_NOW, PRIORITY_OLDER, type JobQueueOptions, type SubmitOutcome } from './queue';
 
 /**
  * When static deltas get built, in the background:
@@ -23,8 +24,10 @@ import { JobQueue, type JobQueueOptions, type SubmitOutcome } from './queue';
  *     back to objects), and the delta is queued for the next host, at most
  *     `onDemandLimit.perHour` per repository per hour (a token bucket);
  *   - on request: the API and operators.
- * Everything goes through one bounded, deduplicated JobQueue; existing deltas
- * are never rebuilt (immutable). Nothing is ever queued for a repository
+ * Everything goes through one bounded, deduplicated, prioritised JobQueue
+ * (what hosts need now first: see `priorityOf` and planDeltasForRefMove), and a
+ * newer move of a ref makes the jobs it superseded go (see `dropObsolete`);
+ * existing deltas are never rebuilt (immutable). Nothing is ever queued for a repository
  * Cairn does not own (RepoSettings.owned): `request` throws NOT_OWNED, the
  * policy and on-demand paths do nothing, and the job itself refuses.
  *
@@ -59,15 +62,18 @@ export interface DeltaJobsOptions extends JobQueueOptions {
    */
   onDemandLimit?: { perHour?: number; burst?: number; now?: () => number };
   compileOptions?: DeltaJobDeps['compileOptions'];
+  /** For tests: see DeltaJobDeps.beforeCompile. */
+  beforeCompile?: DeltaJobDeps['beforeCompile'];
 }
 
 /**
  * Queue limits from the environment, for `cairn serve`: CAIRN_JOBS_CONCURRENCY
- * (jobs at once, default 1: each delta job keeps a core busy),
+ * (jobs at once, default defaultJobConcurrency(cpus): 1 on up to 4 cores, each
+ * delta job keeps a core busy),
  * CAIRN_JOBS_MAX_QUEUED (default 100) and CAIRN_ONDEMAND_PER_HOUR (on-demand
  * deltas queued per repository per hour, default 10; 0: none).
  */
-export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): DeltaJobsOptions {
+export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: number = availableParallelism()): DeltaJobsOptions {
   const int = (name: string, min: number): number | undefined => {
     const v = env[name];
     if (v === undefined || v === '') return undefined;
@@ -75,7 +81,7 @@ export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): D
     return Number(v);
   };
   const perHour = int('CAIRN_ONDEMAND_PER_HOUR', 0);
-  return { maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1), maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0), ...(perHour === undefined ? {} : { onDemandLimit: { perHour } }) };
+  return { maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1) ?? defaultJobConcurrency(cpus), maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0), ...(perHour === undefined ? {} : { onDemandLimit: { perHour } }) };
 }
 
 export class DeltaJobs extends EventEmitter {
@@ -104,6 +110,7 @@ export class DeltaJobs extends EventEmitter {
         owned: (name) => deps.settings.owned(name),
         summarySigner: deps.summarySigner,
         compileOptions: opts.compileOptions,
+        beforeCompile: opts.beforeCompile,
       }),
     );
     this.queue.on('finished', (job, ms: number) => {
@@ -122,18 +129,31 @@ export class DeltaJobs extends EventEmitter {
   /**
    * Queues the delta `from → to` of `repo` unless it exists. Callers check
    * that the commits exist when they need a precise answer; the job checks again.
-   * NOT_OWNED for a repository Cairn does not own.
+   * NOT_OWNED for a repository Cairn does not own. `priority`: the policy's
+   * (planDeltasForRefMove); otherwise `priorityOf`.
    */
-  async request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean }): Promise<RequestOutcome> {
+  async request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean; priority?: number }): Promise<RequestOutcome> {
     assertOwned(this.deps.settings.current(repo.name), repo.name);
     if (await deltaExists(repo, from, to)) return { status: 'exists' };
+    const priority = opts.priority ?? (await this.priorityOf(repo, to));
     const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(repo.name, from, to), { repo: repo.name, from, to }, {
       repo: repo.name,
       source: opts.source,
       retryFailed: opts.retryFailed,
+      priority,
     });
     if (outcome.status === 'full') this.log.warn('delta queue full', { repo: repo.name, from, to, source: opts.source, limit: outcome.limit });
     return outcome;
+  }
+
+  /**
+   * The priority of an explicit request (on demand, API, CLI) for a delta to
+   * `to`: PRIORITY_NOW when `to` is the head of a ref (hosts may be asking for
+   * it right now: the same group as the policy's delta from the previous head),
+   * PRIORITY_OLDER otherwise (a downgrade, a pinned commit).
+   */
+  private async priorityOf(repo: Repo, to: string): Promise<number> {
+    return (await heads(repo)).has(to) ? PRIORITY_NOW : PRIORITY_OLDER;
   }
 
   /** The `onPublished` hook: never throws, never blocks the publish. */
@@ -142,19 +162,59 @@ export class DeltaJobs extends EventEmitter {
       (async () => {
         const settings = await this.deps.settings.get(repo.name);
         if (!settings.owned) return; // never for a repository Cairn does not own (the publish itself was refused)
-        for (const c of changes) {
+        plans: for (const c of changes) {
           if (!c.new) continue; // a deleted ref needs no delta
           const plan = await planDeltasForRefMove(repo, c.ref, c.new, settings.deltas, { old: c.old });
+          // Already superseded by a newer move (quick pushes): nothing to queue for it.
+          if (plan.length && !(await heads(repo)).has(c.new)) continue;
           for (const d of plan) {
-            const r = await this.request(repo, d.from, d.to, { source: 'policy' });
-            if (r.status === 'full' || r.status === 'closed') break; // later ones would be refused too
+            const r = await this.request(repo, d.from, d.to, { source: 'policy', priority: d.priority });
+            if (r.status === 'full' || r.status === 'closed') break plans; // later ones would be refused too
           }
         }
+        await this.dropObsolete(repo);
       })(),
       'delta policy failed',
       { repo: repo.name },
       repo.name,
     );
+  }
+
+  /**
+   * After refs of `repo` moved: what happens to the delta jobs of `repo` whose
+   * `to` is no longer the head of any ref of `repo` (hosts update to heads and
+   * fresh installs install heads, so such a delta is of little use now):
+   *   - automatic jobs (source 'policy' or 'on-demand'): a queued one is
+   *     dropped (state 'failed', error OBSOLETE; not a failure of the delta: a
+   *     ref moved back to `to` queues it again at once); a running from-scratch
+   *     one is aborted (its worker terminated; failed OBSOLETE) — the costliest
+   *     kind, and fresh installs get the new head; a running from→to one runs
+   *     on (partly done, and hosts pinned to `to`, or still updating to it from
+   *     an index they fetched, may use it);
+   *   - explicit jobs (source 'api', 'cli', anything else: someone asked for
+   *     this very delta): a queued one is demoted to PRIORITY_LOW, a running one
+   *     runs on.
+   * A job whose `to` is the head of any ref (this one or another: a promotion)
+   * is never touched, whatever its `from`: hosts may use it now. Only jobs
+   * already active before the heads were read are judged, so a decision that
+   * races a newer move never judges that move's jobs by stale heads.
+   */
+  private async dropObsolete(repo: Repo): Promise<void> {
+    const candidates = this.queue.list({ repo: repo.name, kind: DELTA_JOB }).filter((j) => j.state === 'queued' || j.state === 'running');
+    if (candidates.length === 0) return;
+    const current = await heads(repo);
+    for (const job of candidates) {
+      const p = job.params as DeltaJobParams;
+      if (current.has(p.to) || (job.state !== 'queued' && job.state !== 'running')) continue;
+      const automatic = job.source === 'policy' || job.source === 'on-demand';
+      const error = { code: 'OBSOLETE', message: `${p.to} is no longer the head of a ref of ${repo.name}` };
+      let action: string;
+      if (job.state === 'queued' && automatic) action = this.queue.cancel(job.id, error) ? 'dropped' : 'kept';
+      else if (job.state === 'queued') action = job.priority < PRIORITY_LOW && this.queue.reprioritize(job.id, PRIORITY_LOW) ? 'demoted' : 'kept';
+      else if (automatic && p.from === null) action = this.queue.cancel(job.id, error) ? 'aborted' : 'kept';
+      else action = 'kept';
+      if (action !== 'kept') this.log.info(`obsolete delta job ${action}`, { job: job.id, repo: repo.name, delta: job.key, source: job.source });
+    }
   }
 
   /**
@@ -198,7 +258,8 @@ export class DeltaJobs extends EventEmitter {
       this.log.warn('on-demand delta rate limit reached', { repo: repoName, from, to });
       return 'limited';
     }
-    const r = await this.request(repo, from, to, { source: 'on-demand' });
+    // Eligible means `to` is the head of a ref: the first group, with the policy's delta from the previous head.
+    const r = await this.request(repo, from, to, { source: 'on-demand', priority: PRIORITY_NOW });
     if (r.status !== 'queued') this.returnToken(repoName);
     return r.status === 'closed' ? 'full' : r.status;
   }
@@ -233,6 +294,11 @@ export class DeltaJobs extends EventEmitter {
     return [...this.pending.values()];
   }
 
+  /** Resolves once the policy/on-demand checks running now and any they started are over (jobs may still run). */
+  async decided(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending.keys()]);
+  }
+
   /** Resolves once policy/on-demand checks are over and the queue is idle (tests, shutdown). */
   async settled(): Promise<void> {
     for (;;) {
@@ -252,4 +318,9 @@ export class DeltaJobs extends EventEmitter {
     this.pending.set(guarded, repo);
     void guarded.finally(() => this.pending.delete(guarded));
   }
+}
+
+/** The commits that are the head of some ref of `repo`. */
+async function heads(repo: Repo): Promise<Set<string>> {
+  return new Set((await repo.listRefs()).values());
 }

@@ -4,10 +4,18 @@ import { readRefLog } from '../repo/reflog';
 import type { Repo } from '../repo/repo';
 import { deltaExists } from './inventory';
 
+/**
+ * The priorities of planned deltas (the job queue runs lower first; the same
+ * numbers as server/jobs/queue.ts PRIORITY_*, which storage does not import).
+ */
+export const PLAN_PRIORITY = { previousHead: 0, olderCommit: 1, scratch: 2 } as const;
+
 /** One delta to build: `from` null means from scratch. */
 export interface PlannedDelta {
   from: string | null;
   to: string;
+  /** PLAN_PRIORITY: 0 from the ref's previous head, 1 from older commits, 2 from scratch. */
+  priority: number;
 }
 
 export interface DeltaPolicy {
@@ -27,15 +35,35 @@ export interface DeltaPolicy {
  * (commits pushed together, or a repository older than the log). Commits that
  * are not in the repository (pruned, or never uploaded: `--depth` pushes) are
  * skipped. Deltas already present are left out: they are immutable.
+ *
+ * In the order hosts need them, with that priority: from the ref's previous
+ * head (`old`, or when not given the `old` of the log's newest move to `to`)
+ * first — every host that followed the ref runs it; then from older previous
+ * commits, newest first; then from scratch (fresh installs, which can also
+ * pull objects). A ref that did not exist before has no previous head: its
+ * previous commits (parents) are all "older".
  */
 export async function planDeltasForRefMove(repo: Repo, ref: string, to: string, policy: DeltaPolicy, opts: { old?: string | null } = {}): Promise<PlannedDelta[]> {
   const out: PlannedDelta[] = [];
-  if (policy.scratch) out.push({ from: null, to });
   const n = policy.previousCommits;
-  if (n > 0) for (const from of await previousCommits(repo, ref, to, n, opts.old ?? null)) out.push({ from, to });
+  if (n > 0) {
+    const head = opts.old !== undefined ? opts.old : await previousHead(repo, ref, to);
+    for (const from of await previousCommits(repo, ref, to, n, opts.old ?? null)) {
+      out.push({ from, to, priority: from === head ? PLAN_PRIORITY.previousHead : PLAN_PRIORITY.olderCommit });
+    }
+  }
+  if (policy.scratch) out.push({ from: null, to, priority: PLAN_PRIORITY.scratch });
+  // Stable: the previous head first, then the log's order, then scratch.
+  out.sort((a, b) => a.priority - b.priority);
   const missing: PlannedDelta[] = [];
   for (const d of out) if (!(await deltaExists(repo, d.from, d.to))) missing.push(d);
   return missing;
+}
+
+/** The value `ref` held before its newest move to `to` (its log), null if none. */
+async function previousHead(repo: Repo, ref: string, to: string): Promise<string | null> {
+  for (const e of await readRefLog(repo, { ref, limit: 10 })) if (e.new === to) return e.old ?? null;
+  return null;
 }
 
 /** Up to `n` distinct commits present in the repo that `ref` held before `to` (see above). */

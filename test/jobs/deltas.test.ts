@@ -113,9 +113,13 @@ function expectedNames(): string[] {
 }
 
 test('publishing 4 commits queues scratch and previous-3 deltas; when done, summary, summary.sig and delta-indexes list them', async () => {
-  for (let v = 1; v <= 4; v++) await publish(v);
-  // The publish answered before any delta existed: generation is off the request path.
-  await ctx.deltaJobs!.settled();
+  // Each version settles before the next: a newer move would make the jobs of
+  // the older heads obsolete (dropped; see priorities.test.ts).
+  for (let v = 1; v <= 4; v++) {
+    await publish(v);
+    // The publish answered before any delta existed: generation is off the request path.
+    await ctx.deltaJobs!.settled();
+  }
 
   const jobs = (await request(app).get('/api/jobs?repo=main').expect(200)).body;
   const failed = jobs.jobs.filter((j: { state: string }) => j.state !== 'done');
