@@ -11,7 +11,7 @@ import { assertOwned, type SettingsStore } from '../../storage/repo/settings';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { createLogger, type Logger } from '../logging';
 import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
-import { defaultJobConcurrency, JobQueue, PRIORITY_LOW, PRIORITY_NOW, PRIORITY_OLDER, type JobQueueOptions, type SubmitOutcome } from './queue';
+import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORITY_OLDER, type JobQueueOptions, type SubmitOutcome } from './queue';
 
 /**
  * When static deltas get built, in the background:
@@ -192,8 +192,8 @@ export class DeltaJobs extends EventEmitter {
    *     on (partly done, and hosts pinned to `to`, or still updating to it from
    *     an index they fetched, may use it);
    *   - explicit jobs (source 'api', 'cli', anything else: someone asked for
-   *     this very delta): a queued one is demoted to PRIORITY_LOW, a running one
-   *     runs on.
+   *     this very delta): a queued one is demoted to PRIORITY_DEMOTED (behind
+   *     every job still useful), a running one runs on.
    * A job whose `to` is the head of any ref (this one or another: a promotion)
    * is never touched, whatever its `from`: hosts may use it now. Only jobs
    * already active before the heads were read are judged, so a decision that
@@ -210,7 +210,7 @@ export class DeltaJobs extends EventEmitter {
       const error = { code: 'OBSOLETE', message: `${p.to} is no longer the head of a ref of ${repo.name}` };
       let action: string;
       if (job.state === 'queued' && automatic) action = this.queue.cancel(job.id, error) ? 'dropped' : 'kept';
-      else if (job.state === 'queued') action = job.priority < PRIORITY_LOW && this.queue.reprioritize(job.id, PRIORITY_LOW) ? 'demoted' : 'kept';
+      else if (job.state === 'queued') action = job.priority < PRIORITY_DEMOTED && this.queue.reprioritize(job.id, PRIORITY_DEMOTED) ? 'demoted' : 'kept';
       else if (automatic && p.from === null) action = this.queue.cancel(job.id, error) ? 'aborted' : 'kept';
       else action = 'kept';
       if (action !== 'kept') this.log.info(`obsolete delta job ${action}`, { job: job.id, repo: repo.name, delta: job.key, source: job.source });

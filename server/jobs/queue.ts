@@ -71,8 +71,10 @@ export interface Job<P = unknown, R = unknown> {
 export const PRIORITY_NOW = 0;
 /** From older previous commits of the ref; explicit requests to a commit that is no ref's head. */
 export const PRIORITY_OLDER = 1;
-/** From scratch (fresh installs), and jobs demoted because a newer move made them less useful. */
-export const PRIORITY_LOW = 2;
+/** From scratch (fresh installs: they can also pull objects). */
+export const PRIORITY_SCRATCH = 2;
+/** Demoted: jobs a newer move of the ref made less useful, after everything else. */
+export const PRIORITY_DEMOTED = 3;
 
 /**
  * Jobs at once when nothing says otherwise (`cairn serve`'s

@@ -55,12 +55,14 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
     const state = typeof req.query.state === 'string' ? req.query.state : undefined;
     if (state !== undefined && !STATES.includes(state as JobState)) throw new CairnError('INVALID_ARGUMENT', `state must be one of ${STATES.join(', ')}`);
     const limit = Math.min(1000, Math.max(1, Number(req.query.limit ?? 100) || 100));
-    const out = [];
+    const seen: Job[] = [];
     for (const job of (await deltas?.list({ repo, state: state as JobState | undefined })) ?? []) {
       if (!(await mayRead(req, res, job.repo))) continue;
-      out.push(publicJob(job));
-      if (out.length >= limit) break;
+      seen.push(job);
+      if (seen.length >= limit) break;
     }
+    const positions = seen.some((j) => j.state === 'queued') ? await visiblePositions(req, res) : new Map<string, number>();
+    const out = seen.map((j) => publicJob(j, positions));
     res.setHeader('Cache-Control', 'no-store');
     // `deciding`: publishes and 404s whose deltas are still being worked out (not queued yet).
     res.json({ jobs: out, queue: deltas ? await visibleStats(req, res) : null });
@@ -84,13 +86,25 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
     };
   };
 
+  /**
+   * Queued job id → 1-based place in the run order among the queued jobs the
+   * caller may see (the queue's own `position` counts every repository's jobs,
+   * which would reveal how many private ones wait ahead).
+   */
+  const visiblePositions = async (req: Request, res: Response): Promise<Map<string, number>> => {
+    const queued = (await deltas!.list({ state: 'queued' })).filter((j) => j.position !== undefined).sort((a, b) => a.position! - b.position!);
+    const out = new Map<string, number>();
+    for (const j of queued) if (await mayRead(req, res, j.repo)) out.set(j.id, out.size + 1);
+    return out;
+  };
+
   router.get('/api/jobs/:id', async (req, res) => {
     res.locals.route = 'api_job';
     const job = await deltas?.get(String(req.params.id));
     // A job the caller may not see answers like one that does not exist.
     if (!job || !(await mayRead(req, res, job.repo))) throw new CairnError('NOT_FOUND', 'no such job');
     res.setHeader('Cache-Control', 'no-store');
-    res.json(publicJob(job));
+    res.json(publicJob(job, job.state === 'queued' ? await visiblePositions(req, res) : undefined));
   });
 
   router.get('/api/repos/:repo/deltas', async (req, res) => {
@@ -120,7 +134,7 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
       case 'queued':
       case 'duplicate':
         res.setHeader('Location', `/api/jobs/${r.job.id}`);
-        res.status(202).json({ status: r.status, job: publicJob(r.job) });
+        res.status(202).json({ status: r.status, job: publicJob(r.job, r.job.state === 'queued' ? await visiblePositions(req, res) : undefined) });
         return;
       case 'full':
       case 'closed':
@@ -138,8 +152,12 @@ export function jobRoutes(ctx: ServerContext, app: { logger: Logger; metrics?: M
   return router;
 }
 
-/** A job as the API shows it (params hold only repo and commit names, never paths). */
-function publicJob(j: Job) {
+/**
+ * A job as the API shows it (params hold only repo and commit names, never
+ * paths). `position`: while queued, its place among the queued jobs the caller
+ * may see (`positions`, see visiblePositions); null otherwise.
+ */
+function publicJob(j: Job, positions?: Map<string, number>) {
   return {
     id: j.id,
     kind: j.kind,
@@ -148,6 +166,8 @@ function publicJob(j: Job) {
     source: j.source ?? null,
     params: j.params,
     state: j.state,
+    priority: j.priority ?? null,
+    position: j.state === 'queued' ? (positions?.get(j.id) ?? null) : null,
     createdAt: j.createdAt,
     startedAt: j.startedAt ?? null,
     finishedAt: j.finishedAt ?? null,

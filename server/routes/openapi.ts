@@ -25,7 +25,8 @@ export const OPENAPI = {
       Error: error,
       Job: {
         type: 'object',
-        description: 'A background job (kind "delta": params {repo, from, to}; result {name, existed, digest, totalSize, parts, pruned, …}). Records stay for an hour.',
+        description:
+          'A background job (kind "delta": params {repo, from, to}; result {name, existed, digest, totalSize, parts, pruned, …}). Records stay for an hour. Queued jobs run by priority (lower first), first in first out within one; several may run at once (CAIRN_JOBS_CONCURRENCY). When a ref moves, automatic delta jobs (policy, on-demand) to a commit that is no longer the head of any ref are dropped if queued, and aborted if running from scratch — both end "failed" with error code OBSOLETE; explicit ones (api) are demoted to priority 3 instead.',
         properties: {
           id: { type: 'string' },
           kind: { type: 'string' },
@@ -33,13 +34,20 @@ export const OPENAPI = {
           repo: { type: ['string', 'null'] },
           source: { type: ['string', 'null'], description: 'policy, on-demand, api' },
           params: { type: 'object' },
-          state: { enum: ['queued', 'running', 'done', 'failed'] },
+          state: { enum: ['queued', 'running', 'done', 'failed'], description: 'failed includes jobs that were cancelled: error.code CANCELLED (the server stopped) or OBSOLETE (superseded by a newer move of the ref)' },
+          priority: {
+            type: 'integer',
+            minimum: 0,
+            description:
+              'Lower runs first. Delta jobs: 0 = from the ref\'s previous head to its new head, and on-demand or API requests to a current ref head; 1 = from older previous commits (or an API request to a commit that is no ref\'s head); 2 = from scratch; 3 = explicit requests demoted because a newer move of the ref made them less useful',
+          },
+          position: { type: ['integer', 'null'], minimum: 1, description: 'While queued: 1-based place in the run order among the queued jobs the caller may see (1 starts next); null once running or finished' },
           createdAt: { type: 'string', format: 'date-time' },
           startedAt: { type: ['string', 'null'] },
           finishedAt: { type: ['string', 'null'] },
           progress: { type: ['object', 'null'] },
           result: { type: ['object', 'null'] },
-          error: { type: ['object', 'null'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
+          error: { type: ['object', 'null'], properties: { code: { type: 'string', description: 'e.g. NOT_FOUND, NOT_OWNED, CANCELLED, OBSOLETE, INTERNAL' }, message: { type: 'string' } } },
         },
       },
     },
