@@ -117,6 +117,7 @@ export class DeltaJobs extends EventEmitter {
       if (job.kind !== DELTA_JOB) return;
       const fields = { job: job.id, repo: job.repo, delta: (job.result as DeltaJobResult | undefined)?.name ?? job.key, source: job.source, duration_ms: ms };
       if (job.state === 'done') this.log.info('delta job done', { ...fields, existed: (job.result as DeltaJobResult).existed, pruned: (job.result as DeltaJobResult).pruned });
+      else if (job.error?.code === 'OBSOLETE') this.log.info('delta job obsolete', { ...fields, error: job.error });
       else this.log.warn('delta job failed', { ...fields, error: job.error });
     });
   }
@@ -162,6 +163,10 @@ export class DeltaJobs extends EventEmitter {
       (async () => {
         const settings = await this.deps.settings.get(repo.name);
         if (!settings.owned) return; // never for a repository Cairn does not own (the publish itself was refused)
+        // Queued ones before queuing (room in a full queue); everything after, so the
+        // slot of an aborted job goes to this move's jobs, and jobs a racing
+        // decision queued for an older head go too.
+        await this.dropObsolete(repo, { abortRunning: false });
         plans: for (const c of changes) {
           if (!c.new) continue; // a deleted ref needs no delta
           const plan = await planDeltasForRefMove(repo, c.ref, c.new, settings.deltas, { old: c.old });
@@ -198,9 +203,12 @@ export class DeltaJobs extends EventEmitter {
    * is never touched, whatever its `from`: hosts may use it now. Only jobs
    * already active before the heads were read are judged, so a decision that
    * races a newer move never judges that move's jobs by stale heads.
+   * `abortRunning: false` leaves running jobs alone.
    */
-  private async dropObsolete(repo: Repo): Promise<void> {
-    const candidates = this.queue.list({ repo: repo.name, kind: DELTA_JOB }).filter((j) => j.state === 'queued' || j.state === 'running');
+  private async dropObsolete(repo: Repo, opts: { abortRunning?: boolean } = {}): Promise<void> {
+    const candidates = this.queue
+      .list({ repo: repo.name, kind: DELTA_JOB })
+      .filter((j) => j.state === 'queued' || (j.state === 'running' && opts.abortRunning !== false));
     if (candidates.length === 0) return;
     const current = await heads(repo);
     for (const job of candidates) {

@@ -244,3 +244,41 @@ test('a running from-scratch job to a commit that is no longer the head is abort
   const after = await apiJobs('solo');
   for (const [from, to] of [[c1, c2], [c2, c1]] as const) assert.equal(jobOf(after, from, to).state, 'done', `${name(from, to)}: demoted, still built`);
 });
+
+test('positions count only the queued jobs the caller may see: private repositories\' jobs ahead are not revealed', async () => {
+  holding = true;
+  held.clear();
+  const secret = await data.registry.create('secret');
+  const pub = await data.registry.create('pub');
+  for (const r of ['secret', 'pub']) await ctx.settings.update(r, { deltas: { scratch: false, previousCommits: 0 } });
+  await ctx.settings.update('secret', { private: true });
+  const s1 = await publish(secret, 1, null);
+  const s2 = (await commitFolder(secret, tree('secret', 2), 'os/other', { subject: 'other', timestamp: 1_760_100_000n })).commit;
+  await request(app).post('/api/repos/secret/refs').set('Authorization', `Bearer ${pushToken}`).send({ updates: [{ ref: 'os/other', commit: s2, expected: null }] }).expect(200);
+  const p1 = await publish(pub, 1, null);
+  await ctx.deltaJobs!.settled();
+
+  const ask = (repo: string, to: string) => request(app).post(`/api/repos/${repo}/deltas`).set('Authorization', `Bearer ${pushToken}`).send({ to }).expect(202);
+  await ask('secret', s1);
+  await heldJob(name(null, s1));
+  const queuedSecret = (await ask('secret', s2)).body.job as ApiJob;
+  const queuedPub = (await ask('pub', p1)).body.job as ApiJob;
+  assert.equal(queuedSecret.position, 1);
+
+  const anon = (await request(app).get('/api/jobs').expect(200)).body.jobs as ApiJob[];
+  assert.deepEqual(anon.filter((j) => j.state === 'queued').map((j) => [j.id, j.position]), [[queuedPub.id, 1]]);
+  assert.equal((await request(app).get(`/api/jobs/${queuedPub.id}`).expect(200)).body.position, 1);
+  const reader = (await issueToken(ctx.auth.secret, { sub: 'host', scope: ['read'], repos: ['secret'], ttlSeconds: 600 })).token;
+  const seen = (await request(app).get('/api/jobs').set('Authorization', `Bearer ${reader}`).expect(200)).body.jobs as ApiJob[];
+  assert.deepEqual(
+    seen.filter((j) => j.state === 'queued').map((j) => [j.id, j.position]),
+    [
+      [queuedPub.id, 2],
+      [queuedSecret.id, 1],
+    ],
+  );
+
+  holding = false;
+  held.get(name(null, s1))!();
+  await ctx.deltaJobs!.settled();
+});
