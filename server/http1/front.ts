@@ -74,6 +74,12 @@ export interface FrontOptions {
   maxConnections?: number;
   /** Told each time a connection is refused for maxConnections (a metric). */
   onRefused?: () => void;
+  /**
+   * How long an answer may make no progress (not one byte taken by a client
+   * that does not read) before the connection is cut (default 60 s, as
+   * nginx's send_timeout; 0: no limit).
+   */
+  sendTimeoutMs?: number;
 }
 
 export interface Front {
@@ -90,6 +96,8 @@ interface Shared {
   keepAliveMs: number;
   /** The head deadline (0: none). */
   headersMs: number;
+  /** The send-progress deadline (0: none). */
+  sendMs: number;
   /** The end of a kept-alive answer's head, announcing keepAliveMs as node does. */
   keepAliveLines: string;
   /** The server is stopping: no request after the one in progress. */
@@ -110,6 +118,7 @@ export function installFront(server: Server, opts: FrontOptions): Front {
     answer: opts.answer,
     keepAliveMs,
     headersMs: opts.headersTimeoutMs ?? headDeadline(server),
+    sendMs: opts.sendTimeoutMs ?? 60_000,
     keepAliveLines: `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveMs / 1000)}\r\n\r\n`,
     stopping: false,
   };
@@ -199,6 +208,8 @@ class Connection {
   private ended = false;
   /** The client has closed its side: the requests buffered are the last. */
   private peerEnded = false;
+  /** Armed when the socket went idle with an answer pending: cuts the connection if no byte moves meanwhile. */
+  private stallTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly socket: Socket,
@@ -211,6 +222,7 @@ class Connection {
     socket.setTimeout(shared.keepAliveMs);
     socket.on('timeout', this.onTimeout);
     socket.once('close', this.clearDeadline);
+    socket.once('close', () => this.stallTimer && clearTimeout(this.stallTimer));
     socket.once('end', this.onEnd);
   }
 
@@ -268,10 +280,24 @@ class Connection {
 
   private readonly onTimeout = (): void => {
     // An answer in progress, or still in the socket's buffer, is the client's
-    // to read at its pace (node: server.timeout 0); a head on its way has its
-    // own deadline.
-    if (this.busy || this.socket.writableLength > 0 || this.deadline !== null) return;
-    this.socket.destroy();
+    // to read at its pace — as long as it reads: one that takes no byte for
+    // sendMs more is cut (a client that never reads would hold its
+    // connection, its buffers and a place under maxConnections for ever).
+    // Any progress re-arms the socket's idle timer, which brings us back here
+    // at the next stall. A head on its way has its own deadline.
+    const s = this.socket;
+    if (this.busy || s.writableLength > 0) {
+      if (this.shared.sendMs <= 0 || this.stallTimer) return;
+      const written = s.bytesWritten;
+      this.stallTimer = setTimeout(() => {
+        this.stallTimer = null;
+        if (s.bytesWritten === written && (this.busy || s.writableLength > 0)) s.destroy();
+      }, this.shared.sendMs);
+      this.stallTimer.unref();
+      return;
+    }
+    if (this.deadline !== null) return;
+    s.destroy();
   };
 
   private armDeadline(): void {

@@ -41,7 +41,23 @@ import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORI
  */
 
 /** `limited`: the repository's on-demand rate limit is spent; `ineligible` also covers repositories Cairn does not own. */
-export type OnDemandResult = 'queued' | 'duplicate' | 'full' | 'exists' | 'ineligible' | 'limited' | 'error';
+/** On-demand decisions running at once at most; more 404s meanwhile are ignored. */
+const MAX_DECIDING = 16;
+/** How long a pair decided as not to build is not looked at again (a ref move forgets it sooner). */
+const RECENT_MS = 60_000;
+
+/**
+ * The from→to superblock a missing key names, if it is one an on-demand
+ * delta could answer (a plain object 404 is not): the one filter, used
+ * where the 404 happens (a cluster worker sends nothing else to the primary).
+ */
+export function onDemandCandidate(key: string): { from: string; to: string } | null {
+  if (!key.endsWith('/superblock')) return null;
+  const k = parseDeltaKey(key);
+  return k && k.from !== null ? { from: k.from, to: k.to } : null;
+}
+
+export type OnDemandResult = 'queued' | 'duplicate' | 'full' | 'exists' | 'ineligible' | 'limited' | 'busy' | 'error';
 export type RequestOutcome = SubmitOutcome<DeltaJobParams, DeltaJobResult> | { status: 'exists' };
 
 export interface DeltaJobsDeps {
@@ -91,6 +107,10 @@ export class DeltaJobs extends EventEmitter {
   private log: Logger = createLogger({ level: 'silent' });
   /** Policy and on-demand checks still deciding what to queue (see settled()), with their repository. */
   private readonly pending = new Map<Promise<unknown>, string>();
+  /** On-demand decisions running, by repository, from and to. */
+  private readonly onDemandInFlight = new Set<string>();
+  /** On-demand pairs decided lately as not to build (ineligible, existing): the result, and until when it stands. */
+  private readonly recentlyDecided = new Map<string, { result: OnDemandResult; until: number }>();
 
   constructor(
     private readonly deps: DeltaJobsDeps,
@@ -159,6 +179,8 @@ export class DeltaJobs extends EventEmitter {
 
   /** The `onPublished` hook: never throws, never blocks the publish. */
   onPublished(repo: Repo, changes: RefLogEntry[]): void {
+    // Heads moved: pairs found ineligible before may be eligible now.
+    for (const id of this.recentlyDecided.keys()) if (id.startsWith(`${repo.name}\0`)) this.recentlyDecided.delete(id);
     this.track(
       (async () => {
         const settings = await this.deps.settings.get(repo.name);
@@ -230,16 +252,30 @@ export class DeltaJobs extends EventEmitter {
    * superblocks. Answers nothing; the checks run after the 404 went out.
    */
   onMissing(repoName: string, key: string): void {
-    if (!this.onDemandEnabled || !key.endsWith('/superblock')) return;
-    const k = parseDeltaKey(key);
-    if (!k || k.from === null) return;
+    const k = this.onDemandEnabled ? onDemandCandidate(key) : null;
+    if (!k) return;
     const { from, to } = k;
+    // Every anonymous 404 of a superblock lands here: the work it may cause is
+    // bounded before anything is looked at. A pair recently found ineligible
+    // or existing is not looked at again for RECENT_MS (a move of a ref of the
+    // repository forgets it); one decision per (repository, from, to) at a
+    // time; at most MAX_DECIDING at once ('busy' beyond); and an empty token
+    // bucket answers before any disk access.
+    const id = `${repoName}\0${from}\0${to}`;
+    const recent = this.recentlyDecided.get(id);
+    if (recent !== undefined && recent.until > this.bucket.now()) return void this.emit('ondemand', recent.result);
+    if (this.onDemandInFlight.has(id)) return void this.emit('ondemand', 'duplicate');
+    if (this.onDemandInFlight.size >= MAX_DECIDING) return void this.emit('ondemand', 'busy');
+    if (!this.hasToken(repoName)) return void this.emit('ondemand', 'limited');
+    this.onDemandInFlight.add(id);
     this.track(
       (async () => {
         const result = await this.onDemand(repoName, from, to).catch((e: unknown) => {
           this.log.warn('on-demand delta failed', { repo: repoName, from, to, err: e instanceof Error ? e.message : String(e) });
           return 'error' as const;
         });
+        this.onDemandInFlight.delete(id);
+        if (result === 'ineligible' || result === 'exists') this.remember(id, result);
         this.emit('ondemand', result);
         if (result === 'queued') this.log.info('on-demand delta queued', { repo: repoName, from, to });
       })(),
@@ -247,6 +283,19 @@ export class DeltaJobs extends EventEmitter {
       { repo: repoName },
       repoName,
     );
+  }
+
+  private remember(id: string, result: OnDemandResult): void {
+    if (this.recentlyDecided.size >= 10_000) this.recentlyDecided.clear();
+    this.recentlyDecided.set(id, { result, until: this.bucket.now() + RECENT_MS });
+  }
+
+  /** Whether `repo`'s on-demand bucket holds a token now (nothing taken). */
+  private hasToken(repo: string): boolean {
+    const b = this.bucket;
+    const cur = b.byRepo.get(repo);
+    if (!cur) return b.burst >= 1;
+    return Math.min(b.burst, cur.tokens + Math.max(0, b.now() - cur.at) * b.perMs) >= 1 - 1e-9;
   }
 
   private async onDemand(repoName: string, from: string, to: string): Promise<OnDemandResult> {

@@ -54,7 +54,7 @@ export function instrumentDeltaJobs(registry: Registry, deltas: DeltaJobs): void
   });
   const onDemand = new Counter({
     name: 'cairn_delta_ondemand_total',
-    help: 'Requests for a missing from→to delta superblock, by what Cairn did: queued, duplicate (already queued), exists, full (queue refused), ineligible (unknown commit, not a ref head, not a version the ref held or a recent parent, or a repository Cairn does not own), limited (the repository\'s on-demand rate limit), error',
+    help: 'Requests for a missing from→to delta superblock, by what Cairn did: queued, duplicate (already queued), exists, full (queue refused), ineligible (unknown commit, not a ref head, not a version the ref held or a recent parent, or a repository Cairn does not own), limited (the repository\'s on-demand rate limit), busy (too many decisions at once), error',
     labelNames: ['result'] as const,
     registers: [registry],
   });

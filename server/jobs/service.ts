@@ -2,7 +2,7 @@ import type { RefLogEntry } from '../../storage/repo/reflog';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
 import { CairnError, type ErrorCode } from '../../storage/errors';
-import type { DeltaJobs, RequestOutcome } from './deltas';
+import { onDemandCandidate, type DeltaJobs, type RequestOutcome } from './deltas';
 import type { Job, JobFilter } from './queue';
 
 /**
@@ -55,14 +55,34 @@ export function remoteDeltaJobService(call: ServiceCall): DeltaJobService {
   };
   const ask = <T>(method: string, args: unknown[]) => (call(method, args) as Promise<T>).catch(lift);
   const tell = (method: string, args: unknown[]) => void call(method, args).catch(() => undefined);
+  const told = recentKeys(60_000, 10_000);
   return {
     onPublished: (repo, changes) => tell('onPublished', [repo.name, changes]),
-    onMissing: (repo, key) => tell('onMissing', [repo, key]),
+    // Only what could start an on-demand delta travels to the primary; each key once a minute at most.
+    onMissing: (repo, key) => {
+      if (!onDemandCandidate(key) || told.seen(`${repo}\0${key}`)) return;
+      tell('onMissing', [repo, key]);
+    },
     request: (repo, from, to, opts) => ask('request', [repo.name, from, to, opts]),
     list: (filter) => ask('list', [filter ?? {}]),
     get: (id) => ask<Job | null>('get', [id]).then((j) => j ?? undefined),
     stats: () => ask('stats', []),
     decidingRepos: () => ask('decidingRepos', []),
+  };
+}
+
+/** Keys seen within `ms` (at most `max` remembered; when full, forgets them all). */
+function recentKeys(ms: number, max: number): { seen(key: string): boolean } {
+  const until = new Map<string, number>();
+  return {
+    seen(key) {
+      const now = Date.now();
+      const t = until.get(key);
+      if (t !== undefined && t > now) return true;
+      if (until.size >= max) until.clear();
+      until.set(key, now + ms);
+      return false;
+    },
   };
 }
 

@@ -19,7 +19,8 @@ export function keyRoutes(ctx: ServerContext): Router {
     const body = file === 'gpg.asc' ? keys.gpgArmored : file === 'ed25519.pub' ? (keys.ed25519Base64 ? keys.ed25519Base64 + '\n' : undefined) : undefined;
     if (body === undefined) throw new CairnError('NOT_FOUND', `no key ${file.slice(0, 40)} for ${repo.name}`);
     res.setHeader('Content-Type', file.endsWith('.asc') ? 'application/pgp-keys' : 'text/plain; charset=utf-8');
-    res.setHeader('Cache-Control', 'public, max-age=300');
+    // A private repository's keys must never sit in a shared cache.
+    res.setHeader('Cache-Control', res.locals.privateRepo === true ? 'private, max-age=300' : 'public, max-age=300');
     res.send(body);
   });
 

@@ -28,10 +28,14 @@ function infoOf(st: import('node:fs').Stats): BlobInfo {
 export interface FsBackendOptions {
   /**
    * Never read through a symbolic link that leads out of the root (default
-   * false): a file or folder below the root that is a symlink is read only if
-   * its target lies inside the root's real path, else it is treated as absent.
-   * The root itself may be a symlink. For the data folder's repositories
-   * (an operator's stray `x -> ../../secrets/token-secret` is not served).
+   * false): a file whose real path (of the descriptor actually opened, so no
+   * swap between a check and the open gets round it) is not inside the root's
+   * is treated as absent. Symlinks that stay inside are fine; the root itself
+   * may be a symlink. For the data folder's repositories (an operator's stray
+   * `x -> ../../secrets/token-secret` is not served). A stat (HEAD, 304)
+   * checks the final component and the folder, whose real path is
+   * remembered for DIR_CHECK_MS: a folder swapped for a symlink within that
+   * second can show an outside file's size and date, never its bytes.
    */
   confine?: boolean;
   /**
@@ -63,13 +67,13 @@ export const REPO_LAYOUT_FOLDERS: readonly string[] = [
 
 /** How long a folder's real path is trusted (folders of a repository are re-pointed by hand, if ever). */
 const DIR_CHECK_MS = 1000;
-const O_NOFOLLOW = fsc.O_NOFOLLOW ?? 0;
 
 /** The filesystem driver: keys are paths below `root`, the repository folder itself. */
 export class FsBackend implements Backend {
   private readonly confine: boolean;
   /** Folders below the root whose real path was checked: confined or not, and when. */
   private readonly dirs = new Map<string, { inside: boolean; at: number }>();
+  private rootReal?: { path: string; at: number };
   /** The root, absolute and normalised: where pruning stops. */
   private readonly rootPath: string;
   /** Absolute paths of the folders remove() must keep (see keepFolders), with their parents. */
@@ -98,22 +102,49 @@ export class FsBackend implements Backend {
     return this.rootPath + path.sep + validateKey(key);
   }
 
-  /** Whether the real path of `p` lies inside the root's (absent paths count as inside: reading them finds nothing). */
-  private inside(p: string): boolean {
+  /** The root's real path, re-read at most every DIR_CHECK_MS (or on demand: `fresh`); the root itself may be a symlink an operator re-points. */
+  private realRoot(fresh = false): string {
+    const now = Date.now();
+    if (fresh || !this.rootReal || now - this.rootReal.at >= DIR_CHECK_MS) this.rootReal = { path: realpathSync.native(this.rootPath), at: now };
+    return this.rootReal.path;
+  }
+
+  private underRoot(real: string, root: string): boolean {
+    return real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+  }
+
+  /** Whether the real path of `p` lies inside the root's; 'absent' when `p` does not exist (reading it finds nothing). */
+  private inside(p: string): boolean | 'absent' {
+    let real: string;
     try {
-      const root = realpathSync.native(this.rootPath);
-      const real = realpathSync.native(p);
-      return real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+      real = realpathSync.native(p);
     } catch (e) {
-      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return true;
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return 'absent';
       throw e;
     }
+    return this.underRoot(real, this.realRoot()) || this.underRoot(real, this.realRoot(true));
   }
 
   /**
-   * For reads of a confined backend: whether the folder of `key` (whose file
-   * is `file`) stays inside the root. Remembered by the key's folder part
-   * (short: `objects/ab`) for DIR_CHECK_MS.
+   * A confined read's check of the descriptor actually opened (so no swap of
+   * a file or folder between a check and the open can get round it): its
+   * real path must lie inside the root's.
+   */
+  private openedInside(fd: number): boolean {
+    let real: string;
+    try {
+      real = realpathSync.native(`/proc/self/fd/${fd}`);
+    } catch {
+      return true; // no /proc: the folder and final-symlink checks before the open stand alone
+    }
+    return this.underRoot(real, this.realRoot()) || this.underRoot(real, this.realRoot(true));
+  }
+
+  /**
+   * For a confined backend's stat (metadata only: reads check the opened
+   * descriptor itself): whether the folder of `key` (whose file is `file`)
+   * stays inside the root. A folder found inside is remembered by the key's
+   * folder part (short: `objects/ab`) for DIR_CHECK_MS; an absent one is not.
    */
   private dirInside(key: string, file: string): boolean {
     const slash = key.lastIndexOf('/');
@@ -123,14 +154,15 @@ export class FsBackend implements Backend {
     const hit = this.dirs.get(dirKey);
     if (hit && now - hit.at < DIR_CHECK_MS) return hit.inside;
     const inside = this.inside(file.slice(0, file.length - (key.length - slash)));
+    if (inside === 'absent') return true;
     if (this.dirs.size >= 4096) this.dirs.clear();
     this.dirs.set(dirKey, { inside, at: now });
     return inside;
   }
 
-  /** A confined backend's check of a file that is a symlink (or whose open refused to follow one). */
+  /** A confined stat's check of a file that is a symlink. */
   private linkInside(file: string): boolean {
-    return this.inside(file);
+    return this.inside(file) === true;
   }
 
   async stat(key: string): Promise<BlobInfo | null> {
@@ -166,15 +198,13 @@ export class FsBackend implements Backend {
     const file = this.resolve(key);
     let fd: number;
     try {
-      if (this.confine && !this.dirInside(key, file)) return null;
-      try {
-        fd = openSync(file, this.confine ? fsc.O_RDONLY | O_NOFOLLOW : fsc.O_RDONLY);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ELOOP' || !this.linkInside(file)) throw e;
-        fd = openSync(file, fsc.O_RDONLY);
+      fd = openSync(file, fsc.O_RDONLY);
+      if (this.confine && !this.openedInside(fd)) {
+        closeSync(fd);
+        return null;
       }
     } catch (e) {
-      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR' || isOutside(e)) return null;
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
       throw ioError(e, key);
     }
     try {
@@ -271,15 +301,14 @@ export class FsBackend implements Backend {
   private async openFile(key: string): Promise<fsp.FileHandle | null> {
     const file = this.resolve(key); // outside the try: INVALID_PATH must not become IO
     try {
-      if (this.confine && !this.dirInside(key, file)) return null;
-      try {
-        return await fsp.open(file, this.confine ? fsc.O_RDONLY | O_NOFOLLOW : fsc.O_RDONLY);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ELOOP' || !this.linkInside(file)) throw e;
-        return await fsp.open(file, fsc.O_RDONLY);
+      const fh = await fsp.open(file, fsc.O_RDONLY);
+      if (this.confine && !this.openedInside(fh.fd)) {
+        await fh.close();
+        return null;
       }
+      return fh;
     } catch (e) {
-      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR' || isOutside(e)) return null;
+      if (isNotFoundErrno(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
       throw ioError(e, key);
     }
   }
@@ -393,10 +422,6 @@ export class FsBackend implements Backend {
   }
 }
 
-/** A confined read that met a symlink leading out of the root: refused (O_NOFOLLOW), as absent. */
-function isOutside(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException).code === 'ELOOP';
-}
 
 async function* walk(dir: string, rel: string): AsyncIterable<string> {
   let entries: import('node:fs').Dirent[];

@@ -1,4 +1,4 @@
-import { promises as fsp, readFileSync, statSync } from 'node:fs';
+import { promises as fsp, lstatSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CairnError, isNotFoundErrno } from '../errors';
@@ -87,13 +87,16 @@ export class SettingsStore {
     try {
       const st = statSync(file, { throwIfNoEntry: false });
       if (!st) {
+        // Defaults (public) only for a file that truly is not there: a dangling
+        // symlink is settings that cannot be read, and those fail closed.
+        if (lstatSync(file, { throwIfNoEntry: false })) throw new CairnError('IO', `settings of ${name} are a dangling symlink`);
         this.cache.delete(name);
         return DEFAULT_SETTINGS;
       }
       sig = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
     } catch (e) {
-      if (isNotFoundErrno(e)) return DEFAULT_SETTINGS;
-      throw e;
+      // ENOTDIR (DATA/settings is not a folder) and the like: unreadable, never "public".
+      throw e instanceof CairnError ? e : new CairnError('IO', `settings of ${name} cannot be read: ${(e as Error).message}`);
     }
     const hit = this.cache.get(name);
     if (hit && sameFile(hit.sig, sig)) return hit.value;

@@ -334,6 +334,20 @@ test('connection cap: past maxConnections (node’s connections included) a new 
   }
 });
 
+test('a client that takes no byte of an answer for sendTimeoutMs is cut (it would hold its connection for ever)', async () => {
+  const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer, headersTimeoutMs: 200, keepAliveTimeoutMs: 200, sendTimeoutMs: 500 } });
+  try {
+    const size = 30_000_000;
+    for (const kind of ['stream', 'file']) {
+      // Nothing read for 3 s: the server gives up on the answer and closes; what was in flight is all the client gets.
+      const all = await readLateUntilClosed(s2.port, requestText(`/${kind}/${size}`), 3000);
+      assert.ok(all.length > 0 && all.length < size, `${kind}: ${all.length} bytes reached the client`);
+    }
+  } finally {
+    await s2.close(100);
+  }
+});
+
 test('the deadlines do not cut an answer the client reads slowly, nor the requests behind it', async () => {
   const s2 = await listen(nodeApp, { port: 0, host: '127.0.0.1', front: { answer: answerer, headersTimeoutMs: 200, keepAliveTimeoutMs: 200 } });
   try {

@@ -82,6 +82,10 @@ test('a private repository whose settings cannot be read fails closed', async ()
   }
   const api = await get(servers[1]!.server.port, '/api/repos/priv/deltas');
   assert.equal(api.status, 500);
+  // A dangling symlink is settings that cannot be read too, not "no settings" (public).
+  rmSync(path.join(data.dataDir, 'settings', 'priv.json'));
+  symlinkSync(path.join(data.dataDir, 'nowhere.json'), path.join(data.dataDir, 'settings', 'priv.json'));
+  assert.equal((await both('/repo/priv/refs/heads/secret')).status, 500, 'dangling settings symlink');
   await ctx.settings.update('priv', { private: false }).catch(() => undefined);
   rmSync(path.join(data.dataDir, 'settings', 'priv.json'), { force: true });
 });
@@ -105,6 +109,21 @@ test('symlinks inside a repository are not followed out of it (unless the operat
     assert.equal((await both(`/repo/linked/${COMMIT}`)).status, 200);
     assert.equal((await both('/repo/linked/x')).status, 404);
 
+    // A folder swapped for a symlink out of the repository right after a request made Cairn
+    // check (and remember) it: what is read is checked on the descriptor actually opened.
+    assert.equal((await both('/repo/sample/objects/zz/token-secret')).status, 404); // absent: not remembered
+    mkdirSync(path.join(data.repoDir, 'objects', 'zy'));
+    writeFileSync(path.join(data.repoDir, 'objects', 'zy', 'token-secret'), 'inside\n');
+    assert.equal((await both('/repo/sample/objects/zy/token-secret')).body.toString(), 'inside\n'); // remembered as inside
+    rmSync(path.join(data.repoDir, 'objects', 'zy'), { recursive: true });
+    symlinkSync('../../../secrets', path.join(data.repoDir, 'objects', 'zy'));
+    symlinkSync('../../../secrets', path.join(data.repoDir, 'objects', 'zz'));
+    for (const dir of ['zy', 'zz']) {
+      const r = await both(`/repo/sample/objects/${dir}/token-secret`);
+      assert.equal(r.status, 404, `objects/${dir} swapped for a symlink out of the repository`);
+      assert.ok(!r.body.toString().includes(readFileSync(secret, 'utf8').trim()));
+    }
+
     // --follow-symlinks: the operator allows it.
     const lax = makeApp({ ...data, registry: new RepoRegistry(data.dataDir, { followSymlinks: true }) }, { context: ctx });
     const server = await listen(lax, { port: 0, host: '127.0.0.1', front: lax.locals.cairn.front });
@@ -117,7 +136,7 @@ test('symlinks inside a repository are not followed out of it (unless the operat
       await server.close(100);
     }
   } finally {
-    for (const f of ['x', 'config-link', 'dirlink']) rmSync(path.join(data.repoDir, f), { force: true });
+    for (const f of ['x', 'config-link', 'dirlink', 'objects/zy', 'objects/zz']) rmSync(path.join(data.repoDir, f), { force: true });
     rmSync(path.join(data.dataDir, 'repos', 'linked'), { force: true });
   }
 });

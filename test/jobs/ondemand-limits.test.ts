@@ -15,6 +15,7 @@ import type { CairnApp } from '../../server/app';
 import type { ServerContext } from '../../server/context';
 import { deltaJobsOptionsFromEnv, type OnDemandResult } from '../../server/jobs/deltas';
 import { createMetrics } from '../../server/metrics';
+import { remoteDeltaJobService } from '../../server/jobs/service';
 import { makeApp, makeDataDir, type TestData } from '../http/helpers';
 
 /**
@@ -136,7 +137,8 @@ test('a delta from an unrelated old commit is not queued; one from the previous 
   // Half an hour later one token is back.
   clock += 30 * 60 * 1000;
   assert.equal(await ask(c.c4!, c.c5!), 'queued');
-  assert.equal(await ask(c.c3!, c.c5!), 'ineligible');
+  // The bucket is empty again: nothing is looked at (no disk work for anonymous 404s), eligible or not.
+  assert.equal(await ask(c.c3!, c.c5!), 'limited');
   const names = (await listDeltas(main)).map((d) => d.name).sort();
   assert.deepEqual(names, [`${c.c1}-${c.c5}`, `${c.c2}-${c.c5}`, `${c.c4}-${c.c5}`].sort());
 
@@ -146,7 +148,7 @@ test('a delta from an unrelated old commit is not queued; one from the previous 
   assert.equal(results.at(-1), 'ineligible');
 
   const metrics = (await request(app).get('/metrics').expect(200)).text;
-  assert.match(metrics, /cairn_delta_ondemand_total\{result="limited"\} 2/);
+  assert.match(metrics, /cairn_delta_ondemand_total\{result="limited"\} 3/);
   assert.match(metrics, /cairn_delta_ondemand_total\{result="queued"\} 3/);
 });
 
@@ -154,4 +156,47 @@ test('cairn serve takes the limit from CAIRN_ONDEMAND_PER_HOUR', () => {
   assert.deepEqual(deltaJobsOptionsFromEnv({ CAIRN_ONDEMAND_PER_HOUR: '3' }).onDemandLimit, { perHour: 3 });
   assert.equal(deltaJobsOptionsFromEnv({}).onDemandLimit, undefined, 'default: 10 per hour');
   assert.throws(() => deltaJobsOptionsFromEnv({ CAIRN_ONDEMAND_PER_HOUR: 'lots' }), /CAIRN_ONDEMAND_PER_HOUR must be an integer/);
+});
+
+test('a flood of anonymous superblock 404s costs one decision per pair, at most 16 at once', async () => {
+  // Count the decisions that reach the disk: each opens the repository first.
+  let opened = 0;
+  const open = data.registry.open.bind(data.registry);
+  data.registry.open = (name: string, maxAgeMs?: number) => {
+    if (name === 'main') opened++;
+    return open(name, maxAgeMs);
+  };
+  clock += 2 * 3600 * 1000; // a full bucket
+  try {
+    const seen = results.length;
+    // The same ineligible pair, 50 times: one decision, then its remembered answer.
+    for (let i = 0; i < 50; i++) await request(app).get(superblockUrl(c.u!, c.c5!)).expect(404);
+    await ctx.deltaJobs!.settled();
+    assert.equal(opened, 1, 'one decision for one pair');
+    for (const r of results.slice(seen)) assert.ok(r === 'ineligible' || r === 'duplicate', r); // duplicate: while the one decision ran
+    // 100 different pairs at once (pipelined, not awaited one by one): at most 16 decide, the rest are 'busy'.
+    opened = 0;
+    const made: string[] = [];
+    for (let i = 0; i < 100; i++) made.push(`${i.toString(16).padStart(2, '0')}${'e'.repeat(62)}`);
+    await Promise.all(made.map((from) => request(app).get(superblockUrl(from, c.c5!)).expect(404)));
+    await ctx.deltaJobs!.settled();
+    assert.ok(opened <= 16 * 2, `${opened} decisions reached the disk for 100 requests at once`);
+    assert.ok(results.slice(seen).includes('busy'), 'the excess is dropped as busy');
+  } finally {
+    data.registry.open = open;
+  }
+});
+
+test('a cluster worker tells the primary only about superblocks, each once a minute', async () => {
+  const calls: unknown[][] = [];
+  const remote = remoteDeltaJobService(async (method, args) => {
+    calls.push([method, ...args]);
+    return null;
+  });
+  const key = superblockUrl(c.c2!, c.c5!).slice('/repo/main/'.length);
+  remote.onMissing('main', 'objects/ab/cdef.commit');
+  remote.onMissing('main', 'summary.sig');
+  for (let i = 0; i < 10; i++) remote.onMissing('main', key);
+  remote.onMissing('other', key);
+  assert.deepEqual(calls, [['onMissing', 'main', key], ['onMissing', 'other', key]]);
 });
