@@ -138,11 +138,13 @@ function send(w: Worker, m: ClusterMsg): void {
 }
 
 /** Every worker's registry and the primary's own, added up (prom-client's cluster aggregation), as exposition text. */
+/** Ids of the primary's metric requests to workers: one sequence, so concurrent scrapes never take each other's replies. */
+let nextMetricsId = 1;
+
 async function totalMetrics(own: Metrics | undefined): Promise<{ text: string; contentType: string }> {
-  let nextId = 1;
   const ask = (w: Worker) =>
     new Promise<metric[] | null>((resolve) => {
-      const id = nextId++;
+      const id = nextMetricsId++;
       const onMessage = (m: unknown) => {
         if (isClusterMsg(m) && m.cairn === 'metrics' && m.id === id) {
           cleanup();
