@@ -1,17 +1,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import * as path from 'node:path';
 import { contentChecksumOf, type FileHeader } from '../../storage/objects/content';
 import { encodeFilez } from '../../storage/objects/filez';
 import type { Repo } from '../../storage/repo/repo';
-import { issueToken } from '../../server/auth/tokens';
-import { createServerContext } from '../../server/bootstrap';
-import type { CairnApp } from '../../server/app';
-import type { ServerContext } from '../../server/context';
-import { listenApp, makeApp, makeDataDir, type TestData } from './helpers';
+import { listenApp, objectFile, publishingSetup, tempFiles, type TestData } from './helpers';
 
 /**
  * Security review: a `.filez` whose valid deflate stream is followed by
@@ -23,20 +18,16 @@ import { listenApp, makeApp, makeDataDir, type TestData } from './helpers';
  * (without ending the body) right after the junk.
  */
 let data: TestData;
-let app: CairnApp;
-let ctx: ServerContext;
 let main: Repo;
 let pushToken: string;
 let port: number;
 let closeServer: () => Promise<void>;
 
 before(async () => {
-  data = makeDataDir();
-  main = await data.registry.create('main');
-  ctx = await createServerContext(data.dataDir, data.registry, { deltas: false });
-  app = makeApp(data, { context: ctx });
-  pushToken = (await issueToken(ctx.auth.secret, { sub: 'builder', scope: ['push'], repos: ['main'], ttlSeconds: 600 })).token;
-  const server = await listenApp(app);
+  const setup = await publishingSetup();
+  ({ data, main } = setup);
+  pushToken = await setup.token({ sub: 'builder', scope: ['push'] });
+  const server = await listenApp(setup.app);
   port = server.port;
   closeServer = server.close;
 });
@@ -61,15 +52,12 @@ async function freshFilez(): Promise<{ checksum: string; bytes: Buffer }> {
 }
 
 function assertNoTrace(checksum: string, what: string): void {
-  const file = path.join(main.backend.location, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.filez`);
-  assert.equal(existsSync(file), false, `${what}: the object was stored`);
+  assert.equal(existsSync(objectFile(main, checksum, 'filez')), false, `${what}: the object was stored`);
   assertNoTemp(what);
 }
 
 function assertNoTemp(what: string): void {
-  const tmp = path.join(main.backend.location, 'tmp');
-  const leftovers = existsSync(tmp) ? readdirSync(tmp).filter((f) => f.startsWith('cairn-') && f.endsWith('.tmp')) : [];
-  assert.deepEqual(leftovers, [], `${what}: temporary files left behind`);
+  assert.deepEqual(tempFiles(main, '.tmp'), [], `${what}: temporary files left behind`);
 }
 
 interface Answer {
@@ -170,7 +158,7 @@ for (const [route, upload] of [
     const ok = await freshFilez();
     const good = await upload(ok.checksum, ok.bytes);
     assert.equal(good.status, route === 'PUT' ? 201 : 200, good.body);
-    assert.ok(existsSync(path.join(main.backend.location, 'objects', ok.checksum.slice(0, 2), `${ok.checksum.slice(2)}.filez`)));
+    assert.ok(existsSync(objectFile(main, ok.checksum, 'filez')));
     assertNoTemp('valid upload');
     for (const junk of JUNK_SIZES) {
       const o = await freshFilez();

@@ -3,16 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import * as path from 'node:path';
-import { ARCHIVE_EXTENSION, ObjectType } from '../../storage/objects/types';
-import type { ObjectRef } from '../../storage/repo/closure';
-import { Repo } from '../../storage/repo/repo';
-import { issueToken } from '../../server/auth/tokens';
-import { createServerContext } from '../../server/bootstrap';
+import { ObjectType } from '../../storage/objects/types';
+import type { Repo } from '../../storage/repo/repo';
 import { createLogger } from '../../server/logging';
 import type { CairnApp } from '../../server/app';
-import type { ServerContext } from '../../server/context';
 import { FIXTURE_REPO, ROOT_DIRMETA, S1 } from '../helpers/fixtures';
-import { listenApp, makeApp, makeDataDir, type TestData } from './helpers';
+import { assertNoTrace, fixtureBytes, listenApp, objectFile, publishingSetup, type TestData } from './helpers';
 
 /**
  * Security review, finding 5: every malformed multipart body (no boundary, a
@@ -21,35 +17,17 @@ import { listenApp, makeApp, makeDataDir, type TestData } from './helpers';
  */
 let data: TestData;
 let app: CairnApp;
-let ctx: ServerContext;
 let main: Repo;
 let pushToken: string;
 const logLines: string[] = [];
 
 before(async () => {
-  data = makeDataDir();
-  main = await data.registry.create('main');
-  ctx = await createServerContext(data.dataDir, data.registry, { deltas: false });
-  app = makeApp(data, { context: ctx, logger: createLogger({ level: 'error', write: (l) => void logLines.push(l) }) });
-  pushToken = (await issueToken(ctx.auth.secret, { sub: 'builder', scope: ['push'], repos: ['main'], prefixes: ['sample/'], ttlSeconds: 600 })).token;
+  const setup = await publishingSetup({ logger: createLogger({ level: 'error', write: (l) => void logLines.push(l) }) });
+  ({ data, app, main } = setup);
+  pushToken = await setup.token({ sub: 'builder', scope: ['push'], prefixes: ['sample/'] });
 });
 
 after(() => data.cleanup());
-
-function bytesOf(o: ObjectRef): Buffer {
-  return readFileSync(path.join(FIXTURE_REPO, 'objects', o.checksum.slice(0, 2), `${o.checksum.slice(2)}.${ARCHIVE_EXTENSION[o.type]}`));
-}
-
-function objectFile(checksum: string, ext: string): string {
-  return path.join(main.backend.location, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.${ext}`);
-}
-
-function assertNoTrace(checksum: string, ext: string): void {
-  assert.equal(existsSync(objectFile(checksum, ext)), false, `${checksum}.${ext} was stored`);
-  const tmp = path.join(main.backend.location, 'tmp');
-  const leftovers = existsSync(tmp) ? readdirSync(tmp).filter((f) => f.startsWith('cairn-')) : [];
-  assert.deepEqual(leftovers, [], 'temporary files left behind');
-}
 
 function errorLogs(): string[] {
   return logLines.filter((l) => JSON.parse(l).level === 'error');
@@ -75,10 +53,10 @@ function rawPost(port: number, headers: Record<string, string>, body: Buffer): P
 test('finding 5: malformed multipart bodies answer 400 with a JSON error and log no error', async () => {
   const server = await listenApp(app);
   try {
-    const commit = bytesOf({ checksum: S1, type: ObjectType.Commit });
+    const commit = fixtureBytes({ checksum: S1, type: ObjectType.Commit });
     const part = (boundary: string, name: string, bytes: Buffer) =>
       Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`), bytes, Buffer.from('\r\n')]);
-    const dirmeta = bytesOf({ checksum: ROOT_DIRMETA, type: ObjectType.DirMeta });
+    const dirmeta = fixtureBytes({ checksum: ROOT_DIRMETA, type: ObjectType.DirMeta });
     const whole = Buffer.concat([part('B0UND', `${ROOT_DIRMETA}.dirmeta`, dirmeta), part('B0UND', `${S1}.commit`, commit), Buffer.from('--B0UND--\r\n')]);
     const filez = walkFirstFile();
     // The well-formed body is accepted: each case below fails by its malformation only.
@@ -104,7 +82,7 @@ test('finding 5: malformed multipart bodies answer 400 with a JSON error and log
       assert.equal(typeof json.error.message, 'string', what);
       assert.doesNotMatch(json.error.message, /\n\s+at /, `${what}: stack trace in the answer`);
       assert.deepEqual(errorLogs().slice(before), [], `${what}: logged at error level`);
-      assertNoTrace(filez.checksum, 'filez');
+      assertNoTrace(main, filez.checksum, 'filez');
     }
   } finally {
     await server.close();
@@ -119,7 +97,7 @@ function walkFirstFile(): { checksum: string; bytes: Buffer } {
       const bytes = readFileSync(path.join(dir, sub, f));
       if (bytes.length < 400) continue;
       const checksum = sub + f.slice(0, -'.filez'.length);
-      if (existsSync(objectFile(checksum, 'filez'))) continue;
+      if (existsSync(objectFile(main, checksum, 'filez'))) continue;
       return { checksum, bytes };
     }
   }
@@ -131,7 +109,7 @@ test('finding 5: a part refused while the next one is still streaming answers 40
   try {
     const part = (name: string, bytes: Buffer) =>
       Buffer.concat([Buffer.from(`--XB\r\nContent-Disposition: form-data; name="${name}"; filename="${name}"\r\n\r\n`), bytes, Buffer.from('\r\n')]);
-    const dirmeta = bytesOf({ checksum: ROOT_DIRMETA, type: ObjectType.DirMeta });
+    const dirmeta = fixtureBytes({ checksum: ROOT_DIRMETA, type: ObjectType.DirMeta });
     const wrong = 'cd'.repeat(32); // the dirmeta's bytes under a name they do not hash to
     const big = walkFirstFile();
     // A large junk .filez after it. (Not a valid deflate stream followed by junk: that hangs in
@@ -141,8 +119,8 @@ test('finding 5: a part refused while the next one is still streaming answers 40
     const r = await rawPost(server.port, { 'content-type': 'multipart/form-data; boundary=XB' }, body);
     assert.equal(r.status, 400, r.body);
     assert.equal(JSON.parse(r.body).error.code, 'CHECKSUM_MISMATCH');
-    assertNoTrace(wrong, 'dirmeta');
-    assertNoTrace(big.checksum, 'filez');
+    assertNoTrace(main, wrong, 'dirmeta');
+    assertNoTrace(main, big.checksum, 'filez');
   } finally {
     await server.close();
   }

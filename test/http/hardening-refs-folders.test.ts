@@ -1,20 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import request from 'supertest';
-import { FsBackend } from '../../storage/backends/fs';
-import { serialize } from '../../storage/gvariant';
-import { sha256Hex } from '../../storage/objects/checksum';
-import { ARCHIVE_EXTENSION } from '../../storage/objects/types';
-import { objectName, walkCommitTree, type ObjectRef } from '../../storage/repo/closure';
-import { Repo } from '../../storage/repo/repo';
-import { issueToken } from '../../server/auth/tokens';
-import { createServerContext } from '../../server/bootstrap';
+import type { Repo } from '../../storage/repo/repo';
 import type { CairnApp } from '../../server/app';
-import type { ServerContext } from '../../server/context';
-import { FIXTURE_REPO, ROOT_DIRMETA, S1, S1_ROOT_DIRTREE } from '../helpers/fixtures';
-import { makeApp, makeDataDir, type TestData } from './helpers';
+import { moveRefs, publishingSetup, uploadUnboundCommit, type TestData } from './helpers';
 
 /**
  * Security review: deleting ref `a/b` left the empty folder refs/heads/a/
@@ -24,36 +15,18 @@ import { makeApp, makeDataDir, type TestData } from './helpers';
  */
 let data: TestData;
 let app: CairnApp;
-let ctx: ServerContext;
 let main: Repo;
 let token: string;
 let C: string; // a commit of S1's tree without a ref binding, publishable under any ref
-const fixture = new Repo('fixture', new FsBackend(FIXTURE_REPO));
 
 before(async () => {
-  data = makeDataDir();
-  main = await data.registry.create('main');
-  ctx = await createServerContext(data.dataDir, data.registry, { deltas: false });
-  app = makeApp(data, { context: ctx });
-  token = (await issueToken(ctx.auth.secret, { sub: 'builder', scope: ['push'], repos: ['main'], ttlSeconds: 600 })).token;
-  const walk = await walkCommitTree(fixture, S1);
-  let r = request(app).post('/api/repos/main/objects').set('Authorization', `Bearer ${token}`);
-  for (const o of walk.objects) r = r.attach(objectName(o), bytesOf(o), objectName(o));
-  await r.expect(200);
-  const commit = serialize('(a{sv}aya(say)sstayay)', [[], Buffer.alloc(0), [], 'unbound', '', 0n, Buffer.from(S1_ROOT_DIRTREE, 'hex'), Buffer.from(ROOT_DIRMETA, 'hex')]);
-  C = sha256Hex(commit);
-  await request(app).post('/api/repos/main/objects').set('Authorization', `Bearer ${token}`).attach(`${C}.commit`, commit, `${C}.commit`).expect(200);
+  const setup = await publishingSetup();
+  ({ data, app, main } = setup);
+  token = await setup.token({ sub: 'builder', scope: ['push'] });
+  C = await uploadUnboundCommit(app, token);
 });
 
 after(() => data.cleanup());
-
-function bytesOf(o: ObjectRef): Buffer {
-  return readFileSync(path.join(FIXTURE_REPO, 'objects', o.checksum.slice(0, 2), `${o.checksum.slice(2)}.${ARCHIVE_EXTENSION[o.type]}`));
-}
-
-function moveRefs(updates: unknown[]) {
-  return request(app).post('/api/repos/main/refs').set('Authorization', `Bearer ${token}`).send({ updates });
-}
 
 const heads = (rel = '') => path.join(main.backend.location, 'refs', 'heads', rel);
 
@@ -62,8 +35,8 @@ async function refs(): Promise<Record<string, string>> {
 }
 
 test('one request deleting a/b and creating a succeeds; refs/heads/a is then the ref', async () => {
-  await moveRefs([{ ref: 'a/b', commit: C, expected: null }]).expect(200);
-  const r = await moveRefs([
+  await moveRefs(app, token, [{ ref: 'a/b', commit: C, expected: null }]).expect(200);
+  const r = await moveRefs(app, token, [
     { ref: 'a/b', commit: null, expected: C },
     { ref: 'a', commit: C, expected: null },
   ]);
@@ -72,22 +45,22 @@ test('one request deleting a/b and creating a succeeds; refs/heads/a is then the
   assert.ok(statSync(heads('a')).isFile());
   assert.ok(statSync(heads()).isDirectory(), 'refs/heads stays');
   // and back: a goes, a/b comes
-  await moveRefs([
+  await moveRefs(app, token, [
     { ref: 'a', commit: null, expected: C },
     { ref: 'a/b', commit: C, expected: null },
   ]).expect(200);
   assert.deepEqual(await refs(), { 'a/b': C });
-  await moveRefs([{ ref: 'a/b', commit: null, expected: C }]).expect(200);
+  await moveRefs(app, token, [{ ref: 'a/b', commit: null, expected: C }]).expect(200);
 });
 
 test('deleting a deep ref, then creating its top folder as a ref in a later request', async () => {
-  await moveRefs([{ ref: 'x/y/z', commit: C, expected: null }]).expect(200);
-  await moveRefs([{ ref: 'x/y/z', commit: null, expected: C }]).expect(200);
+  await moveRefs(app, token, [{ ref: 'x/y/z', commit: C, expected: null }]).expect(200);
+  await moveRefs(app, token, [{ ref: 'x/y/z', commit: null, expected: C }]).expect(200);
   assert.equal(existsSync(heads('x')), false, 'refs/heads/x is gone with its last ref');
   assert.ok(statSync(heads()).isDirectory(), 'refs/heads stays, empty');
-  const r = await moveRefs([{ ref: 'x', commit: C, expected: null }]);
+  const r = await moveRefs(app, token, [{ ref: 'x', commit: C, expected: null }]);
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  const r2 = await moveRefs([
+  const r2 = await moveRefs(app, token, [
     { ref: 'x', commit: null, expected: C },
     { ref: 'x/y', commit: C, expected: null },
   ]);
@@ -99,11 +72,11 @@ test('deleting a deep ref, then creating its top folder as a ref in a later requ
 });
 
 test('a folder that still holds another ref stays: creating its name as a ref is a 409, not a 500', async () => {
-  await moveRefs([
+  await moveRefs(app, token, [
     { ref: 'p/q', commit: C, expected: null },
     { ref: 'p/r', commit: C, expected: null },
   ]).expect(200);
-  const r = await moveRefs([
+  const r = await moveRefs(app, token, [
     { ref: 'p/q', commit: null, expected: C },
     { ref: 'p', commit: C, expected: null },
   ]);

@@ -3,21 +3,16 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import request from 'supertest';
-import { FsBackend } from '../../storage/backends/fs';
 import type { Backend, WriteSource } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
-import { parse, serialize } from '../../storage/gvariant';
-import { sha256Hex } from '../../storage/objects/checksum';
-import { ARCHIVE_EXTENSION, OBJECT_GVARIANT_TYPE } from '../../storage/objects/types';
-import { objectName, walkCommitTree, type ObjectRef } from '../../storage/repo/closure';
+import { parse } from '../../storage/gvariant';
+import { OBJECT_GVARIANT_TYPE } from '../../storage/objects/types';
 import { updateRefs } from '../../storage/repo/publish';
 import { Repo } from '../../storage/repo/repo';
-import { issueToken } from '../../server/auth/tokens';
-import { createServerContext } from '../../server/bootstrap';
 import type { CairnApp } from '../../server/app';
 import type { ServerContext } from '../../server/context';
-import { FIXTURE_REPO, ROOT_DIRMETA, S1, S1_ROOT_DIRTREE } from '../helpers/fixtures';
-import { makeApp, makeDataDir, type TestData } from './helpers';
+import { S1 } from '../helpers/fixtures';
+import { moveRefs, publishingSetup, uploadUnboundCommit, type TestData } from './helpers';
 
 /**
  * Security review, finding 3: a multi-ref update whose refs clash as paths
@@ -32,36 +27,19 @@ let ctx: ServerContext;
 let main: Repo;
 let token: string;
 let C: string; // a commit of S1's tree without a ref binding, publishable under any ref
-const fixture = new Repo('fixture', new FsBackend(FIXTURE_REPO));
 
 before(async () => {
-  data = makeDataDir();
-  main = await data.registry.create('main');
-  ctx = await createServerContext(data.dataDir, data.registry, { deltas: false });
-  app = makeApp(data, { context: ctx });
-  token = (await issueToken(ctx.auth.secret, { sub: 'builder', scope: ['push'], repos: ['main'], ttlSeconds: 600 })).token;
-  const walk = await walkCommitTree(fixture, S1);
-  let r = request(app).post('/api/repos/main/objects').set('Authorization', `Bearer ${token}`);
-  for (const o of walk.objects) r = r.attach(objectName(o), bytesOf(o), objectName(o));
-  await r.expect(200);
-  const commit = serialize('(a{sv}aya(say)sstayay)', [[], Buffer.alloc(0), [], 'unbound', '', 0n, Buffer.from(S1_ROOT_DIRTREE, 'hex'), Buffer.from(ROOT_DIRMETA, 'hex')]);
-  C = sha256Hex(commit);
-  await request(app).post('/api/repos/main/objects').set('Authorization', `Bearer ${token}`).attach(`${C}.commit`, commit, `${C}.commit`).expect(200);
-  await moveRefs([
+  const setup = await publishingSetup();
+  ({ data, ctx, app, main } = setup);
+  token = await setup.token({ sub: 'builder', scope: ['push'] });
+  C = await uploadUnboundCommit(app, token);
+  await moveRefs(app, token, [
     { ref: 'sample/main', commit: S1, expected: null },
     { ref: 'a/b', commit: C, expected: null },
   ]).expect(200);
 });
 
 after(() => data.cleanup());
-
-function bytesOf(o: ObjectRef): Buffer {
-  return readFileSync(path.join(FIXTURE_REPO, 'objects', o.checksum.slice(0, 2), `${o.checksum.slice(2)}.${ARCHIVE_EXTENSION[o.type]}`));
-}
-
-function moveRefs(updates: unknown[]) {
-  return request(app).post('/api/repos/main/refs').set('Authorization', `Bearer ${token}`).send({ updates });
-}
 
 /** Everything a ref move changes: refs, summary, its signature, the reflog. */
 async function state(): Promise<unknown> {
@@ -83,7 +61,7 @@ test('refs that clash as paths are refused with 409 before anything is written',
     ['two new refs of the same request', [{ ref: 'n/x', commit: C }, { ref: 'n', commit: C }], { ref: 'n/x', clashesWith: 'n' }],
   ];
   for (const [what, updates, clash] of cases) {
-    const r = await moveRefs(updates);
+    const r = await moveRefs(app, token, updates);
     assert.equal(r.status, 409, `${what}: ${r.status} ${JSON.stringify(r.body)}`);
     assert.equal(r.body.error.code, 'CONFLICT', what);
     assert.ok(
@@ -97,7 +75,7 @@ test('refs that clash as paths are refused with 409 before anything is written',
 });
 
 test('a deletion in the same request frees the path: a/b goes, a/b/c comes', async () => {
-  const r = await moveRefs([
+  const r = await moveRefs(app, token, [
     { ref: 'a/b/c', commit: C, expected: null },
     { ref: 'a/b', commit: null, expected: C },
   ]);
