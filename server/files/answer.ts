@@ -77,7 +77,7 @@ const BUILT_IN = /^\/(?:repo|api)(?:\/|$)|^\/(?:healthz|readyz|metrics)$/;
 interface Target {
   /** The data-folder repository, if the file is one of a repository's. */
   repo?: string;
-  /** Decoded segments below the repository or mount, already validated as a key. */
+  /** The key below the repository or mount: decoded once, validated. */
   key: string;
   /** The mount folder's backend, for a mount of a folder. */
   backend?: Backend;
@@ -102,7 +102,7 @@ export function createFiles(opts: FilesOptions): Files {
     try {
       const t = resolveTarget(path);
       if (t === null) return null;
-      if (t === 'not-found') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, 'repo_file');
+      if (t === 'repo-not-found' || t === 'mount-not-found') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, t === 'repo-not-found' ? 'repo_file' : 'mount_file');
       label = t.label;
       repo = t.repo;
       if (t.repo === undefined) return fileAnswer(req, t.backend!, t.key, classifyNestedKey(t.key), 'mount', undefined, false);
@@ -120,13 +120,13 @@ export function createFiles(opts: FilesOptions): Files {
     }
   };
 
-  /** What `path` names: null (the app's), 'not-found', or a file. Throws INVALID_PATH (400). */
-  function resolveTarget(path: string): Target | 'not-found' | null {
-    if (path === '/repo') return 'not-found';
+  /** What `path` names: null (the app's), a folder or nothing (404), or a file. Throws INVALID_PATH (400). */
+  function resolveTarget(path: string): Target | 'repo-not-found' | 'mount-not-found' | null {
+    if (path === '/repo') return 'repo-not-found';
     if (path.startsWith('/repo/')) {
       const key = keyOf(path.slice('/repo/'.length));
       const slash = key === null ? -1 : key.indexOf('/');
-      if (key === null || slash === -1) return 'not-found';
+      if (key === null || slash === -1) return 'repo-not-found';
       const name = key.slice(0, slash);
       const rest = key.slice(slash + 1);
       // `/repo/NAME/keys/FILE`: the key routes.
@@ -137,9 +137,9 @@ export function createFiles(opts: FilesOptions): Files {
     // The first mount whose prefix matches answers (or 404s, also for its bare prefix).
     const m = mounts.find((f) => path.startsWith(f.prefix) || path === f.prefix.slice(0, -1));
     if (!m) return null;
-    if (!path.startsWith(m.prefix)) return 'not-found';
+    if (!path.startsWith(m.prefix)) return 'mount-not-found';
     const key = keyOf(path.slice(m.prefix.length));
-    if (key === null) return 'not-found';
+    if (key === null) return 'mount-not-found';
     return m.repo !== undefined ? { repo: m.repo, key, label: 'repo' } : { backend: m.backend, key, label: 'mount' };
   }
 
