@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { projectRoot, startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { jobsSettled, projectRoot, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import {
   addRemote,
   assertCheckoutEquals,
@@ -71,18 +71,6 @@ function diff(a: Map<string, string>, b: Map<string, string>): string[] {
   return out;
 }
 
-/** Until Cairn has nothing queued, running or still being decided (as an anonymous caller sees it), then a little more. */
-async function jobsSettled(): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const body = (await (await fetch(`${cairn.url}/api/jobs`)).json()) as { queue: { queued: number; running: number; deciding: number } };
-    if (body.queue.queued === 0 && body.queue.running === 0 && body.queue.deciding === 0) break;
-    if (Date.now() > deadline) assert.fail(`jobs still running: ${JSON.stringify(body.queue)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await new Promise((r) => setTimeout(r, 500));
-}
-
 before(async () => {
   work = await makeTempDir('cairn-e2e-ownership-');
   data = path.join(work, 'data');
@@ -141,7 +129,7 @@ test('a repository made by `ostree`: anonymous requests write nothing into it, a
   assert.equal(deltaApi.status, 403);
   assert.equal((await push('flat')).code, 1);
 
-  await jobsSettled();
+  await jobsSettled(cairn.url);
   assert.deepEqual(diff(before, await snapshot(theirs)), [], 'not one file of the ostree-made repository changed');
   assert.deepEqual(diff(flatBefore, await snapshot(flat)), [], 'the publisher’s summary (and everything else) is untouched');
   assert.equal(existsSync(path.join(data, 'keys', 'theirs')), false, 'no signing key generated for it');
@@ -172,7 +160,7 @@ test('a repository made by `ostree`: anonymous requests write nothing into it, a
 
   // `flat` was never adopted: still refused, still untouched.
   assert.equal((await push('flat')).code, 1);
-  await jobsSettled();
+  await jobsSettled(cairn.url);
   assert.deepEqual(diff(flatBefore, await snapshot(flat)), []);
 });
 

@@ -256,3 +256,18 @@ export async function startCairn(opts: {
     },
   };
 }
+
+/**
+ * Resolves once the server at `url` has no delta job queued, running or still being decided
+ * (as an anonymous caller sees it), then a little more; fails after `timeoutMs`.
+ */
+export async function jobsSettled(url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const body = (await (await fetch(`${url}/api/jobs`)).json()) as { queue: { queued: number; running: number; deciding: number } };
+    if (body.queue.queued === 0 && body.queue.running === 0 && body.queue.deciding === 0) break;
+    if (Date.now() > deadline) throw new Error(`jobs still running after ${timeoutMs} ms: ${JSON.stringify(body.queue)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 500));
+}
