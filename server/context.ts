@@ -26,7 +26,7 @@ export interface ServerContext {
   /** Public keys of a repository, for /repo/NAME/keys/. */
   publicKeysFor?(repo: Repo): Promise<{ gpgArmored?: string; ed25519Base64?: string }>;
   /** Called after refs moved (e.g. to queue static deltas). */
-  onPublished?(repo: Repo, changes: RefLogEntry[]): void;
+  onPublished?(repo: Repo, changes: RefLogEntry[]): Promise<void>;
   /** The delta job queue, when it runs in this process (not in a cluster worker); see server/jobs/deltas.ts. */
   deltaJobs?: DeltaJobs;
   /** Background static deltas (policy, on demand, API), wherever the queue runs: what routes and hooks use. */

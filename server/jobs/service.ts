@@ -13,8 +13,14 @@ import type { Job, JobFilter } from './queue';
  * this, so both modes share every decision (the queue's own, in DeltaJobs).
  */
 export interface DeltaJobService {
-  /** Refs moved: queue the policy's deltas. Never throws, never blocks. */
-  onPublished(repo: Repo, changes: RefLogEntry[]): void;
+  /**
+   * Refs moved: queue the policy's deltas. Resolves once the decision is
+   * registered with the queue (counted in `deciding` until its jobs are
+   * queued), so that a publish acknowledged after it is never followed by a
+   * jobs listing that misses its deltas; never rejects, never waits for the
+   * decision itself.
+   */
+  onPublished(repo: Repo, changes: RefLogEntry[]): Promise<void>;
   /** A file of `repo` was missing (on-demand deltas). Never throws, never blocks. */
   onMissing(repo: string, key: string): void;
   request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean }): Promise<RequestOutcome>;
@@ -28,7 +34,7 @@ export interface DeltaJobService {
 /** The service over this process's own queue. */
 export function localDeltaJobService(jobs: DeltaJobs): DeltaJobService {
   return {
-    onPublished: (repo, changes) => jobs.onPublished(repo, changes),
+    onPublished: async (repo, changes) => jobs.onPublished(repo, changes),
     onMissing: (repo, key) => jobs.onMissing(repo, key),
     request: (repo, from, to, opts) => jobs.request(repo, from, to, opts),
     list: async (filter) => jobs.queue.list(filter),
@@ -57,7 +63,18 @@ export function remoteDeltaJobService(call: ServiceCall): DeltaJobService {
   const tell = (method: string, args: unknown[]) => void call(method, args).catch(() => undefined);
   const told = recentKeys(60_000, 10_000);
   return {
-    onPublished: (repo, changes) => tell('onPublished', [repo.name, changes]),
+    // Waits for the primary's reply (one IPC round trip), at most REGISTER_WAIT_MS: a primary
+    // that is gone or stuck must not hold a publish.
+    onPublished: (repo, changes) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, REGISTER_WAIT_MS);
+        void call('onPublished', [repo.name, changes])
+          .catch(() => undefined)
+          .then(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+      }),
     // Only what could start an on-demand delta travels to the primary; each key once a minute at most.
     onMissing: (repo, key) => {
       if (!onDemandCandidate(key) || told.seen(`${repo}\0${key}`)) return;
@@ -70,6 +87,9 @@ export function remoteDeltaJobService(call: ServiceCall): DeltaJobService {
     decidingRepos: () => ask('decidingRepos', []),
   };
 }
+
+/** How long a worker's publish waits for the primary to register its delta decision. */
+const REGISTER_WAIT_MS = 5_000;
 
 /** Keys seen within `ms` (at most `max` remembered; when full, forgets them all). */
 function recentKeys(ms: number, max: number): { seen(key: string): boolean } {
@@ -96,7 +116,7 @@ export function serveDeltaJobCalls(service: DeltaJobService, registry: RepoRegis
   return async (method, args) => {
     switch (method) {
       case 'onPublished':
-        service.onPublished(await repo(args[0]), args[1] as RefLogEntry[]);
+        await service.onPublished(await repo(args[0]), args[1] as RefLogEntry[]);
         return null;
       case 'onMissing':
         service.onMissing(String(args[0]), String(args[1]));

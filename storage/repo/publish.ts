@@ -31,7 +31,7 @@ export interface UpdateRefsOptions {
   /** Skip the compare-and-swap (the `--force` of `cairn push`). */
   force?: boolean;
   /** Called after the refs moved and the summary changed (e.g. to queue deltas). */
-  onPublished?: (changes: RefLogEntry[]) => void;
+  onPublished?: (changes: RefLogEntry[]) => void | Promise<void>;
 }
 
 /**
@@ -118,7 +118,7 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
       throw e;
     }
     await appendRefLog(repo, changes);
-    opts.onPublished?.(changes);
+    await opts.onPublished?.(changes);
     return changes;
   });
 }
