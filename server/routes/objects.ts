@@ -4,7 +4,8 @@ import multer, { type StorageEngine } from 'multer';
 import { CairnError } from '../../storage/errors';
 import { validateChecksum } from '../../storage/objects/checksum';
 import { ObjectType, objectTypeFromExtension } from '../../storage/objects/types';
-import { checkCommitMetaUpload, ingestObject, type IngestOptions, type IngestResult } from '../../storage/repo/ingest';
+import { checkCommitMetaUpload, ingestObject, WHOLE_OBJECT_BYTES, type IngestOptions, type IngestResult } from '../../storage/repo/ingest';
+import { sharedVerifyPool } from '../../storage/repo/verify-pool';
 import type { Repo } from '../../storage/repo/repo';
 import { claimsOf, requireScope } from '../auth/middleware';
 import { allows } from '../auth/tokens';
@@ -19,6 +20,13 @@ export function parseObjectName(name: string): { checksum: string; type: ObjectT
 
 const MAX_MISSING_QUERY = 100_000;
 const MAX_FILES_PER_REQUEST = 10_000;
+/**
+ * Parts of one multipart request being ingested at once: read whole, waiting
+ * for a verification thread, or being written. The next part is not read
+ * (busboy waits) until one is done, so one request holds at most this many
+ * objects in memory (each ≤ WHOLE_OBJECT_BYTES, metadata ≤ 10 MiB).
+ */
+const PARTS_IN_FLIGHT = 32;
 /** A `boundary` parameter of 1 to 70 characters (RFC 2046), quoted or not. */
 const MULTIPART_BOUNDARY = /;\s*boundary=(?:"[^"]{1,70}"|[^\s";]{1,70})\s*(?:;|$)/i;
 
@@ -86,7 +94,9 @@ export function objectRoutes(ctx: ServerContext): Router {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);
     const gate = await commitMetaRule(ctx, req, res, repo);
-    const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits, { commitMetaGate: (c) => gate(c) }).catch((e: unknown) => {
+    const pool = sharedVerifyPool();
+    // A .filez streams (it may be large, and trailing junk is refused while the client still sends); metadata is read whole.
+    const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits, { commitMetaGate: (c) => gate(c), verify: (job) => pool.verify(job) }).catch((e: unknown) => {
       closeAfterResponse(req);
       throw e;
     });
@@ -121,12 +131,16 @@ interface InFlight {
 
 function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], inFlight: InFlight[], gate: (commit: string) => Promise<void>): StorageEngine {
   const commitsInFlight = new Map<string, Promise<unknown>>();
+  const pool = sharedVerifyPool();
   const opts: IngestOptions = {
     commitMetaGate: async (commit) => {
       await commitsInFlight.get(commit);
       await gate(commit);
     },
+    verify: (job) => pool.verify(job),
+    wholeBytes: WHOLE_OBJECT_BYTES,
   };
+  const slots = new Slots(PARTS_IN_FLIGHT);
   return {
     _handleFile(_req, file, cb) {
       // A broken body (truncated, bad framing) fails the part's stream; the
@@ -140,7 +154,8 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], 
         cb(e as Error);
         return;
       }
-      const ingest = ingestObject(repo, o.checksum, o.type, file.stream, ctx.ingestLimits, opts);
+      // The part is read only once it has a slot: until then busboy reads no further.
+      const ingest = slots.run(() => ingestObject(repo, o.checksum, o.type, file.stream, ctx.ingestLimits, opts));
       inFlight.push({ stream: file.stream, ingest });
       if (o.type === ObjectType.Commit) commitsInFlight.set(o.checksum, ingest.catch(() => undefined));
       ingest.then(
@@ -161,6 +176,25 @@ function ingestStorage(repo: Repo, ctx: ServerContext, results: IngestResult[], 
       cb(null);
     },
   };
+}
+
+/** At most `n` tasks at once, the others started in order as those end. */
+class Slots {
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+  constructor(private readonly n: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.n) await new Promise<void>((r) => this.waiting.push(r));
+    else this.running++;
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
 }
 
 /** Errors of the request body (busboy's, on a part's stream) and of the storage (the backend's), by object. */

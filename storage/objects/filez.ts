@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { createDeflateRaw, createInflateRaw } from 'node:zlib';
+import { createDeflateRaw, createInflateRaw, inflateRawSync } from 'node:zlib';
 import { CairnError } from '../errors';
 import { ContentHasher, decodeArchiveHeader, encodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from './content';
 
@@ -42,30 +42,20 @@ export async function verifyFilez(
 ): Promise<VerifiedContent> {
   const it = toAsyncIterator(source);
   let head = Buffer.alloc(0);
-  let parsed: ReturnType<typeof decodeArchiveHeader> | undefined;
+  let parsed: ParsedHead | undefined;
   while (!parsed) {
     const { value, done } = await it.next();
-    if (done) {
-      if (head.length >= 8 && head.readUInt32BE(0) + 8 <= head.length) parsed = decodeArchiveHeader(head);
-      else throw new CairnError('INVALID_OBJECT', 'archive file object truncated in its header');
-      break;
-    }
-    head = Buffer.concat([head, Buffer.from(value)]);
-    if (head.length >= 8) {
-      const need = 8 + head.readUInt32BE(0);
-      if (need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', 'archive file header too large');
-      if (head.length >= need) parsed = decodeArchiveHeader(head);
-    }
+    head = done ? head : Buffer.concat([head, Buffer.from(value)]);
+    parsed = parseHead(head, !!done, opts);
   }
   const { header, size, bodyOffset } = parsed;
-  if (opts.maxSize !== undefined && size > opts.maxSize) throw new CairnError('TOO_LARGE', `file of ${size} bytes exceeds the limit of ${opts.maxSize}`);
   const hasher = new ContentHasher(header);
   const rest = head.subarray(bodyOffset);
 
   if (isSymlink(header)) {
-    if (rest.length > 0) throw new CairnError('INVALID_OBJECT', 'symlink object with a body');
+    if (rest.length > 0) throw symlinkWithBody();
     const { done } = await it.next();
-    if (!done) throw new CairnError('INVALID_OBJECT', 'symlink object with a body');
+    if (!done) throw symlinkWithBody();
     return { checksum: hasher.digest(), header, size: 0 };
   }
 
@@ -111,13 +101,11 @@ export async function verifyFilez(
   const feeding = feed();
   /** Gives the source back without waiting for it (a pending read may wait on a slow or stalled peer). */
   const release = () => void Promise.resolve(it.return?.()).catch(() => undefined);
-  const trailing = (n: number, atLeast: boolean) =>
-    new CairnError('INVALID_OBJECT', `${atLeast ? 'at least ' : ''}${n} bytes of trailing data after the compressed content`);
   try {
     for await (const chunk of inflate) {
       const b = chunk as Buffer;
       produced += b.length;
-      if (produced > size) throw new CairnError('INVALID_OBJECT', `content inflates past its declared size of ${size} bytes`);
+      if (produced > size) throw inflatesPast(size);
       hasher.update(b);
       opts.onData?.(b);
     }
@@ -125,7 +113,7 @@ export async function verifyFilez(
     inflate.destroy();
     release();
     if (e instanceof CairnError) throw e;
-    throw new CairnError('INVALID_OBJECT', `corrupt compressed content: ${(e as Error).message}`);
+    throw corrupt(e);
   }
   // The inflater's output ended. bytesWritten counts only the input it
   // consumed: input fed beyond it came after the end of the deflate stream.
@@ -141,9 +129,84 @@ export async function verifyFilez(
     throw trailing(extra, true);
   }
   if (inflate.bytesWritten !== fed) throw trailing(fed - inflate.bytesWritten, false);
-  if (produced !== size) throw new CairnError('INVALID_OBJECT', `content inflates to ${produced} bytes, header declares ${size}`);
+  if (produced !== size) throw wrongSize(produced, size);
   return { checksum: hasher.digest(), header, size };
 }
+
+/**
+ * Largest declared file size verifyFilezBytes inflates in one piece (the
+ * inflated file is held whole for an instant); beyond it, it streams.
+ */
+export const MAX_ONE_PIECE_INFLATE = 16 * 1024 * 1024;
+
+/**
+ * verifyFilez for a whole `.filez` already in memory: the same checks, the
+ * same errors, and the same answer (a test holds the two to each other), done
+ * in one synchronous inflate when the declared size is at most
+ * MAX_ONE_PIECE_INFLATE (no streams: a small object costs a few
+ * microseconds, not a zlib stream's set-up), else by verifyFilez itself.
+ * Runs unchanged on the calling thread or in a worker thread.
+ */
+export async function verifyFilezBytes(data: Buffer, opts: { maxSize?: number } = {}): Promise<VerifiedContent> {
+  const parsed = parseHead(data, true, opts)!;
+  if (parsed.size > MAX_ONE_PIECE_INFLATE) return verifyFilez([data], opts);
+  return verifyParsed(data, parsed);
+}
+
+/** The one-piece check of a whole object whose head is parsed (see verifyFilezBytes). */
+function verifyParsed(data: Buffer, { header, size, bodyOffset }: ParsedHead): VerifiedContent {
+  const hasher = new ContentHasher(header);
+  const body = data.subarray(bodyOffset);
+  if (isSymlink(header)) {
+    if (body.length > 0) throw symlinkWithBody();
+    return { checksum: hasher.digest(), header, size: 0 };
+  }
+  let out: { buffer: Buffer; engine: { bytesWritten: number } };
+  try {
+    // One byte over the declared size is enough to know it inflates past it (a bomb stops there).
+    out = inflateRawSync(body, { info: true, maxOutputLength: size + 1 }) as unknown as typeof out;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw inflatesPast(size);
+    throw corrupt(e);
+  }
+  // Input past what the inflater consumed came after the end of the deflate stream.
+  const consumed = out.engine.bytesWritten;
+  if (consumed < body.length) throw trailing(body.length - consumed, false);
+  if (out.buffer.length > size) throw inflatesPast(size);
+  if (out.buffer.length !== size) throw wrongSize(out.buffer.length, size);
+  hasher.update(out.buffer);
+  return { checksum: hasher.digest(), header, size };
+}
+
+type ParsedHead = ReturnType<typeof decodeArchiveHeader>;
+
+/**
+ * The archive header at the start of `head` once it is all there (else
+ * undefined, unless `ended`: then it is truncated), with the size limit
+ * applied. The one reading of a head, for the streaming and one-piece checks.
+ */
+function parseHead(head: Buffer, ended: boolean, opts: { maxSize?: number }): ParsedHead | undefined {
+  let parsed: ParsedHead | undefined;
+  if (head.length >= 8) {
+    const need = 8 + head.readUInt32BE(0);
+    // Refused early while more may come; at the end, decodeArchiveHeader or the truncation says why.
+    if (!ended && need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', 'archive file header too large');
+    if (head.length >= need) parsed = decodeArchiveHeader(head);
+  }
+  if (!parsed) {
+    if (ended) throw new CairnError('INVALID_OBJECT', 'archive file object truncated in its header');
+    return undefined;
+  }
+  if (opts.maxSize !== undefined && parsed.size > opts.maxSize) throw new CairnError('TOO_LARGE', `file of ${parsed.size} bytes exceeds the limit of ${opts.maxSize}`);
+  return parsed;
+}
+
+// The refusals, worded once for both checks.
+const symlinkWithBody = () => new CairnError('INVALID_OBJECT', 'symlink object with a body');
+const inflatesPast = (size: number) => new CairnError('INVALID_OBJECT', `content inflates past its declared size of ${size} bytes`);
+const wrongSize = (produced: number, size: number) => new CairnError('INVALID_OBJECT', `content inflates to ${produced} bytes, header declares ${size}`);
+const corrupt = (e: unknown) => new CairnError('INVALID_OBJECT', `corrupt compressed content: ${(e as Error).message}`);
+const trailing = (n: number, atLeast: boolean) => new CairnError('INVALID_OBJECT', `${atLeast ? 'at least ' : ''}${n} bytes of trailing data after the compressed content`);
 
 /**
  * Resolves when `s` can take more input, or when it is done (ended, closed or

@@ -1,9 +1,10 @@
 import { PassThrough, Readable } from 'node:stream';
 import { CairnError } from '../errors';
-import { sha256Hex, validateChecksum } from '../objects/checksum';
+import { validateChecksum } from '../objects/checksum';
 import { verifyFilez } from '../objects/filez';
 import { ARCHIVE_EXTENSION, MAX_METADATA_SIZE, ObjectType, objectKey } from '../objects/types';
-import { validateMetadataObject, type Repo } from './repo';
+import type { Repo } from './repo';
+import { verifyObject, withObject, type VerifyJob } from './verify';
 
 /** Object types a publisher may upload. Tombstones are the server's own business. */
 export const UPLOADABLE_TYPES = new Set([ObjectType.Commit, ObjectType.DirTree, ObjectType.DirMeta, ObjectType.File, ObjectType.CommitMeta]);
@@ -27,7 +28,24 @@ export interface IngestOptions {
    * HTTP routes pass checkCommitMetaUpload with the token's ref rights.
    */
   commitMetaGate?: (commit: string) => Promise<void>;
+  /**
+   * Where whole objects are verified: a VerifyPool's `verify` (verification
+   * threads), by default verifyObject on this thread. The same decision either way.
+   */
+  verify?: (job: VerifyJob) => Promise<void>;
+  /**
+   * A `.filez` whose upload ends within this many bytes is read whole, then
+   * verified in one piece (`verify`) and written; a longer one streams through
+   * the streaming verifier to a temporary file. 0 (the default): every
+   * `.filez` streams. For sources that end promptly (multipart parts): a
+   * source that stalls before its end is not refused until it ends, while the
+   * streaming verifier refuses trailing junk at once (PUT keeps streaming).
+   */
+  wholeBytes?: number;
 }
+
+/** IngestOptions.wholeBytes for multipart parts: most objects of a tree are smaller (median a few kB). */
+export const WHOLE_OBJECT_BYTES = 512 * 1024;
 
 export interface IngestResult {
   checksum: string;
@@ -41,8 +59,11 @@ export interface IngestResult {
  * Verifies one uploaded object and stores it only if it is what its name says:
  * metadata must be normal-form, structurally valid and hash to `checksum`;
  * a `.filez` must inflate to exactly its declared size and its content
- * checksum must equal `checksum`. The bytes stream to a temporary file and are
- * renamed into place only after verification, so a refused upload leaves nothing.
+ * checksum must equal `checksum` (verifyObject decides, or for a streamed
+ * `.filez` the streaming verifier, with the same errors). A streamed object
+ * goes to a temporary file renamed into place only after verification; one
+ * read whole (metadata, small `.filez` with `wholeBytes`) is verified before
+ * it is written at all. A refused upload leaves nothing.
  */
 export async function ingestObject(
   repo: Repo,
@@ -60,9 +81,25 @@ export async function ingestObject(
   // is there (the server's own signatures are merged in at publish time).
   if (await repo.hasObject(checksum, type)) return { checksum, type, stored: false, bytes: 0 };
 
+  const verify = opts.verify ?? verifyObject;
+  const key = objectKey(checksum, type);
   if (type === ObjectType.File) {
+    const it = iterate(source);
+    let upload: Upload = { whole: false, prefix: [], it };
+    try {
+      if (opts.wholeBytes) upload = await readUpTo(it, Math.min(opts.wholeBytes, limits.maxUploadSize));
+    } catch (e) {
+      release(it, source);
+      throw e;
+    }
+    if (upload.whole) {
+      // Verified before anything touches the disk; written as any object (temporary file, fsync, rename).
+      await verify({ checksum, type, data: upload.data, maxFileSize: limits.maxFileSize });
+      await repo.backend.write(key, upload.data);
+      return { checksum, type, stored: true, bytes: upload.data.length };
+    }
     let bytes = 0;
-    await repo.backend.write(objectKey(checksum, type), verifyingFilez(source, name, limits, checksum, (n) => (bytes = n)));
+    await repo.backend.write(key, verifyingFilez(prefixed(upload.prefix, upload.it), source, name, limits, checksum, (n) => (bytes = n)));
     return { checksum, type, stored: true, bytes };
   }
 
@@ -70,12 +107,36 @@ export async function ingestObject(
   if (type === ObjectType.CommitMeta) {
     await repo.writeCommitMeta(checksum, data);
   } else {
-    validateMetadataObject(type, data);
-    const actual = sha256Hex(data);
-    if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `${name}: bytes hash to ${actual}`, { object: name, actual });
-    await repo.writeMetadata(type as ObjectType.Commit | ObjectType.DirTree | ObjectType.DirMeta, data, checksum);
+    await verify({ checksum, type, data, maxFileSize: limits.maxFileSize });
+    await repo.backend.write(key, data);
   }
   return { checksum, type, stored: true, bytes: data.length };
+}
+
+/** An upload read up to a limit: whole (it ended within it), or the chunks read so far and the rest to come. */
+type Upload = { whole: true; data: Buffer } | { whole: false; prefix: Buffer[]; it: AsyncIterator<Buffer | Uint8Array> };
+
+/** Reads `it` until its end (whole) or until more than `max` bytes came (not whole: those chunks, and the rest). */
+async function readUpTo(it: AsyncIterator<Buffer | Uint8Array>, max: number): Promise<Upload> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for (;;) {
+    const step = await it.next();
+    if (step.done) return { whole: true, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts, n) };
+    const chunk = asBuffer(step.value);
+    parts.push(chunk);
+    n += chunk.length;
+    if (n > max) return { whole: false, prefix: parts, it };
+  }
+}
+
+/** `prefix`'s chunks, then the rest of `it`; given back (return()) as `it` is. */
+function prefixed(prefix: Buffer[], it: AsyncIterator<Buffer | Uint8Array>): AsyncIterator<Buffer | Uint8Array> {
+  let i = 0;
+  return {
+    next: () => (i < prefix.length ? Promise.resolve({ done: false, value: prefix[i++]! }) : it.next()),
+    return: (v?: unknown) => (it.return ? it.return(v) : Promise.resolve({ done: true, value: undefined })),
+  };
 }
 
 /**
@@ -137,6 +198,7 @@ async function readAtMost(source: AsyncIterable<Buffer | Uint8Array>, max: numbe
  * so the rest of it is discarded rather than read into nothing.
  */
 async function* verifyingFilez(
+  it: AsyncIterator<Buffer | Uint8Array>,
   source: AsyncIterable<Buffer | Uint8Array>,
   name: string,
   limits: IngestLimits,
@@ -160,7 +222,6 @@ async function* verifyingFilez(
     verifierDone = true;
     wake?.();
   });
-  const it = iterate(source);
   let sourceDone = false;
   let bytes = 0;
   try {
@@ -237,9 +298,4 @@ function room(s: PassThrough): Promise<void> {
     s.once('drain', done);
     s.once('close', done);
   });
-}
-
-function withObject(e: unknown, name: string): CairnError {
-  if (e instanceof CairnError) return new CairnError(e.code, `${name}: ${e.message}`, { ...e.details, object: name });
-  return new CairnError('INVALID_OBJECT', `${name}: ${(e as Error)?.message ?? 'invalid content object'}`, { object: name });
 }
