@@ -37,24 +37,76 @@ function partHeader(boundary: string, name: string): Buffer {
   );
 }
 
+/** Parts up to this size are read ahead, several at once, and sent coalesced. */
+const SMALL_PART_BYTES = 1024 * 1024;
+/** Small parts being read ahead of the connection at most. */
+const READ_AHEAD_PARTS = 16;
+/** Pieces of the body are gathered up to about this size before they are handed to the connection. */
+const COALESCE_BYTES = 64 * 1024;
+
 /**
  * A multipart/form-data body streamed part by part from the parts' sources.
- * `onBytes` sees every file byte as the connection pulls it (progress).
+ * `onBytes` sees every file byte as it is read (progress). Small parts are
+ * read a few ahead (their file reads overlap) and handed to the connection
+ * gathered into pieces of ~64 KiB, not three little writes per object; a
+ * large part streams chunk by chunk.
  */
 export function multipartBody(parts: readonly UploadPart[], onBytes?: (n: number) => void, boundary = newBoundary()): Multipart {
   const headers = parts.map((p) => partHeader(boundary, p.name));
   const closing = Buffer.from(`--${boundary}--${CRLF}`);
+  const crlf = Buffer.from(CRLF);
   const length = parts.reduce((n, p, i) => n + headers[i]!.length + p.size + CRLF.length, 0) + closing.length;
   async function* body(): AsyncIterable<Uint8Array> {
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i]!;
-      yield headers[i]!;
-      yield* counted(p, onBytes);
-      yield Buffer.from(CRLF);
+    const ahead = new Map<number, Promise<Buffer[]>>();
+    let next = 0;
+    const readAhead = (upTo: number) => {
+      for (; next < parts.length && next <= upTo; next++) {
+        if (parts[next]!.size > SMALL_PART_BYTES) continue;
+        const p = gather(counted(parts[next]!, onBytes));
+        p.catch(() => undefined); // awaited in order below; a failure is thrown from there
+        ahead.set(next, p);
+      }
+    };
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const add = (b: Buffer) => {
+      pending.push(b);
+      pendingBytes += b.length;
+    };
+    const take = () => {
+      const out = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      return out;
+    };
+    try {
+      for (let i = 0; i < parts.length; i++) {
+        readAhead(i + READ_AHEAD_PARTS);
+        add(headers[i]!);
+        const small = ahead.get(i);
+        if (small) {
+          ahead.delete(i);
+          for (const c of await small) add(c);
+        } else {
+          yield take();
+          for await (const c of counted(parts[i]!, onBytes)) yield c;
+        }
+        add(crlf);
+        if (pendingBytes >= COALESCE_BYTES) yield take();
+      }
+      add(closing);
+      yield take();
+    } finally {
+      ahead.clear();
     }
-    yield closing;
   }
   return { contentType: `multipart/form-data; boundary=${boundary}`, length, body: body() };
+}
+
+async function gather(src: AsyncIterable<Uint8Array>): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const c of src) out.push(Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  return out;
 }
 
 /**

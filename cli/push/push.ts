@@ -139,7 +139,7 @@ export async function push(opts: PushOptions): Promise<PushResult> {
       bytes += n;
       progress.addBytes(n);
     };
-    const part = (o: (typeof sized)[number]) => ({ name: o.name, size: o.size, open: () => openObject(o.file) });
+    const part = (o: (typeof sized)[number]) => ({ name: o.name, size: o.size, open: () => openObject(o.file, o.size) });
 
     for (const phase of uploadPhases(sized)) {
       const jobs = planBatches(phase, opts.limits ?? DEFAULT_LIMITS);

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import multer, { type StorageEngine } from 'multer';
 import { CairnError } from '../../storage/errors';
 import { validateChecksum } from '../../storage/objects/checksum';
-import { ObjectType, objectTypeFromExtension } from '../../storage/objects/types';
+import { ObjectType, objectKey, objectTypeFromExtension } from '../../storage/objects/types';
 import { checkCommitMetaUpload, ingestObject, WHOLE_OBJECT_BYTES, type IngestOptions, type IngestResult } from '../../storage/repo/ingest';
 import { sharedVerifyPool } from '../../storage/repo/verify-pool';
 import type { Repo } from '../../storage/repo/repo';
@@ -45,16 +45,7 @@ export function objectRoutes(ctx: ServerContext): Router {
     const names = (req.body as { objects?: unknown })?.objects;
     if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new CairnError('INVALID_ARGUMENT', 'body must be {"objects": ["<checksum>.<type>", …]}');
     if (names.length > MAX_MISSING_QUERY) throw new CairnError('TOO_LARGE', `at most ${MAX_MISSING_QUERY} objects per query`);
-    const parsed = names.map(parseObjectName);
-    const missing: string[] = [];
-    for (let i = 0; i < parsed.length; i += 256) {
-      const batch = parsed.slice(i, i + 256);
-      const present = await Promise.all(batch.map((o) => repo.hasObject(o.checksum, o.type)));
-      batch.forEach((o, j) => {
-        if (!present[j]) missing.push(o.name);
-      });
-    }
-    res.json({ missing });
+    res.json({ missing: await missingObjects(repo, names.map(parseObjectName)) });
   });
 
   router.post('/api/repos/:repo/objects', push, async (req, res) => {
@@ -105,6 +96,29 @@ export function objectRoutes(ctx: ServerContext): Router {
   });
 
   return router;
+}
+
+/**
+ * The objects of `objects` the repository lacks. A backend that can stat
+ * synchronously (the filesystem: one lstat, a few µs) is asked in slices of
+ * 1,024 between which other requests run; through the thread pool the same
+ * answer for an incremental push's 10,000 names took ~0.35 s instead of ~0.05 s.
+ */
+async function missingObjects(repo: Repo, objects: ReturnType<typeof parseObjectName>[]): Promise<string[]> {
+  const missing: string[] = [];
+  const backend = repo.backend;
+  const SLICE = backend.statNow ? 1024 : 256;
+  for (let i = 0; i < objects.length; i += SLICE) {
+    const slice = objects.slice(i, i + SLICE);
+    if (i > 0 && backend.statNow) await new Promise<void>((r) => setImmediate(r));
+    const present = backend.statNow
+      ? slice.map((o) => backend.statNow!(objectKey(o.checksum, o.type)) !== null)
+      : await Promise.all(slice.map((o) => repo.hasObject(o.checksum, o.type)));
+    slice.forEach((o, j) => {
+      if (!present[j]) missing.push(o.name);
+    });
+  }
+  return missing;
 }
 
 function nameOf(r: IngestResult): string {

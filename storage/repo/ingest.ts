@@ -79,10 +79,10 @@ export async function ingestObject(
   if (type === ObjectType.CommitMeta) await (opts.commitMetaGate ?? ((c: string) => requireCommit(repo, c)))(checksum);
   // Detached metadata is not content-addressed: an upload never replaces what
   // is there (the server's own signatures are merged in at publish time).
-  if (await repo.hasObject(checksum, type)) return { checksum, type, stored: false, bytes: 0 };
+  const key = objectKey(checksum, type);
+  if (await isPresent(repo, key)) return { checksum, type, stored: false, bytes: 0 };
 
   const verify = opts.verify ?? verifyObject;
-  const key = objectKey(checksum, type);
   if (type === ObjectType.File) {
     const it = iterate(source);
     let upload: Upload = { whole: false, prefix: [], it };
@@ -111,6 +111,12 @@ export async function ingestObject(
     await repo.backend.write(key, data);
   }
   return { checksum, type, stored: true, bytes: data.length };
+}
+
+/** repo.hasObject, by one blocking stat where the backend has one (a few µs: less than a thread-pool round trip). */
+async function isPresent(repo: Repo, key: string): Promise<boolean> {
+  if (repo.backend.statNow) return repo.backend.statNow(key) !== null;
+  return (await repo.backend.stat(key)) !== null;
 }
 
 /** An upload read up to a limit: whole (it ended within it), or the chunks read so far and the rest to come. */
