@@ -189,8 +189,7 @@ function parseHead(head: Buffer, ended: boolean, opts: { maxSize?: number }): Pa
   let parsed: ParsedHead | undefined;
   if (head.length >= 8) {
     const need = 8 + head.readUInt32BE(0);
-    // Refused early while more may come; at the end, decodeArchiveHeader or the truncation says why.
-    if (!ended && need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', 'archive file header too large');
+    if (need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', 'archive file header too large');
     if (head.length >= need) parsed = decodeArchiveHeader(head);
   }
   if (!parsed) {
