@@ -9,7 +9,7 @@ import type { Repo } from '../../storage/repo/repo';
 import { assertOwned, SettingsStore } from '../../storage/repo/settings';
 import { updateSummary, type SummarySigner } from '../../storage/repo/summary';
 import type { JobKind, JobProgress } from './queue';
-import { runInWorker, WorkerTaskError } from './worker';
+import { runInWorker, WorkerTaskError, type WorkerTaskContext } from './worker';
 
 /**
  * The `delta` job kind: compile one static delta in a worker thread, then, on
@@ -19,8 +19,9 @@ import { runInWorker, WorkerTaskError } from './worker';
  * A job never writes into a repository Cairn does not own (NOT_OWNED), whoever
  * queued it: checked before compiling, in the worker, and before the summary.
  * The job's signal (queue shutdown, or an obsolete delta: server/jobs/deltas.ts)
- * stops it before compiling, or terminates the worker while compiling (what it
- * wrote is temporary files only); once compiled, the summary update runs on.
+ * stops it before compiling, or asks the compile in the worker to stop
+ * (cooperatively: worker.ts, storage/deltas/cancel.ts; the parts it wrote are
+ * removed, no superblock was written); once compiled, the summary update runs on.
  */
 
 export const DELTA_JOB = 'delta';
@@ -119,11 +120,16 @@ interface WorkerParams extends DeltaJobParams {
 
 type WorkerResult = Required<Pick<DeltaJobResult, 'digest' | 'totalSize' | 'parts' | 'fallbackSize' | 'stats'>>;
 
-export async function compileDeltaTask(p: WorkerParams, progress: (p: JobProgress) => void): Promise<WorkerResult> {
+export async function compileDeltaTask(p: WorkerParams, progress: (p: JobProgress) => void, ctx?: WorkerTaskContext): Promise<WorkerResult> {
   const repo = await new RepoRegistry(p.dataDir).open(p.repo);
   if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${p.repo}`);
   assertOwned(new SettingsStore(p.dataDir).current(p.repo), p.repo);
   progress({ done: 0, phase: 'compiling' });
-  const r = await compileDelta(repo, p.from, p.to, p.options);
+  const r = await compileDelta(repo, p.from, p.to, {
+    ...p.options,
+    signal: ctx?.signal,
+    gate: ctx?.gate,
+    onProgress: (pr) => progress({ done: pr.done, total: pr.total, phase: pr.phase === 'objects' ? 'compiling' : 'compressing' }),
+  });
   return { digest: r.digest, totalSize: r.totalSize, parts: r.partSizes.length, fallbackSize: r.fallbackSize, stats: r.stats };
 }

@@ -185,9 +185,10 @@ export class DeltaJobs extends EventEmitter {
       (async () => {
         const settings = await this.deps.settings.get(repo.name);
         if (!settings.owned) return; // never for a repository Cairn does not own (the publish itself was refused)
-        // Before queuing (room in a full queue), and after, so that jobs a racing
+        // Queued ones before queuing (room in a full queue); everything after, so the
+        // slot of a cancelled running job goes to this move's jobs, and jobs a racing
         // decision queued for an older head go too.
-        await this.dropObsolete(repo);
+        await this.dropObsolete(repo, { cancelRunning: false });
         plans: for (const c of changes) {
           if (!c.new) continue; // a deleted ref needs no delta
           const plan = await planDeltasForRefMove(repo, c.ref, c.new, settings.deltas, { old: c.old });
@@ -212,31 +213,39 @@ export class DeltaJobs extends EventEmitter {
    * fresh installs install heads, so such a delta is of little use now):
    *   - automatic jobs (source 'policy' or 'on-demand'): a queued one is
    *     dropped (state 'failed', error OBSOLETE; not a failure of the delta: a
-   *     ref moved back to `to` queues it again at once);
+   *     ref moved back to `to` queues it again at once); a running
+   *     from-scratch one is cancelled the same way — the costliest kind, and
+   *     fresh installs get the new head: its compile stops cooperatively at
+   *     its next object, part or xz chunk (worker.ts; what it wrote is
+   *     removed, no superblock was written) and its slot goes to the new
+   *     head's jobs; a running from→to one runs on (partly done, and hosts
+   *     pinned to `to`, or still updating to it from an index they fetched,
+   *     may use it);
    *   - explicit jobs (source 'api', 'cli', anything else: someone asked for
    *     this very delta): a queued one is demoted to PRIORITY_DEMOTED (behind
-   *     every job still useful).
-   * A running job runs on, whatever it is: terminating a worker thread while
-   * the xz native addon works in it aborts the whole process (the same fatal
-   * error a SIGTERM during a compile shows), so stopping a compile needs the
-   * compiler to check for cancellation itself (not built yet).
+   *     every job still useful), a running one runs on.
    * A job whose `to` is the head of any ref (this one or another: a promotion)
    * is never touched, whatever its `from`: hosts may use it now. Only jobs
    * already active before the heads were read are judged, so a decision that
    * races a newer move never judges that move's jobs by stale heads.
+   * `cancelRunning: false` leaves running jobs alone.
    */
-  private async dropObsolete(repo: Repo): Promise<void> {
-    const candidates = this.queue.list({ repo: repo.name, kind: DELTA_JOB, state: 'queued' });
+  private async dropObsolete(repo: Repo, opts: { cancelRunning?: boolean } = {}): Promise<void> {
+    const candidates = this.queue
+      .list({ repo: repo.name, kind: DELTA_JOB })
+      .filter((j) => j.state === 'queued' || (j.state === 'running' && opts.cancelRunning !== false));
     if (candidates.length === 0) return;
     const current = await heads(repo);
     for (const job of candidates) {
       const p = job.params as DeltaJobParams;
-      if (current.has(p.to) || job.state !== 'queued') continue;
+      if (current.has(p.to) || (job.state !== 'queued' && job.state !== 'running')) continue;
       const automatic = job.source === 'policy' || job.source === 'on-demand';
       const error = { code: 'OBSOLETE', message: `${p.to} is no longer the head of a ref of ${repo.name}` };
       let action: string;
-      if (automatic) action = this.queue.cancel(job.id, error) ? 'dropped' : 'kept';
-      else action = job.priority < PRIORITY_DEMOTED && this.queue.reprioritize(job.id, PRIORITY_DEMOTED) ? 'demoted' : 'kept';
+      if (job.state === 'queued' && automatic) action = this.queue.cancel(job.id, error) ? 'dropped' : 'kept';
+      else if (job.state === 'queued') action = job.priority < PRIORITY_DEMOTED && this.queue.reprioritize(job.id, PRIORITY_DEMOTED) ? 'demoted' : 'kept';
+      else if (automatic && p.from === null) action = this.queue.cancel(job.id, error) ? 'cancelled' : 'kept';
+      else action = 'kept';
       if (action !== 'kept') this.log.info(`obsolete delta job ${action}`, { job: job.id, repo: repo.name, delta: job.key, source: job.source });
     }
   }

@@ -39,6 +39,7 @@ import type { Repo } from '../repo/repo';
 import { anchoredBsdiff } from './anchored';
 import {
   commitmetaKey,
+  COMPRESSION_XZ,
   DELTA_PART_VERSION,
   deltaDir,
   deltaName,
@@ -56,6 +57,7 @@ import {
   type ModeEntry,
   type PartHeader,
 } from './format';
+import { signalGate, throwIfCancelled, type NativeGate } from './cancel';
 import { readContentInfo, readContentObject, type ContentInfo } from './objects-io';
 
 export interface CompileOptions {
@@ -75,6 +77,17 @@ export interface CompileOptions {
   metadata?: VarDict;
   /** Replace an existing delta for the same pair (default: refuse, deltas are immutable). */
   replace?: boolean;
+  /**
+   * Asks the compile to stop: checked at every object and part boundary and
+   * between xz input chunks. The compile then waits for the native work in
+   * flight, removes the parts it wrote (the superblock is written last, so no
+   * delta was visible) and throws CancelledError (code CANCELLED).
+   */
+  signal?: AbortSignal;
+  /** Brackets native work that a thread termination must not cut (worker.ts; see cancel.ts). */
+  gate?: NativeGate;
+  /** Objects planned so far out of those the client lacks, then parts compressed (phase 'parts'). */
+  onProgress?(p: { done: number; total: number; phase: 'objects' | 'parts' }): void;
 }
 
 export interface CompileStats {
@@ -312,6 +325,9 @@ const BSDIFF_OVERHEAD = 32 + 12;
  */
 export async function compileDelta(repo: Repo, from: string | null, to: string, opts: CompileOptions = {}): Promise<CompileResult> {
   const started = Date.now();
+  const signal = opts.signal;
+  const gate = opts.gate ?? signalGate(signal);
+  throwIfCancelled(signal);
   validateChecksum(to);
   if (from !== null) validateChecksum(from);
   if (from === to) throw new CairnError('INVALID_ARGUMENT', 'a delta needs two different commits');
@@ -331,6 +347,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   const metaPlans: Plan[] = [];
   const newMeta = [...toIdx.metadata.entries()].filter(([k]) => !fromIdx?.metadata.has(k)).sort(([ka, a], [kb, b]) => cmp(a.path, b.path) || cmp(ka, kb));
   for (const [, m] of newMeta) {
+    throwIfCancelled(signal);
     const data = await repo.readMetadata(m.ref.checksum, m.ref.type);
     if (!data) throw new CairnError('MISSING_OBJECTS', `${m.ref.checksum} (type ${m.ref.type}) is missing`, { object: m.ref.checksum });
     metaPlans.push({ kind: 'meta', ref: m.ref, data });
@@ -382,7 +399,11 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   const filePlans: Plan[] = [];
   const linkPlans: Plan[] = [];
   const fallbacks: FallbackEntry[] = [];
+  const progressTotal = newMeta.length + newFiles.length;
+  let progressDone = newMeta.length;
   for (const f of newFiles) {
+    throwIfCancelled(signal);
+    opts.onProgress?.({ done: progressDone++, total: progressTotal, phase: 'objects' });
     const info = await readContentInfo(repo, f.checksum);
     const ref: DeltaObjectRef = { type: ObjectType.File, checksum: f.checksum };
     if (isSymlink(info.header)) {
@@ -444,7 +465,9 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   const headers: PartHeader[] = [];
   const partFiles: Buffer[] = [];
   for (const b of builders) {
-    const file = await encodePartFile(b.payload());
+    throwIfCancelled(signal);
+    opts.onProgress?.({ done: headers.length, total: builders.length, phase: 'parts' });
+    const file = await encodePartFile(b.payload(), COMPRESSION_XZ, { signal, gate });
     partFiles.push(file);
     headers.push({ version: DELTA_PART_VERSION, checksum: sha256Hex(file), size: file.length, usize: b.usize, objects: b.objects });
     stats.usize += b.usize;
@@ -465,8 +488,23 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     fallbacks,
   });
 
-  // Parts first, stale parts of an earlier attempt removed, superblock last.
-  if (!opts.inline) for (let i = 0; i < partFiles.length; i++) await repo.backend.write(partKey(from, to, i), partFiles[i]!);
+  // Parts first, stale parts of an earlier attempt removed, superblock last. A cancel or a
+  // failure before the superblock removes the parts this compile wrote: nothing is left that no
+  // superblock names (unless an existing delta is being replaced: its parts are overwritten).
+  const written: string[] = [];
+  try {
+    if (!opts.inline) {
+      for (let i = 0; i < partFiles.length; i++) {
+        throwIfCancelled(signal);
+        await repo.backend.write(partKey(from, to, i), partFiles[i]!);
+        written.push(partKey(from, to, i));
+      }
+    }
+    throwIfCancelled(signal);
+  } catch (e) {
+    if (!opts.replace) for (const key of written) await repo.backend.remove(key).catch(() => {});
+    throw e;
+  }
   const dir = deltaDir(from, to);
   const keep = new Set(opts.inline ? [] : partFiles.map((_, i) => partKey(from, to, i)));
   for await (const key of repo.backend.list(dir)) {

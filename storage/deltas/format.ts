@@ -13,7 +13,7 @@ import { CairnError } from '../errors';
 import { checksumFromBytes, checksumFromMb64, checksumToBytes, checksumToMb64, isChecksum } from '../objects/checksum';
 import { bswap32, bswap64 } from '../objects/endian';
 import { ObjectType } from '../objects/types';
-import { xzCompress, xzDecompress } from './xz';
+import { xzCompress, xzDecompress, type XzCompressOptions } from './xz';
 
 export const SUPERBLOCK_TYPE = '(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))';
 export const PART_HEADER_TYPE = '(uayttay)';
@@ -362,14 +362,14 @@ export function decodePartPayload(data: Buffer): PartPayload {
 }
 
 /** A whole part file: compression byte then the (compressed) payload. Cairn writes xz. */
-export async function encodePartFile(payload: Buffer, compression: PartCompression = COMPRESSION_XZ): Promise<Buffer> {
+export async function encodePartFile(payload: Buffer, compression: PartCompression = COMPRESSION_XZ, xz: XzCompressOptions = {}): Promise<Buffer> {
   if (compression === COMPRESSION_NONE) {
     if (payload.length + 1 > MAX_UNCOMPRESSED_PART_FILE) {
       throw new CairnError('INVALID_ARGUMENT', `uncompressed parts over ${MAX_UNCOMPRESSED_PART_FILE} bytes break the ostree 2022.7 client`);
     }
     return Buffer.concat([Buffer.from([0]), payload]);
   }
-  return Buffer.concat([Buffer.from([COMPRESSION_XZ]), await xzCompress(payload)]);
+  return Buffer.concat([Buffer.from([COMPRESSION_XZ]), await xzCompress(payload, xz)]);
 }
 
 /** Decompresses a part file (bounded by `maxPayloadSize`) and parses its payload. */

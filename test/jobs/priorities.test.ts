@@ -22,8 +22,8 @@ import { makeApp, makeDataDir, type TestData } from '../http/helpers';
  * Delta jobs run in the order hosts need them: from the ref's previous head
  * first (and on-demand or API requests to a current head with them), then
  * from older commits, then from scratch; a newer move of the ref drops the
- * automatic jobs it made useless (queued ones, and a running from-scratch one
- * is aborted) and demotes explicit ones; the jobs API shows priority and
+ * automatic jobs it made useless (queued ones; running ones are cancelled)
+ * and demotes explicit ones; the jobs API shows priority and
  * position. Jobs are held just before compiling (beforeCompile) until the
  * test lets them go, so every step is deterministic: one job at a time.
  */
@@ -203,7 +203,7 @@ test('two quick pushes: the previous-head delta runs before any from-scratch one
   assert.ok(after.every((j) => j.position === null));
 });
 
-test('a running from-scratch job to a commit that is no longer the head runs on (a compile is never cut); explicit API jobs made obsolete are demoted, not dropped', async () => {
+test('a running from-scratch job to a commit that is no longer the head is cancelled (OBSOLETE) and the scratch job of the new head takes its slot; explicit API jobs made obsolete are demoted, not dropped', async () => {
   holding = true;
   held.clear();
   const repo = await data.registry.create('solo');
@@ -223,20 +223,24 @@ test('a running from-scratch job to a commit that is no longer the head runs on 
 
   const c3 = await publish(repo, 3, c2);
   await ctx.deltaJobs!.decided();
+  await heldJob(name(null, c3));
   const jobs = await apiJobs('solo');
-  assert.equal(jobOf(jobs, null, c2).state, 'running', 'the running scratch job runs on');
-  // The explicit ones wait, demoted behind every job still useful (the new head's scratch delta).
+  const aborted = jobOf(jobs, null, c2);
+  assert.equal(aborted.state, 'failed');
+  assert.equal(aborted.error?.code, 'OBSOLETE');
+  // The scratch delta of the new head runs next (the slot freed); the explicit ones wait behind it, demoted.
+  assert.equal(jobOf(jobs, null, c3).state, 'running');
   assert.deepEqual(await runOrder('solo'), [
-    [name(null, c3), 2, 1],
-    [name(c1, c2), 3, 2],
-    [name(c2, c1), 3, 3],
+    [name(c1, c2), 3, 1],
+    [name(c2, c1), 3, 2],
   ]);
 
   holding = false;
-  held.get(name(null, c2))!();
+  held.get(name(null, c3))!();
   await ctx.deltaJobs!.settled();
   const present = new Set((await listDeltas(repo)).map((d) => d.name));
-  for (const d of [name(null, c2), name(null, c3), name(c1, c2), name(c2, c1)]) assert.ok(present.has(d), `${d} was built`);
+  assert.ok(!present.has(name(null, c2)), 'the aborted scratch delta was not built');
+  for (const d of [name(null, c3), name(c1, c2), name(c2, c1)]) assert.ok(present.has(d), `${d} was built`);
   const after = await apiJobs('solo');
   for (const [from, to] of [[c1, c2], [c2, c1]] as const) assert.equal(jobOf(after, from, to).state, 'done', `${name(from, to)}: demoted, still built`);
 });

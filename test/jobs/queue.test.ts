@@ -201,15 +201,44 @@ test('runInWorker: an error keeps its code; a missing export is an error, not a 
   await assert.rejects(runInWorker({ module: TASKS, export: 'noSuchTask' }, {}), /exports no function noSuchTask/);
 });
 
-test('runInWorker: a job blocking its thread does not block the main event loop, and abort terminates it', async () => {
+test('runInWorker: a job blocking its thread does not block the main event loop; abort terminates it after the grace period', async () => {
   const ac = new AbortController();
-  const p = runInWorker({ module: TASKS, export: 'spinTask' }, {}, { signal: ac.signal });
+  const p = runInWorker({ module: TASKS, export: 'spinTask' }, {}, { signal: ac.signal, graceMs: 100 });
   // The main thread stays responsive while the worker spins.
   const t0 = Date.now();
   await new Promise((r) => setTimeout(r, 100));
   assert.ok(Date.now() - t0 < 1000);
   ac.abort();
-  await assert.rejects(p, (e: unknown) => e instanceof WorkerTaskError && e.code === 'CANCELLED');
+  await assert.rejects(p, (e: unknown) => e instanceof WorkerTaskError && e.code === 'CANCELLED' && /terminated after 100 ms/.test(e.message));
+});
+
+test('runInWorker: a task busy in the xz addon stops cooperatively when cancelled (no thread terminated, the process lives on)', async () => {
+  for (let round = 0; round < 3; round++) {
+    const ac = new AbortController();
+    let rounds = 0;
+    const p = runInWorker({ module: TASKS, export: 'xzLoopTask' }, { mb: 3 }, { signal: ac.signal, graceMs: 60_000, onProgress: (pr) => (rounds = pr.done) });
+    // Cancel at different moments: right away, and in the middle of later compressions.
+    await new Promise((r) => setTimeout(r, round * 150));
+    ac.abort();
+    await assert.rejects(p, (e: unknown) => {
+      assert.ok(e instanceof WorkerTaskError);
+      assert.equal(e.code, 'CANCELLED');
+      assert.doesNotMatch(e.message, /terminated/, 'it stopped by itself, well within the grace period');
+      return true;
+    });
+    assert.ok(rounds >= 0);
+  }
+});
+
+test('runInWorker: a stuck task is terminated only once the native work it started has ended', async () => {
+  const ac = new AbortController();
+  let inXz = false;
+  const p = runInWorker({ module: TASKS, export: 'xzThenStuckTask' }, { mb: 2, spinMs: 600 }, { signal: ac.signal, graceMs: 50, onProgress: () => (inXz = true) });
+  for (let i = 0; i < 200 && !inXz; i++) await new Promise((r) => setTimeout(r, 10));
+  ac.abort();
+  // Its thread is blocked with xz in flight past the grace period: terminating then would abort this
+  // process (the addon's completion would land in a dead thread). The runner waits for the work to end.
+  await assert.rejects(p, (e: unknown) => e instanceof WorkerTaskError && e.code === 'CANCELLED' && /terminated/.test(e.message));
 });
 
 test('priorities: the most urgent queued job starts when a slot frees, first in first out within a priority; positions follow the run order', async () => {
