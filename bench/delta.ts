@@ -14,10 +14,15 @@
 //   --no-verify       skip the stock-client check (ostree pull --require-static-deltas through
 //                     `cairn serve`; done once, after and outside the timed runs)
 //   --only a,b        only these shapes (names as in the table)
-//   --quick           --runs 1 --large-runs 1 --no-scratch --no-verify
+//   --no-serve        skip the serving half (bench/delta-serve.ts): time to delta after `cairn push`
+//                     and the bytes the stock client downloads (delta path vs object path)
+//   --no-race         skip the rootfs-update push made while v1's from-scratch delta runs
+//   --quick           --runs 1 --large-runs 1 --no-scratch --no-verify --no-race
 // Env: CAIRN_BENCH_DIR (work folder; default bench/.work/delta: the debootstrapped root filesystems
-//      and the archive repo are cached there), CAIRN_BENCH_MIRROR (Debian mirror; default
-//      http://deb.debian.org/debian), CAIRN_BENCH_SECURITY_MIRROR.
+//      and the archive repo are cached there), CAIRN_BENCH_MIRROR and CAIRN_BENCH_SECURITY_MIRROR
+//      (Debian mirrors; by default the machine's apt sources — /etc/apt/sources.list and
+//      sources.list.d/*.list and *.sources (deb822) — as debootstrap users pick them, and
+//      deb.debian.org only when none fits; bench/delta-mirror.ts; the run says which it used).
 //
 // What is compared, per shape (a pair of commits v1 → v2 in the repo, both made by `ostree commit`):
 //   - delta bytes: superblock + part files; fallback objects (loose .filez the client fetches
@@ -50,6 +55,8 @@ import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cair
 import { addRemote, initRepo, ostree, ostreeResult, revParse, run, runCommand } from '../test/helpers/ostree';
 import { mulberry32 } from '../test/helpers/prng';
 import { argv, flag, machineInfo, numberOption } from './common';
+import { DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR, debianMirrors, type MirrorChoice } from './delta-mirror';
+import { measureRacing, measureServing, POLL_MS, type ServeResult } from './delta-serve';
 
 // ------------------------------------------------------------------------------------------------
 // options
@@ -67,6 +74,8 @@ const opts = {
   scratch: !quick && !flag('no-scratch'),
   verify: !quick && !flag('no-verify'),
   only: listOpt('only'),
+  serve: !flag('no-serve'),
+  race: !quick && !flag('no-race') && !flag('no-serve'),
 };
 
 const ROOT = projectRoot();
@@ -77,9 +86,12 @@ const REPO_NAME = 'bench';
 const REPO = path.join(DATA, 'repos', REPO_NAME);
 const OSTREE_OUT = path.join(WORK, 'ostree-deltas');
 const RESULTS = path.join(ROOT, 'bench', 'results', 'delta-latest.json');
-const MIRROR = process.env.CAIRN_BENCH_MIRROR || 'http://deb.debian.org/debian';
-const SECURITY_MIRROR = process.env.CAIRN_BENCH_SECURITY_MIRROR || 'http://deb.debian.org/debian-security';
 const SUITE = 'bookworm';
+/** Set in main() from the machine's apt sources (bench/delta-mirror.ts) before anything is downloaded. */
+let mirrors: { mirror: MirrorChoice; security: MirrorChoice } = {
+  mirror: { url: DEFAULT_MIRROR, source: 'default' },
+  security: { url: DEFAULT_SECURITY_MIRROR, source: 'default' },
+};
 /** Installed into v2 of the root filesystem, on top of a dist-upgrade from -updates and -security. */
 const V2_PACKAGES = ['ca-certificates', 'curl', 'less', 'iproute2', 'procps', 'vim-tiny'];
 /** Bumped whenever the trees or commits below change, so the cached repo is rebuilt. */
@@ -135,7 +147,8 @@ async function buildRootfsV1(): Promise<string> {
   await fsp.mkdir(ROOTFS, { recursive: true });
   log(`debootstrap --variant=minbase ${SUITE} (once; cached in ${ROOTFS}) …`);
   const t0 = performance.now();
-  await run('debootstrap', ['--variant=minbase', SUITE, tmp, MIRROR], { timeoutMs: 30 * 60_000, env: chrootEnv });
+  log(`  mirror ${mirrors.mirror.url} (from ${mirrors.mirror.source})`);
+  await run('debootstrap', ['--variant=minbase', SUITE, tmp, mirrors.mirror.url], { timeoutMs: 30 * 60_000, env: chrootEnv });
   await tidyRootfs(tmp);
   await fsp.rename(tmp, dir);
   await fsp.writeFile(path.join(ROOTFS, 'v1.done'), `${new Date().toISOString()}\n`);
@@ -154,7 +167,7 @@ async function buildRootfsV2(v1: string): Promise<string> {
   await run('cp', ['-a', v1, tmp]);
   await fsp.writeFile(
     path.join(tmp, 'etc/apt/sources.list'),
-    `deb ${MIRROR} ${SUITE} main\ndeb ${MIRROR} ${SUITE}-updates main\ndeb ${SECURITY_MIRROR} ${SUITE}-security main\n`,
+    `deb ${mirrors.mirror.url} ${SUITE} main\ndeb ${mirrors.mirror.url} ${SUITE}-updates main\ndeb ${mirrors.security.url} ${SUITE}-security main\n`,
   );
   const resolv = path.join(tmp, 'etc/resolv.conf');
   const hadResolv = await fsp.readFile(resolv).catch(() => null);
@@ -663,6 +676,8 @@ async function main(): Promise<void> {
     if (!(await runCommand('sh', ['-c', `command -v ${cmd}`])).stdout.trim()) throw new Error(`${cmd} is not installed: apt-get install -y ${pkg}`);
   }
   await fsp.mkdir(WORK, { recursive: true });
+  mirrors = await debianMirrors(SUITE);
+  log(`Debian mirror: ${mirrors.mirror.url} (${mirrors.mirror.source}); security: ${mirrors.security.url} (${mirrors.security.source})`);
   const built = await buildRepo();
   const repo = new Repo(REPO_NAME, new FsBackend(REPO));
 
@@ -701,6 +716,30 @@ async function main(): Promise<void> {
   }
   await fsp.rm(OSTREE_OUT, { recursive: true, force: true });
 
+  // The serving half: a real `cairn serve`, `cairn push`, the stock client (issue 9 items 2 and 5).
+  let serving: ServeResult[] = [];
+  let racing: (ServeResult & { jobsAtV2?: unknown }) | null = null;
+  const withFrom = results.filter((r) => r.from !== null);
+  if (opts.serve && withFrom.length) {
+    // the root filesystem update first: its v1 client is the template the shapes' clients start from
+    const ordered = [...withFrom].sort((a, b) => (a.name === 'rootfs-update' ? -1 : b.name === 'rootfs-update' ? 1 : 0));
+    log(`serving: cairn serve (default policy), cairn push v1, jobs settled, cairn push v2, superblock polled every ${POLL_MS} ms; then the stock client pulls v2 both ways …`);
+    serving = await measureServing(
+      path.join(WORK, 'serve'),
+      REPO_NAME,
+      REPO,
+      ordered.map((r) => ({ name: r.name, ref: pairs.find((p) => p.name === r.name)!.ref, from: r.from!, to: r.to })),
+      { bytes: true, logs: path.join(WORK, 'request-logs') },
+    );
+    const rf = withFrom.find((r) => r.name === 'rootfs-update');
+    if (opts.race && rf) {
+      log('serving: rootfs-update, v2 pushed as soon as v1 is acknowledged (v1\'s from-scratch delta running) …');
+      racing = await measureRacing(path.join(WORK, 'serve-race'), REPO_NAME, REPO, { name: rf.name, ref: 'bench/rootfs', from: rf.from!, to: rf.to });
+    }
+    await fsp.rm(path.join(WORK, 'serve'), { recursive: true, force: true });
+    await fsp.rm(path.join(WORK, 'serve-race'), { recursive: true, force: true });
+  }
+
   // ---- report
   const rows: string[][] = [
     ['shape', 'cairn delta', 'ostree delta', 'size ×', 'cairn s', 'ostree s', 'time ×', 'no delta', 'w/ cairn', 'w/ ostree', 'fallbacks c/o', 'met'],
@@ -734,6 +773,47 @@ async function main(): Promise<void> {
   console.log(line(rows[0]!));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows.slice(1)) console.log(line(r));
+  if (serving.length) {
+    const srows: string[][] = [
+      ['shape', 'push→delta s', 'ostree gen s', 'ttd ×', 'delta path', 'object path', 'bytes ×', 'sb+parts', 'fallbacks', 'loose (n)', 'met'],
+    ];
+    const secs = (ms: number | null) => (ms === null ? 'never' : (ms / 1000).toFixed(2));
+    const row = (s: ServeResult, ostreeMs: number | undefined) => {
+      const ttd = s.timeToDeltaMs !== null && ostreeMs ? s.timeToDeltaMs / ostreeMs : NaN;
+      const b = s.bytesRatio;
+      const met = [Number.isFinite(ttd) && ttd <= 1 ? '' : 'TIME', b === undefined ? '' : b <= 0.5 ? '' : b <= 1 ? '≤1.0' : 'BYTES'].filter(Boolean).join('+');
+      return [
+        s.name,
+        secs(s.timeToDeltaMs),
+        ostreeMs ? (ostreeMs / 1000).toFixed(2) : '-',
+        Number.isFinite(ttd) ? ttd.toFixed(2) : '-',
+        s.deltaPath ? kB(s.deltaPath.total) : s.error ? 'FAILED' : '-',
+        s.objectPath ? kB(s.objectPath.total) : '-',
+        b === undefined ? '-' : b.toFixed(2),
+        s.deltaPath ? kB(s.deltaPath.delta) : '-',
+        s.deltaPath ? kB(s.deltaPath.fallbacks) : '-',
+        s.deltaPath ? `${kB(s.deltaPath.loose)} (${s.deltaPath.looseRequests})` : '-',
+        s.error ? 'ERROR' : met || 'yes',
+      ];
+    };
+    for (const s of serving) srows.push(row(s, results.find((r) => r.name === s.name)?.ostree.medianMs));
+    if (racing) srows.push(row(racing, results.find((r) => r.name === 'rootfs-update')?.ostree.medianMs));
+    const sw = srows[0]!.map((_, i) => Math.max(...srows.map((r) => r[i]!.length)));
+    const sline = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(sw[i]!) : c.padStart(sw[i]!))).join('  ');
+    console.log('');
+    console.log(
+      `serving (cairn serve, default policy): push→delta = from the acknowledged \`cairn push\` of v2 to the v1→v2 superblock answering 200 ` +
+        `(polled every ${POLL_MS} ms), against ostree static-delta generate of the same pair (median above); target ≤ 1.0×.`,
+    );
+    console.log(
+      `bytes: what Cairn sent to a stock ostree ${machineInfo().ostree} bare-user client at v1 pulling v2 with --require-static-deltas (delta path) ` +
+        `and with --disable-static-deltas (object path); target ≤ 0.5×, never > 1.0×. sb+parts, fallbacks and loose objects split the delta path.`,
+    );
+    console.log('');
+    console.log(sline(srows[0]!));
+    console.log(sw.map((w) => '-'.repeat(w)).join('  '));
+    for (const r of srows.slice(1)) console.log(sline(r));
+  }
   if (verdicts.length) {
     console.log('');
     console.log('stock ostree 2022.7 client (bare-user, pull --require-static-deltas through cairn serve, then fsck):');
@@ -749,10 +829,12 @@ async function main(): Promise<void> {
       loadAverageAfter: os.loadavg(),
     },
     options: opts,
-    rootfs: { suite: SUITE, mirror: MIRROR, v2Packages: V2_PACKAGES, ...built.rootfs },
+    rootfs: { suite: SUITE, mirror: mirrors.mirror, securityMirror: mirrors.security, v2Packages: V2_PACKAGES, ...built.rootfs },
     shapes: Object.fromEntries(SHAPES.map((s) => [s.name, s.what])),
     results,
     stockClient: verdicts,
+    serving,
+    racing,
     targets: {
       sizeRatioMax: 1.0,
       timeRatioMax: 2.0,

@@ -26,6 +26,8 @@ export interface LoggedRequest {
   /** Path as received, without the query string. */
   path: string;
   status: number;
+  /** Body bytes the server sent, when its log line says (Cairn's `bytes` field); undefined otherwise. */
+  bytes?: number;
 }
 
 export interface CairnProcess {
@@ -72,7 +74,10 @@ export function parseRequestLine(line: string): LoggedRequest | undefined {
   const method = pick(o, ['method', 'req.method', 'request.method', 'http.method']) ?? 'GET';
   if (typeof p !== 'string' || status === undefined || !Number.isFinite(Number(status))) return undefined;
   const q = p.indexOf('?');
-  return { method: String(method), path: q >= 0 ? p.slice(0, q) : p, status: Number(status) };
+  const r: LoggedRequest = { method: String(method), path: q >= 0 ? p.slice(0, q) : p, status: Number(status) };
+  const bytes = pick(o, ['bytes', 'res.bytes', 'response.bytes', 'bytes_sent']);
+  if (bytes !== undefined && Number.isFinite(Number(bytes))) r.bytes = Number(bytes);
+  return r;
 }
 
 /**
