@@ -230,6 +230,16 @@ async function* verifyingFilez(
   });
   let sourceDone = false;
   let bytes = 0;
+  // What goes to the temporary file is gathered into writes of ~1 MiB, not one per network chunk
+  // of ~64 KiB: each write is a round trip through libuv's thread pool, shared with every fsync.
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  const takeHeld = () => {
+    const out = held.length === 1 ? held[0]! : Buffer.concat(held, heldBytes);
+    held = [];
+    heldBytes = 0;
+    return out;
+  };
   try {
     for (;;) {
       const step = await new Promise<IteratorResult<Buffer | Uint8Array> | typeof VERIFIER_DONE>((resolve, reject) => {
@@ -249,7 +259,9 @@ async function* verifyingFilez(
       if (failure) break;
       if (!pipe.write(chunk)) await room(pipe);
       if (failure) break;
-      yield chunk;
+      held.push(chunk);
+      heldBytes += chunk.length;
+      if (heldBytes >= WRITE_BYTES) yield takeHeld();
     }
     if (!sourceDone) throw withObject(failure, name);
     pipe.end();
@@ -258,6 +270,7 @@ async function* verifyingFilez(
     if (result.checksum !== expected) {
       throw new CairnError('CHECKSUM_MISMATCH', `${name}: content hashes to ${result.checksum}`, { object: name, actual: result.checksum });
     }
+    if (heldBytes > 0) yield takeHeld();
     onBytes(bytes);
   } finally {
     if (!pipe.writableEnded) pipe.destroy();
@@ -266,6 +279,8 @@ async function* verifyingFilez(
 }
 
 const VERIFIER_DONE = Symbol('verifier done');
+/** Bytes a streamed object's temporary file is written in at a time. */
+const WRITE_BYTES = 1024 * 1024;
 const noop = (): void => undefined;
 
 function asBuffer(b: Buffer | Uint8Array): Buffer {

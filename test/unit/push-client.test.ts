@@ -61,11 +61,11 @@ function obj(i: number, type: ObjectType, size: number): Sized {
   return { name: `${C(i)}.x`, type, size };
 }
 
-test('plan: content, then dirtrees/dirmetas, then the commit, then commitmeta', () => {
+test('plan: the tree (content, dirtrees, dirmetas), then the commit, then commitmeta', () => {
   const objs = [obj(1, ObjectType.Commit, 300), obj(2, ObjectType.DirTree, 50), obj(3, ObjectType.File, 9), obj(4, ObjectType.DirMeta, 5), obj(5, ObjectType.CommitMeta, 7), obj(6, ObjectType.File, 1)];
   assert.deepEqual(
     uploadPhases(objs).map((p) => p.map((o) => o.type)),
-    [[ObjectType.File, ObjectType.File], [ObjectType.DirTree, ObjectType.DirMeta], [ObjectType.Commit], [ObjectType.CommitMeta]],
+    [[ObjectType.DirTree, ObjectType.File, ObjectType.DirMeta, ObjectType.File], [ObjectType.Commit], [ObjectType.CommitMeta]],
   );
   assert.deepEqual(uploadPhases([obj(1, ObjectType.Commit, 1)]).length, 1, 'empty phases are dropped');
 });
