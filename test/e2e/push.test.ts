@@ -29,7 +29,8 @@ import type { PushResult } from '../../cli/push/push';
 
 const STABLE = 'os/x86_64/stable';
 const BETA = 'os/x86_64/beta';
-const CLI = path.join(projectRoot(), 'bin', 'cairn.js');
+/** The `cairn` script pushing: bin/cairn.js, or CAIRN_E2E_CLI (another build's, as CAIRN_E2E_SERVER names the server's). */
+const CLI = process.env.CAIRN_E2E_CLI ? path.resolve(process.env.CAIRN_E2E_CLI) : path.join(projectRoot(), 'bin', 'cairn.js');
 
 let work: string;
 let data: string;
