@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -161,11 +162,14 @@ export class VerifyPool {
 }
 
 let shared: VerifyPool | undefined;
-let sharedProcesses = 1;
+let sharedProcesses: number | undefined;
 
 /**
- * The processes that verify on this machine (the workers of `cairn serve
- * --workers N`); sizes the shared pool if it is not made yet.
+ * The processes that verify on this machine (N for each worker of `cairn
+ * serve --workers N`, 1 for a single process); sizes the shared pool, which
+ * is made on the first upload. Not called, a cluster worker assumes serve's
+ * default count, one process fewer than CPUs (fewer threads than the machine
+ * could run when --workers asks for fewer processes, never more).
  */
 export function setVerifyProcesses(n: number): void {
   sharedProcesses = Math.max(1, Math.floor(n));
@@ -177,8 +181,10 @@ export function setVerifyProcesses(n: number): void {
  */
 export function sharedVerifyPool(): VerifyPool {
   if (!shared) {
+    const cpus = os.availableParallelism();
     const env = process.env.CAIRN_VERIFY_THREADS;
-    const threads = env !== undefined && /^\d{1,2}$/.test(env) ? Number(env) : defaultVerifyThreads(os.availableParallelism(), sharedProcesses);
+    const processes = sharedProcesses ?? (cluster.isWorker ? Math.max(1, cpus - 1) : 1);
+    const threads = env !== undefined && /^\d{1,2}$/.test(env) ? Number(env) : defaultVerifyThreads(cpus, processes);
     shared = new VerifyPool({ threads });
   }
   return shared;
