@@ -25,6 +25,7 @@
  * order is a pure function of the two trees: the same inputs give the same
  * parts byte for byte; only the superblock's generation time differs.
  */
+import { availableParallelism } from 'node:os';
 import { deflateRawSync, constants as zconst } from 'node:zlib';
 import { CairnError } from '../errors';
 import type { VarDict } from '../gvariant';
@@ -57,8 +58,8 @@ import {
   type ModeEntry,
   type PartHeader,
 } from './format';
-import { signalGate, throwIfCancelled, type NativeGate } from './cancel';
-import { readContentInfo, readContentObject, type ContentInfo } from './objects-io';
+import { CancelledError, signalGate, throwIfCancelled, type NativeGate } from './cancel';
+import { readContent, readContentInfo, readContentObject, type ContentInfo } from './objects-io';
 
 export interface CompileOptions {
   /** Most payload bytes per part before a new part starts (ostree max-chunk-size: 32 MB). */
@@ -102,6 +103,8 @@ export interface CompileStats {
   copiedFiles: number;
   usize: number;
   elapsedMs: number;
+  /** Where the time went: indexing both trees, deciding every object, xz of the parts, writing. */
+  phaseMs: { index: number; plan: number; compress: number; write: number };
 }
 
 export interface CompileResult {
@@ -148,8 +151,8 @@ const DIRTREE_READ_CONCURRENCY = 32;
  * one backend round trip after another made the index of a large tree the
  * biggest cost of a small delta.
  */
-async function loadDirTrees(repo: Repo, commit: string, root: string): Promise<Map<string, DirTree>> {
-  const trees = new Map<string, DirTree>();
+async function loadDirTrees(repo: Repo, commit: string, root: string, known: Map<string, DirTree>): Promise<Map<string, DirTree>> {
+  const trees = known;
   let level = [root];
   while (level.length > 0) {
     const todo = [...new Set(level)].filter((t) => !trees.has(t));
@@ -167,11 +170,12 @@ async function loadDirTrees(repo: Repo, commit: string, root: string): Promise<M
   return trees;
 }
 
-async function indexTree(repo: Repo, commit: string): Promise<{ index: TreeIndex; commitBytes: Buffer }> {
+/** `trees`: dirtrees already read (by checksum); the ones read here are added (two versions of a tree share most). */
+async function indexTree(repo: Repo, commit: string, trees: Map<string, DirTree>): Promise<{ index: TreeIndex; commitBytes: Buffer }> {
   const commitBytes = await repo.readMetadata(commit, ObjectType.Commit);
   if (!commitBytes) throw new CairnError('NOT_FOUND', `commit ${commit} is not in repository ${repo.name}`, { commit });
   const c = decodeCommit(commitBytes);
-  const trees = await loadDirTrees(repo, commit, c.rootTree);
+  await loadDirTrees(repo, commit, c.rootTree, trees);
   const index: TreeIndex = { metadata: new Map(), files: new Map(), byPath: new Map() };
   const visit = (tree: string, meta: string, dir: string): void => {
     const mk = `${ObjectType.DirMeta}:${meta}`;
@@ -223,6 +227,7 @@ function planPayloadSize(p: Plan): number {
 
 class PartBuilder {
   readonly objects: DeltaObjectRef[] = [];
+  readonly plans: Plan[] = [];
   private readonly modes: ModeEntry[] = [];
   private readonly modeIndex = new Map<string, number>();
   private readonly xattrs: Array<Array<[Buffer, Buffer]>> = [];
@@ -265,6 +270,7 @@ class PartBuilder {
 
   add(p: Plan): void {
     this.objects.push(p.ref);
+    this.plans.push(p);
     if (p.kind === 'meta') {
       const at = this.append(p.data);
       this.op(DeltaOp.OpenSpliceAndClose, p.data.length, at);
@@ -318,6 +324,109 @@ function estimate(b: Buffer): number {
 const BSDIFF_OVERHEAD = 32 + 12;
 
 /**
+ * Whether a bsdiff patch beats splicing the new bytes: its estimate plus the
+ * opcodes' cost is below the estimate of the new bytes. The new file's stored
+ * `.filez` (deflate at a higher level than the estimate's, plus a header of a
+ * few hundred bytes at most) answers first when the patch is clearly smaller:
+ * deflating a 12 MB file again only to learn that a 2 kB patch wins was a
+ * tenth of such a delta's time.
+ */
+function patchWins(patch: Buffer, newBytes: Buffer, storedSize: number): boolean {
+  const cost = estimate(patch) + BSDIFF_OVERHEAD;
+  if (cost + 4096 < storedSize) return true;
+  return cost < estimate(newBytes);
+}
+
+/**
+ * Small files first, large ones after (stable, so each group keeps the extension/name order):
+ * the small files then share one contiguous xz window instead of being split by big,
+ * often incompressible, blobs. Measured: this beats ostree's hash order on mixed trees.
+ */
+function smallFirst(plans: Plan[]): Plan[] {
+  const big = (p: Plan) => (p.kind === 'file' && p.data.length > LARGE_FILE ? 1 : 0);
+  return [...plans].sort((a, b) => big(a) - big(b));
+}
+
+function payloadOf(plans: Plan[]): number {
+  return plans.reduce((a, p) => a + planPayloadSize(p), 0);
+}
+
+/** The plans of both lists in the order their files have in `order`. */
+function mergeSorted(order: Array<{ checksum: string }>, a: Plan[], b: Plan[]): Plan[] {
+  const by = new Map<string, Plan>();
+  for (const p of [...a, ...b]) by.set(p.ref.checksum, p);
+  return order.flatMap((f) => by.get(f.checksum) ?? []);
+}
+
+/**
+ * Objects into parts, in order: at most maxPartSize each, and a large payload
+ * in at least PARALLEL_PARTS parts of similar size, so that they compress side
+ * by side (a function of the plans alone: the layout does not depend on the machine).
+ */
+function layout(plans: Plan[], maxPartSize: number): PartBuilder[] {
+  const target = partTargetSize(payloadOf(plans), maxPartSize);
+  const builders: PartBuilder[] = [];
+  let current = new PartBuilder();
+  for (const p of plans) {
+    if (current.objects.length > 0 && (current.blobSize >= target || current.blobSize + planPayloadSize(p) > maxPartSize)) {
+      builders.push(current);
+      current = new PartBuilder();
+    }
+    current.add(p);
+  }
+  if (current.objects.length > 0 || builders.length === 0) builders.push(current);
+  return builders;
+}
+
+/** Objects read (and inflated, and diffed) at once while planning. */
+const READ_CONCURRENCY = 16;
+/** Parts compressed at once: each xz stream keeps one core busy on the libuv pool (at most 4 threads). */
+const XZ_CONCURRENCY = Math.max(1, Math.min(4, availableParallelism()));
+/** A delta with at least this much payload is cut in (at least) PARALLEL_PARTS parts of similar size. */
+const SPLIT_MIN_PAYLOAD = 4 * 1000 * 1000;
+/**
+ * Fixed, not the machine's cores: the layout (and so every byte) must not
+ * depend on where the compile runs. Two parts keep the xz window large while
+ * letting two cores work; bigger deltas have more parts anyway (maxPartSize).
+ */
+const PARALLEL_PARTS = 2;
+
+/** The size at which a part is closed: the payload spread evenly over the parts it needs. */
+function partTargetSize(totalPayload: number, maxPartSize: number): number {
+  const parts = Math.max(Math.ceil(totalPayload / maxPartSize), totalPayload >= SPLIT_MIN_PAYLOAD ? PARALLEL_PARTS : 1);
+  return Math.max(1, Math.ceil(totalPayload / parts));
+}
+
+/**
+ * `fn` over `items`, at most `limit` at once, results in the items' order.
+ * Stops starting new items at the first failure or when `signal` aborts, and
+ * settles only once every started item has (none is left running, native
+ * work included), then throws the first failure (CancelledError on abort).
+ */
+async function mapOrdered<T, R>(items: readonly T[], limit: number, signal: AbortSignal | undefined, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const lane = async (): Promise<void> => {
+    while (failure === undefined && next < items.length) {
+      if (signal?.aborted) {
+        failure ??= { error: new CancelledError() };
+        return;
+      }
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        failure ??= { error: e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure) throw failure.error;
+  return out;
+}
+
+/**
  * Compiles the delta `from → to` (`from` null: from scratch) of `repo` and
  * writes it into the repository's `deltas/` (parts first, superblock last, each
  * an atomic backend write, so a crash never leaves a superblock pointing at
@@ -339,28 +448,43 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     throw new CairnError('ALREADY_EXISTS', `static delta ${deltaName(from, to)} already exists`, { name: deltaName(from, to) });
   }
 
-  const { index: toIdx, commitBytes } = await indexTree(repo, to);
-  const fromIdx = from ? (await indexTree(repo, from)).index : null;
-  const stats: CompileStats = { metadataObjects: 0, splicedFiles: 0, symlinks: 0, bsdiffFiles: 0, fallbacks: 0, bsdiffRejected: 0, copiedFiles: 0, usize: 0, elapsedMs: 0 };
+  const t0 = Date.now();
+  // One after the other, sharing the dirtrees read: the second tree's unchanged folders cost nothing.
+  const dirTrees = new Map<string, DirTree>();
+  const { index: toIdx, commitBytes } = await indexTree(repo, to, dirTrees);
+  const fromIdx = from ? (await indexTree(repo, from, dirTrees)).index : null;
+  const stats: CompileStats = {
+    metadataObjects: 0,
+    splicedFiles: 0,
+    symlinks: 0,
+    bsdiffFiles: 0,
+    fallbacks: 0,
+    bsdiffRejected: 0,
+    copiedFiles: 0,
+    usize: 0,
+    elapsedMs: 0,
+    phaseMs: { index: Date.now() - t0, plan: 0, compress: 0, write: 0 },
+  };
+  throwIfCancelled(signal);
+  const t1 = Date.now();
 
   // Metadata the client lacks, ordered by path then type (dirmeta, dirtree).
-  const metaPlans: Plan[] = [];
   const newMeta = [...toIdx.metadata.entries()].filter(([k]) => !fromIdx?.metadata.has(k)).sort(([ka, a], [kb, b]) => cmp(a.path, b.path) || cmp(ka, kb));
-  for (const [, m] of newMeta) {
-    throwIfCancelled(signal);
+  const metaPlans: Plan[] = await mapOrdered(newMeta, READ_CONCURRENCY, signal, async ([, m]) => {
     const data = await repo.readMetadata(m.ref.checksum, m.ref.type);
     if (!data) throw new CairnError('MISSING_OBJECTS', `${m.ref.checksum} (type ${m.ref.type}) is missing`, { object: m.ref.checksum });
-    metaPlans.push({ kind: 'meta', ref: m.ref, data });
-  }
+    return { kind: 'meta', ref: m.ref, data } satisfies Plan;
+  });
 
   // Content the client lacks, in a stable order: by extension, basename, path.
   const newFiles = [...toIdx.files.entries()].filter(([c]) => !fromIdx?.files.has(c)).map(([checksum, paths]) => ({ checksum, path: paths[0]! }));
   newFiles.sort((a, b) => cmp(extension(a.path), extension(b.path)) || cmp(basename(a.path), basename(b.path)) || cmp(a.path, b.path));
 
-  const fromInfo = new Map<string, ContentInfo>();
-  const infoOf = async (c: string) => {
+  // Headers of `from` files, read once however many new files look at them (promises: concurrent askers share one read).
+  const fromInfo = new Map<string, Promise<ContentInfo>>();
+  const infoOf = (c: string): Promise<ContentInfo> => {
     let i = fromInfo.get(c);
-    if (!i) fromInfo.set(c, (i = await readContentInfo(repo, c)));
+    if (!i) fromInfo.set(c, (i = readContentInfo(repo, c)));
     return i;
   };
   // Basename → from files, for "same name, similar size" matches.
@@ -374,104 +498,152 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   }
   const previousVersion = async (path: string, size: number): Promise<string | null> => {
     if (!fromIdx) return null;
-    const usable = async (c: string) => {
-      const i = await infoOf(c);
-      return !isSymlink(i.header) && (i.header.mode & S_IROTH) !== 0 && i.size > 0;
-    };
+    const usable = (i: ContentInfo) => !isSymlink(i.header) && (i.header.mode & S_IROTH) !== 0 && i.size > 0;
     const same = fromIdx.byPath.get(path);
-    if (same && (await usable(same))) return same;
+    if (same && usable(await infoOf(same))) return same;
+    const named = fromByName.get(basename(path)) ?? [];
+    const infos = await Promise.all(named.map(infoOf));
     let best: string | null = null;
     let bestDiff = Infinity;
-    for (const c of fromByName.get(basename(path)) ?? []) {
-      if (!(await usable(c))) continue;
-      const s = (await infoOf(c)).size;
-      const diff = Math.abs(s - size);
-      if (diff * 100 > SIMILARITY_PERCENT * Math.max(s, size)) continue;
+    named.forEach((c, k) => {
+      const i = infos[k]!;
+      if (!usable(i)) return;
+      const diff = Math.abs(i.size - size);
+      if (diff * 100 > SIMILARITY_PERCENT * Math.max(i.size, size)) return;
       if (diff < bestDiff || (diff === bestDiff && best !== null && c < best)) {
         best = c;
         bestDiff = diff;
       }
-    }
+    });
     return best;
   };
 
-  const patchPlans: Plan[] = [];
-  const filePlans: Plan[] = [];
-  const linkPlans: Plan[] = [];
-  const fallbacks: FallbackEntry[] = [];
+  // What each new file becomes, in two groups. Plain files (no previous version to diff against)
+  // and symlinks need only reading; files with a previous version need bsdiff, the costly part of
+  // planning. Files are read, inflated and diffed several at a time (reads and inflates overlap on
+  // the libuv pool, bsdiff runs between them); each decision depends on that file alone and results
+  // keep the sorted order, so the output does not depend on timing.
   const progressTotal = newMeta.length + newFiles.length;
   let progressDone = newMeta.length;
-  for (const f of newFiles) {
-    throwIfCancelled(signal);
-    opts.onProgress?.({ done: progressDone++, total: progressTotal, phase: 'objects' });
-    const info = await readContentInfo(repo, f.checksum);
-    const ref: DeltaObjectRef = { type: ObjectType.File, checksum: f.checksum };
-    if (isSymlink(info.header)) {
-      linkPlans.push({ kind: 'file', ref, header: info.header, data: Buffer.alloc(0) });
-      continue;
-    }
-    const prev = opts.bsdiff === false ? null : await previousVersion(f.path, info.size);
-    let loaded: Buffer | null = null;
-    if (prev && info.size + (await infoOf(prev)).size <= maxBsdiff) {
-      loaded = (await readContentObject(repo, f.checksum, maxBsdiff)).data;
-      const old = (await readContentObject(repo, prev, maxBsdiff)).data;
-      if (old.equals(loaded)) {
+  const progressed = () => opts.onProgress?.({ done: progressDone++, total: progressTotal, phase: 'objects' });
+  // Files up to this size are read (and verified) whole at once: they are spliced unless a patch wins.
+  const spliceLimit = minFallback > 0 ? minFallback : Number.MAX_SAFE_INTEGER;
+  type Sorted = { checksum: string; path: string; info: ContentInfo; data: Buffer | null; prev: string | null };
+  const sorted: Sorted[] = await mapOrdered(newFiles, READ_CONCURRENCY, signal, async (f) => {
+    const { data, ...info } = await readContent(repo, f.checksum, spliceLimit);
+    let prev = opts.bsdiff === false || isSymlink(info.header) ? null : await previousVersion(f.path, info.size);
+    if (prev && info.size + (await infoOf(prev)).size > maxBsdiff) prev = null;
+    return { ...f, info, data: data ?? null, prev };
+  });
+  const fileRef = (c: string): DeltaObjectRef => ({ type: ObjectType.File, checksum: c });
+  const fallbacks: FallbackEntry[] = [];
+  /** A file spliced as it is, or a fallback when it is too large. */
+  const spliced = async (f: Sorted, loaded: Buffer | null): Promise<Plan | FallbackEntry> => {
+    if (minFallback > 0 && f.info.size > minFallback) return { type: ObjectType.File, checksum: f.checksum, compressedSize: f.info.storedSize, size: f.info.size };
+    loaded ??= (await readContentObject(repo, f.checksum, Math.max(minFallback, maxPartSize, f.info.size))).data;
+    return { kind: 'file', ref: fileRef(f.checksum), header: f.info.header, data: loaded };
+  };
+  const isPlan = (x: Plan | FallbackEntry): x is Plan => 'kind' in x;
+  const loadWhole = async (c: string): Promise<{ data: Buffer }> => {
+    const r = await readContent(repo, c, maxBsdiff);
+    if (!r.data) throw new CairnError('INVALID_OBJECT', `content object ${c} is not a regular file of at most ${maxBsdiff} bytes`, { object: c });
+    return { data: r.data };
+  };
+
+  const linkPlans: Plan[] = sorted.filter((f) => isSymlink(f.info.header)).map((f) => ({ kind: 'file', ref: fileRef(f.checksum), header: f.info.header, data: Buffer.alloc(0) }));
+  const plainOut = await mapOrdered(
+    sorted.filter((f) => !isSymlink(f.info.header) && !f.prev),
+    READ_CONCURRENCY,
+    signal,
+    async (f) => {
+      progressed();
+      return spliced(f, f.data);
+    },
+  );
+  const plainPlans = plainOut.filter(isPlan);
+
+  // A large group of plain files goes into parts of its own, compressed on the libuv pool while
+  // the bsdiffs run; otherwise everything is laid out together once planned (one xz window).
+  const early = metaPlans.concat(smallFirst(plainPlans), linkPlans);
+  const ownParts = payloadOf(early) >= SPLIT_MIN_PAYLOAD;
+  const internal = new AbortController();
+  const onAbort = () => internal.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const compress = (builders: PartBuilder[]) =>
+    mapOrdered(builders, XZ_CONCURRENCY, internal.signal, async (b) => {
+      const file = await encodePartFile(b.payload(), COMPRESSION_XZ, { signal: internal.signal, gate });
+      opts.onProgress?.({ done: ++compressed, total: totalParts, phase: 'parts' });
+      return file;
+    });
+  let compressed = 0;
+  let totalParts = 0;
+  const earlyBuilders = ownParts ? layout(early, maxPartSize) : [];
+  totalParts += earlyBuilders.length;
+  const earlyFiles = ownParts ? compress(earlyBuilders) : Promise.resolve([]);
+  earlyFiles.catch(() => {}); // awaited below, also on failure
+  let builders: PartBuilder[];
+  let partFiles: Buffer[];
+  try {
+    const candidates = sorted.filter((f) => f.prev);
+    const decided = await mapOrdered(candidates, READ_CONCURRENCY, internal.signal, async (f): Promise<{ out: Plan | FallbackEntry; rejected: boolean }> => {
+      progressed();
+      const prev = f.prev!;
+      const [mine, old] = await Promise.all([f.data ? { data: f.data } : loadWhole(f.checksum), loadWhole(prev)]);
+      throwIfCancelled(internal.signal);
+      const ref = fileRef(f.checksum);
+      if (old.data.equals(mine.data)) {
         // Only the mode, owner or xattrs changed: no bsdiff (a suffix array of the whole file for
         // an empty patch), the client copies the bytes from its previous version.
-        patchPlans.push({ kind: 'copy', ref, header: info.header, size: info.size, source: prev });
-        continue;
+        return { out: { kind: 'copy', ref, header: f.info.header, size: f.info.size, source: prev }, rejected: false };
       }
       // Large files: bsdiff between content-defined chunks found in both (no whole-file suffix array).
-      const patch = anchoredBsdiff(old, loaded);
-      if (estimate(patch) + BSDIFF_OVERHEAD < estimate(loaded)) {
-        patchPlans.push({ kind: 'bsdiff', ref, header: info.header, size: info.size, source: prev, patch });
-        continue;
-      }
-      stats.bsdiffRejected++;
-    }
-    if (minFallback > 0 && info.size > minFallback) {
-      fallbacks.push({ type: ObjectType.File, checksum: f.checksum, compressedSize: info.storedSize, size: info.size });
-      continue;
-    }
-    loaded ??= (await readContentObject(repo, f.checksum, Math.max(minFallback, maxPartSize, info.size))).data;
-    filePlans.push({ kind: 'file', ref, header: info.header, data: loaded });
+      const patch = anchoredBsdiff(old.data, mine.data);
+      if (patchWins(patch, mine.data, f.info.storedSize)) return { out: { kind: 'bsdiff', ref, header: f.info.header, size: f.info.size, source: prev, patch }, rejected: false };
+      return { out: await spliced(f, mine.data), rejected: true };
+    });
+    stats.bsdiffRejected = decided.filter((d) => d.rejected).length;
+    const patchPlans = decided.map((d) => d.out).filter((o): o is Plan => isPlan(o) && o.kind !== 'file');
+    const rejectedPlans = decided.map((d) => d.out).filter((o): o is Plan => isPlan(o) && o.kind === 'file');
+    // Fallbacks in the files' sorted order, as before the split.
+    const fallbackSet = new Set<string>();
+    for (const o of [...plainOut, ...decided.map((d) => d.out)]) if (!isPlan(o)) fallbackSet.add(o.checksum);
+    for (const f of sorted) if (fallbackSet.has(f.checksum)) fallbacks.push({ type: ObjectType.File, checksum: f.checksum, compressedSize: f.info.storedSize, size: f.info.size });
+    stats.phaseMs.plan = Date.now() - t1;
+
+    // Late parts: patches first, then the files whose patch lost (small ones first), or, when the
+    // plain files did not get their own parts, everything in the order metadata, patches, files
+    // (small ones first, in sorted order), symlinks.
+    const late = ownParts ? patchPlans.concat(smallFirst(rejectedPlans)) : metaPlans.concat(patchPlans, smallFirst(mergeSorted(sorted, plainPlans, rejectedPlans)), linkPlans);
+    const lateBuilders = late.length > 0 || !ownParts ? layout(late, maxPartSize) : [];
+    totalParts += lateBuilders.length;
+    const lateFiles = await compress(lateBuilders);
+    builders = [...earlyBuilders, ...lateBuilders];
+    partFiles = [...(await earlyFiles), ...lateFiles];
+  } catch (e) {
+    internal.abort();
+    await earlyFiles.catch(() => {});
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
-
-  // Small files first, large ones after (stable, so each group keeps the extension/name order):
-  // the small files then share one contiguous xz window instead of being split by big,
-  // often incompressible, blobs. Measured: this beats ostree's hash order on mixed trees.
-  const big = (p: Plan) => (p.kind === 'file' && p.data.length > LARGE_FILE ? 1 : 0);
-  filePlans.sort((a, b) => big(a) - big(b));
-
-  // Lay the objects out in parts.
-  const plans = [...metaPlans, ...patchPlans, ...filePlans, ...linkPlans];
-  const builders: PartBuilder[] = [];
-  let current = new PartBuilder();
-  for (const p of plans) {
-    if (current.objects.length > 0 && current.blobSize + planPayloadSize(p) > maxPartSize) {
-      builders.push(current);
-      current = new PartBuilder();
-    }
-    current.add(p);
-    if (p.kind === 'meta') stats.metadataObjects++;
-    else if (p.kind === 'bsdiff') stats.bsdiffFiles++;
-    else if (p.kind === 'copy') stats.copiedFiles++;
-    else if (isSymlink(p.header)) stats.symlinks++;
-    else stats.splicedFiles++;
-  }
-  if (current.objects.length > 0 || builders.length === 0) builders.push(current);
-  stats.fallbacks = fallbacks.length;
-
-  const headers: PartHeader[] = [];
-  const partFiles: Buffer[] = [];
+  throwIfCancelled(signal);
+  const t2 = t1 + stats.phaseMs.plan;
   for (const b of builders) {
-    throwIfCancelled(signal);
-    opts.onProgress?.({ done: headers.length, total: builders.length, phase: 'parts' });
-    const file = await encodePartFile(b.payload(), COMPRESSION_XZ, { signal, gate });
-    partFiles.push(file);
-    headers.push({ version: DELTA_PART_VERSION, checksum: sha256Hex(file), size: file.length, usize: b.usize, objects: b.objects });
-    stats.usize += b.usize;
+    for (const p of b.plans) {
+      if (p.kind === 'meta') stats.metadataObjects++;
+      else if (p.kind === 'bsdiff') stats.bsdiffFiles++;
+      else if (p.kind === 'copy') stats.copiedFiles++;
+      else if (isSymlink(p.header)) stats.symlinks++;
+      else stats.splicedFiles++;
+    }
   }
+  stats.fallbacks = fallbacks.length;
+  const headers: PartHeader[] = builders.map((b, i) => {
+    stats.usize += b.usize;
+    return { version: DELTA_PART_VERSION, checksum: sha256Hex(partFiles[i]!), size: partFiles[i]!.length, usize: b.usize, objects: b.objects };
+  });
+  stats.phaseMs.compress = Date.now() - t2;
+  const t3 = Date.now();
 
   const metadata: VarDict = [...(opts.metadata ?? []).filter(([k]) => k !== 'ostree.endianness'), endiannessEntry()];
   if (opts.inline) partFiles.forEach((f, i) => metadata.push(inlinePartEntry(from, to, i, f)));
@@ -512,6 +684,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   }
   await repo.backend.write(sbKey, superblock);
 
+  stats.phaseMs.write = Date.now() - t3;
   stats.elapsedMs = Date.now() - started;
   const partSizes = opts.inline ? [] : partFiles.map((f) => f.length);
   return {
