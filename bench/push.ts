@@ -43,6 +43,8 @@ const opts = { rounds: num('rounds', 3), files: num('files', 9000), jobs: num('j
 
 const ROOT = projectRoot();
 const CLI = path.resolve(process.env.CAIRN_BENCH_CLI || path.join(ROOT, 'bin', 'cairn.js'));
+// The server measured is the same script's `cairn serve` (startCairn takes another script from CAIRN_E2E_SERVER).
+if (process.env.CAIRN_BENCH_CLI) process.env.CAIRN_E2E_SERVER = CLI;
 const WORK = path.resolve(process.env.CAIRN_BENCH_DIR || path.join(ROOT, 'bench', '.work', 'push'));
 const LOCAL = path.join(WORK, 'local');
 const PROFILES = path.join(WORK, 'profiles');
@@ -282,7 +284,7 @@ async function pushRound(gen: Generated, i: number): Promise<Round['push']> {
   if (tok.code !== 0) throw new Error(tok.stderr);
   const server = await startCairn({
     dataDir: data,
-    env: { CAIRN_LOG: 'warn', ...(process.env.CAIRN_BENCH_CLI ? { CAIRN_E2E_SERVER: CLI } : {}) },
+    env: { CAIRN_LOG: 'warn' },
     logFile: path.join(WORK, `cairn-${i}.log`),
     extraArgs: ['--workers', opts.workers],
     nodeArgs: profileArgs('serve'),

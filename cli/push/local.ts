@@ -1,4 +1,4 @@
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { FsBackend } from '../../storage/backends/fs';
 import { CairnError } from '../../storage/errors';
@@ -89,14 +89,10 @@ export async function enumerateCommit(repo: Repo, root: string, commit: string):
   return { repo, root, commit, objects, absent: walk.missing.map(toLocal) };
 }
 
-/** Sizes of local object files (the bytes that go on the wire), statted with bounded parallelism. */
-export async function statObjects(objects: readonly LocalObject[], concurrency = 64): Promise<Map<string, number>> {
+/** Sizes of local object files (the bytes that go on the wire): blocking stats, as the walk's (LocalFiles). */
+export async function statObjects(objects: readonly LocalObject[]): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
-  for (let i = 0; i < objects.length; i += concurrency) {
-    const batch = objects.slice(i, i + concurrency);
-    const st = await Promise.all(batch.map((o) => fsp.stat(o.file)));
-    batch.forEach((o, j) => sizes.set(o.name, st[j]!.size));
-  }
+  for (const o of objects) sizes.set(o.name, statSync(o.file).size);
   return sizes;
 }
 

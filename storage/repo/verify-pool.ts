@@ -27,6 +27,21 @@ export interface VerifyPoolOptions {
   perThread?: number;
 }
 
+/** A batch as it goes to a verification thread: the jobs, and their bytes one after the other. */
+export interface WireBatch {
+  jobs: WireJob[];
+  bytes: Uint8Array;
+}
+
+export interface WireJob {
+  id: number;
+  checksum: string;
+  type: VerifyJob['type'];
+  maxFileSize: number;
+  /** Bytes of `WireBatch.bytes` that are this object's, after the previous jobs'. */
+  length: number;
+}
+
 interface Pending {
   /** Set when handed to a thread. */
   id: number;
@@ -66,7 +81,7 @@ export class VerifyPool {
   constructor(opts: VerifyPoolOptions) {
     this.threads = Math.max(0, Math.floor(opts.threads));
     this.inThreadBytes = opts.inThreadBytes ?? 512;
-    this.perThread = opts.perThread ?? 16;
+    this.perThread = opts.perThread ?? 32;
   }
 
   /** Resolves when `job` is what its name says; rejects with the CairnError verifyObject throws otherwise. */
@@ -108,15 +123,17 @@ export class VerifyPool {
       batch.push(p);
     }
     for (const [slot, batch] of batches) {
-      const transfer: ArrayBuffer[] = [];
-      const message = batch.map((p) => {
-        // A copy of exactly the object's bytes, moved (not cloned) to the thread; the caller keeps its own to write.
-        const bytes = new Uint8Array(p.job.data.byteLength);
-        bytes.set(p.job.data);
-        transfer.push(bytes.buffer);
-        return { id: p.id, checksum: p.job.checksum, type: p.job.type, maxFileSize: p.job.maxFileSize, data: bytes };
+      // The batch's bytes copied into one buffer, moved (not cloned) to the thread: one transfer per
+      // message, not one per object. The callers keep their own bytes to write.
+      const bytes = new Uint8Array(batch.reduce((n, p) => n + p.job.data.byteLength, 0));
+      let at = 0;
+      const jobs: WireJob[] = batch.map((p) => {
+        bytes.set(p.job.data, at);
+        at += p.job.data.byteLength;
+        return { id: p.id, checksum: p.job.checksum, type: p.job.type, maxFileSize: p.job.maxFileSize, length: p.job.data.byteLength };
       });
-      slot.worker.postMessage(message, transfer);
+      const message: WireBatch = { jobs, bytes };
+      slot.worker.postMessage(message, [bytes.buffer]);
       // A thread with work keeps the process alive until it answers (a caller awaits it); an idle one never does.
       slot.worker.ref();
     }

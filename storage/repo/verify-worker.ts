@@ -1,24 +1,19 @@
 import { parentPort } from 'node:worker_threads';
-import type { ObjectType } from '../objects/types';
 import { verdictOf } from './verify';
+import type { WireBatch } from './verify-pool';
 
 /**
  * A verification thread of storage/repo/verify-pool.ts: verifyObject on each
- * job it is handed, in order, one answer message per batch.
+ * job of a batch it is handed, in order, one answer message per batch.
  */
-interface Message {
-  id: number;
-  checksum: string;
-  type: ObjectType;
-  maxFileSize: number;
-  data: Uint8Array;
-}
-
-parentPort!.on('message', (jobs: Message[]) => {
+parentPort!.on('message', (batch: WireBatch) => {
   void (async () => {
     const answers = [];
-    for (const j of jobs) {
-      const data = Buffer.from(j.data.buffer, j.data.byteOffset, j.data.byteLength);
+    const all = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
+    let at = 0;
+    for (const j of batch.jobs) {
+      const data = all.subarray(at, at + j.length);
+      at += j.length;
       answers.push({ id: j.id, verdict: await verdictOf({ checksum: j.checksum, type: j.type, data, maxFileSize: j.maxFileSize }) });
     }
     parentPort!.postMessage(answers);
