@@ -18,6 +18,7 @@ import { FsBackend } from '../storage/backends/fs';
 import { compileDelta, type CompileOptions } from '../storage/deltas/compile';
 import { decodeSuperblock, encodeSuperblock, inlinePart, inlinePartEntry, partKey, superblockKey, type PartHeader } from '../storage/deltas/format';
 import { ObjectType } from '../storage/objects/types';
+import { readContentInfo } from '../storage/deltas/objects-io';
 import { Repo } from '../storage/repo/repo';
 import { updateSummary } from '../storage/repo/summary';
 import { projectRoot, startCairn } from '../test/helpers/cairn-process';
@@ -47,6 +48,60 @@ type Relayout = 'metalast' | 'reverse' | 'inline' | 'metalast-inline' | 'inline-
 interface Variant {
   options: CompileOptions;
   relayout?: Relayout;
+  /** Inline parts up to this superblock size; parts that do not fit become fallbacks (see budgetLayout). */
+  budget?: number;
+}
+
+/**
+ * Everything inline up to `budget` bytes of superblock; parts are kept by what they save against
+ * their objects' loose size (metadata parts always: the client refuses metadata fallbacks); the
+ * objects of the parts left out become fallbacks, which the client fetches as loose objects at
+ * once, exactly as the object path would: no byte is downloaded twice.
+ */
+async function budgetLayout(repo: Repo, from: string, to: string, budget: number): Promise<void> {
+  const sbKey = superblockKey(from, to);
+  const sb = decodeSuperblock((await repo.backend.read(sbKey))!.data);
+  const files: Buffer[] = [];
+  for (let i = 0; i < sb.parts.length; i++) files.push(inlinePart(sb, i) ?? (await repo.backend.read(partKey(from, to, i)))!.data);
+  const info = new Map<string, { size: number; storedSize: number }>();
+  const loose: number[] = [];
+  for (const h of sb.parts) {
+    let n = 0;
+    for (const o of h.objects) {
+      if (o.type !== ObjectType.File) continue;
+      const i = await readContentInfo(repo, o.checksum);
+      info.set(o.checksum, i);
+      n += i.storedSize;
+    }
+    loose.push(n);
+  }
+  const hasMeta = (i: number) => sb.parts[i]!.objects.some((o) => o.type !== ObjectType.File);
+  const keep = new Set(sb.parts.map((_, i) => i).filter(hasMeta));
+  let used = encodeSuperblock({ ...sb, parts: [], metadata: sb.metadata.filter(([k]) => !/\/\d+$/.test(k)) }).length + 200 * sb.parts.length;
+  for (const i of keep) used += files[i]!.length + 40 * sb.parts[i]!.objects.length;
+  const rest = sb.parts.map((_, i) => i).filter((i) => !keep.has(i)).sort((a, b) => loose[b]! / files[b]!.length - loose[a]! / files[a]!.length);
+  for (const i of rest) {
+    const cost = files[i]!.length + 40 * sb.parts[i]!.objects.length;
+    if (loose[i]! > files[i]!.length && used + cost <= budget) {
+      keep.add(i);
+      used += cost;
+    }
+  }
+  const order = sb.parts.map((_, i) => i).filter((i) => keep.has(i));
+  const fallbacks = [...sb.fallbacks];
+  for (let i = 0; i < sb.parts.length; i++) {
+    if (keep.has(i)) continue;
+    for (const o of sb.parts[i]!.objects) {
+      const c = info.get(o.checksum)!;
+      fallbacks.push({ type: ObjectType.File, checksum: o.checksum, compressedSize: c.storedSize, size: c.size });
+    }
+  }
+  const base = sb.metadata.filter(([k]) => !/\/\d+$/.test(k));
+  const metadata = [...base.filter(([k]) => !k.endsWith('/commitmeta'))];
+  order.forEach((i, j) => metadata.push(inlinePartEntry(from, to, j, files[i]!)));
+  metadata.push(...base.filter(([k]) => k.endsWith('/commitmeta')));
+  for (let j = 0; j < sb.parts.length; j++) await repo.backend.remove(partKey(from, to, j)).catch(() => undefined);
+  await repo.backend.write(sbKey, encodeSuperblock({ ...sb, metadata, parts: order.map((i) => sb.parts[i]!), fallbacks }));
 }
 
 async function relayout(repo: Repo, from: string, to: string, how: Relayout): Promise<void> {
@@ -102,7 +157,13 @@ for (const size of ['4M', '2M', '1M', '512k', '256k', '128k']) {
   VARIANTS[`inline-${size}-metalast`] = { options: o, relayout: 'metalast-inline' };
   VARIANTS[`half-inline-${size}`] = { options: o, relayout: 'inline-half' };
 }
-for (const size of ['2M', '4M']) {
+const MiB = 1024 * 1024;
+VARIANTS['budget-4MiB-256k'] = { options: OPTIONS['parts-256k']!, budget: 4 * MiB };
+VARIANTS['budget-4MiB-1M'] = { options: OPTIONS['parts-1M']!, budget: 4 * MiB };
+VARIANTS['budget-9.5MiB-1M'] = { options: OPTIONS['parts-1M']!, budget: 9.5 * MiB };
+VARIANTS['budget-9.5MiB-nofallback-1M'] = { options: OPTIONS['nofallback-1M']!, budget: 9.5 * MiB };
+VARIANTS['budget-9.5MiB-nofallback-2M'] = { options: OPTIONS['nofallback-2M']!, budget: 9.5 * MiB };
+for (const size of ['1M', '2M', '4M']) {
   VARIANTS[`inline-nofallback-${size}`] = { options: OPTIONS[`nofallback-${size}`]!, relayout: 'inline' };
 }
 
@@ -177,6 +238,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await compileDelta(repo, pair.from, pair.to, { ...options, replace: true });
       if (variant.relayout) await relayout(repo, pair.from, pair.to, variant.relayout);
+      if (variant.budget) await budgetLayout(repo, pair.from, pair.to, variant.budget);
       const compileMs = performance.now() - t0;
       await updateSummary(repo);
       const { fallbackSet, layout } = await servedDelta(ctx, pair.from, pair.to);
@@ -189,7 +251,7 @@ async function main(): Promise<void> {
             `(${b.looseContentRequests} content ${b.looseContent} B, ${b.looseMetaRequests} meta ${b.looseMeta} B) + other ${b.other}; ${b.seconds.toFixed(1)} s`,
         );
       }
-      results.push({ variant: name, options: { ...options, relayout: variant.relayout } as CompileOptions, layout, compileMs, pulls });
+      results.push({ variant: name, options: { ...options, relayout: variant.relayout, budget: variant.budget } as CompileOptions, layout, compileMs, pulls });
       await fsp.mkdir(path.join(ROOT, 'bench', 'results'), { recursive: true });
       await fsp.writeFile(path.join(ROOT, 'bench', 'results', 'delta-experiment.json'), JSON.stringify({ date: new Date().toISOString(), pair: { name: pairName, ...pair }, results }, null, 2) + '\n');
     }

@@ -33,6 +33,20 @@
 //     in v1's; with a delta, superblock + parts + fallbacks. For the from-scratch row, "v1" is nothing.
 // Targets (issue 4): delta size ≤ 1.0× ostree's on every shape; generation time ≤ 2× ostree's.
 //
+// Serving half (issue 9; bench/delta-serve.ts), on a fresh `cairn serve` with the default policy,
+// for every pair with a from-commit:
+//   - time to delta: `cairn push` of v1, its delta jobs settled, `cairn push` of v2; from the
+//     acknowledged push (the process exited 0, the ref moved) until the v1→v2 superblock answers
+//     200 (polled every 50 ms), against the same run's `ostree static-delta generate` median for the
+//     pair (target ≤ 1.0×); and, for rootfs-update, on another fresh server, v2 pushed as soon as
+//     v1 is acknowledged, while v1's from-scratch delta runs (reported on its own row);
+//   - bytes a host downloads, by the real client: a stock bare-user repo at v1 (pulled from that
+//     Cairn) pulls v2 with --require-static-deltas and, from a copy of the same state, with
+//     --disable-static-deltas; Cairn's request log gives the bytes sent, split into superblock +
+//     parts, fallbacks and other loose objects (target ≤ 0.5×, never > 1.0×; see docs/delta-bytes.md
+//     for why 2022.7 fetches loose objects beside the parts). Request logs of the delta pulls are
+//     kept in WORK/request-logs.
+//
 // Needs root (debootstrap, chroot, file ownership), debootstrap, attr (setfattr), the ostree client
 // and a reachable Debian mirror the first time; afterwards everything comes from the cache.
 // A benchmark, never a test: it reports figures and ratios against the targets, it does not fail.
