@@ -59,7 +59,7 @@ import {
   type PartHeader,
 } from './format';
 import { CancelledError, signalGate, throwIfCancelled, type NativeGate } from './cancel';
-import { readContent, readContentInfo, readContentObject, type ContentInfo } from './objects-io';
+import { readContent, readMetadataObject, type ContentInfo } from './objects-io';
 
 export interface CompileOptions {
   /** Most payload bytes per part before a new part starts (ostree max-chunk-size: 32 MB). */
@@ -158,7 +158,7 @@ async function loadDirTrees(repo: Repo, commit: string, root: string, known: Map
     const todo = [...new Set(level)].filter((t) => !trees.has(t));
     for (let i = 0; i < todo.length; i += DIRTREE_READ_CONCURRENCY) {
       const batch = todo.slice(i, i + DIRTREE_READ_CONCURRENCY);
-      const raws = await Promise.all(batch.map((t) => repo.readMetadata(t, ObjectType.DirTree)));
+      const raws = await Promise.all(batch.map((t) => readMetadataObject(repo, t, ObjectType.DirTree)));
       batch.forEach((t, k) => {
         const raw = raws[k];
         if (!raw) throw new CairnError('MISSING_OBJECTS', `dirtree ${t} of commit ${commit} is missing`, { object: t });
@@ -471,7 +471,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   // Metadata the client lacks, ordered by path then type (dirmeta, dirtree).
   const newMeta = [...toIdx.metadata.entries()].filter(([k]) => !fromIdx?.metadata.has(k)).sort(([ka, a], [kb, b]) => cmp(a.path, b.path) || cmp(ka, kb));
   const metaPlans: Plan[] = await mapOrdered(newMeta, READ_CONCURRENCY, signal, async ([, m]) => {
-    const data = await repo.readMetadata(m.ref.checksum, m.ref.type);
+    const data = await readMetadataObject(repo, m.ref.checksum, m.ref.type);
     if (!data) throw new CairnError('MISSING_OBJECTS', `${m.ref.checksum} (type ${m.ref.type}) is missing`, { object: m.ref.checksum });
     return { kind: 'meta', ref: m.ref, data } satisfies Plan;
   });
@@ -484,7 +484,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   const fromInfo = new Map<string, Promise<ContentInfo>>();
   const infoOf = (c: string): Promise<ContentInfo> => {
     let i = fromInfo.get(c);
-    if (!i) fromInfo.set(c, (i = readContentInfo(repo, c)));
+    if (!i) fromInfo.set(c, (i = readContent(repo, c, 0)));
     return i;
   };
   // Basename → from files, for "same name, similar size" matches.
@@ -540,7 +540,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   /** A file spliced as it is, or a fallback when it is too large. */
   const spliced = async (f: Sorted, loaded: Buffer | null): Promise<Plan | FallbackEntry> => {
     if (minFallback > 0 && f.info.size > minFallback) return { type: ObjectType.File, checksum: f.checksum, compressedSize: f.info.storedSize, size: f.info.size };
-    loaded ??= (await readContentObject(repo, f.checksum, Math.max(minFallback, maxPartSize, f.info.size))).data;
+    loaded ??= (await readContent(repo, f.checksum, Number.MAX_SAFE_INTEGER)).data ?? Buffer.alloc(0);
     return { kind: 'file', ref: fileRef(f.checksum), header: f.info.header, data: loaded };
   };
   const isPlan = (x: Plan | FallbackEntry): x is Plan => 'kind' in x;

@@ -7,7 +7,8 @@ import type { BlobReader } from '../backends/backend';
 import { CairnError } from '../errors';
 import { contentChecksumOf, decodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from '../objects/content';
 import { verifyFilez } from '../objects/filez';
-import { ObjectType, objectKey } from '../objects/types';
+import { validateChecksum } from '../objects/checksum';
+import { MAX_METADATA_SIZE, ObjectType, objectKey } from '../objects/types';
 import type { Repo } from '../repo/repo';
 
 export interface LoadedContent {
@@ -94,7 +95,7 @@ export async function readContent(repo: Repo, checksum: string, dataUpTo: number
   }
   try {
     const storedSize = reader.info.size;
-    let head = await readAt(reader, 0, Math.min(storedSize, HEAD_READ));
+    let head = await readAt(reader, 0, Math.min(storedSize, dataUpTo > 0 ? HEAD_READ : 4096));
     if (head.length < 8) throw new CairnError('INVALID_OBJECT', `content object ${checksum} is truncated in its header`);
     const need = 8 + head.readUInt32BE(0);
     if (need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', `content object ${checksum} has an oversized header`);
@@ -141,4 +142,23 @@ function inflateOnePiece(checksum: string, body: Buffer, size: number): Buffer {
   if (out.engine.bytesWritten < body.length) throw new CairnError('INVALID_OBJECT', `content object ${checksum}: bytes after the end of its deflate stream`, { object: checksum });
   if (out.buffer.length !== size) throw new CairnError('INVALID_OBJECT', `content object ${checksum}: inflates to ${out.buffer.length} bytes, its header says ${size}`, { object: checksum });
   return out.buffer;
+}
+
+/**
+ * Bytes of a metadata object, or null when absent: Repo.readMetadata with one
+ * open instead of a stat and then an open (the index of a tree reads hundreds).
+ */
+export async function readMetadataObject(repo: Repo, checksum: string, type: ObjectType): Promise<Buffer | null> {
+  if (!repo.backend.openReader) return repo.readMetadata(checksum, type);
+  const key = objectKey(validateChecksum(checksum), type);
+  const reader = await repo.backend.openReader(key);
+  if (!reader) return null;
+  try {
+    if (reader.info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
+    const data = await readAt(reader, 0, reader.info.size);
+    if (data.length !== reader.info.size) throw new CairnError('IO', `${key} changed size while read`, { path: key });
+    return data;
+  } finally {
+    await reader.close();
+  }
 }
