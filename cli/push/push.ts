@@ -122,7 +122,8 @@ export async function push(opts: PushOptions): Promise<PushResult> {
     if (unknown.length) throw new PushError(`checking objects: the server answered with names it was not asked about: ${unknown.slice(0, 3).join(', ')}`);
 
     // A partial local repo (e.g. a metadata-only pull) is fine as long as the server has the rest.
-    const absent = new Set(local.absent.map((o) => o.name));
+    const { sizes, absent: notHere } = await statObjects(missing);
+    const absent = new Set([...local.absent.map((o) => o.name), ...notHere]);
     const cannot = missing.filter((o) => absent.has(o.name));
     if (cannot.length) {
       throw new PushError(
@@ -131,7 +132,6 @@ export async function push(opts: PushOptions): Promise<PushResult> {
       );
     }
 
-    const sizes = await statObjects(missing);
     const sized = missing.map((o) => ({ ...o, size: sizes.get(o.name)! }));
     const totalBytes = sized.reduce((n, o) => n + o.size, 0);
     progress.startUpload(sized.length, totalBytes);
