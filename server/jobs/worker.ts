@@ -88,24 +88,33 @@ export function runInWorker<P, R>(task: WorkerTask, params: P, opts: RunInWorker
     });
     /** The first answer (or failure); delivered when the thread has exited. */
     let outcome: { ok: true; value: R } | { ok: false; error: WorkerTaskError } | undefined;
-    let graceTimer: NodeJS.Timeout | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let terminating = false;
+    let exited = false;
+    /** Terminates the thread as soon as no native work is in flight in it (at once, normally). */
+    const terminateWhenSafe = () => {
+      if (terminating || exited) return;
+      if (Atomics.load(control, NATIVE_BUSY) !== 0) {
+        timer = setTimeout(terminateWhenSafe, BUSY_POLL_MS);
+        return;
+      }
+      terminating = true;
+      void worker.terminate();
+    };
     const answer = (o: NonNullable<typeof outcome>) => {
       outcome ??= o;
-      // The answer is in, so nothing native is in flight (the task awaited it): whatever
-      // handles the task left open must not keep the thread alive.
-      void worker.terminate();
+      // The answer is in: whatever handles the task left open must not keep the thread alive.
+      // A task awaits its native work before it answers; the check is for one that did not.
+      clearTimeout(timer);
+      terminateWhenSafe();
     };
     const onAbort = () => {
       Atomics.store(control, CANCEL, 1);
       worker.postMessage({ type: 'cancel' });
       const graceMs = opts.graceMs ?? DEFAULT_CANCEL_GRACE_MS;
-      graceTimer = setTimeout(function terminateWhenSafe() {
-        if (Atomics.load(control, NATIVE_BUSY) !== 0) {
-          graceTimer = setTimeout(terminateWhenSafe, BUSY_POLL_MS);
-          return;
-        }
+      timer = setTimeout(() => {
         outcome ??= { ok: false, error: new WorkerTaskError('CANCELLED', `the job was cancelled (its thread was terminated after ${graceMs} ms without stopping)`) };
-        void worker.terminate();
+        terminateWhenSafe();
       }, graceMs);
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -116,8 +125,9 @@ export function runInWorker<P, R>(task: WorkerTask, params: P, opts: RunInWorker
     });
     worker.on('error', (e) => answer({ ok: false, error: new WorkerTaskError(codeOf(e) ?? 'INTERNAL', `worker failed: ${e.message}`) }));
     worker.on('exit', (code) => {
+      exited = true;
       opts.signal?.removeEventListener('abort', onAbort);
-      if (graceTimer) clearTimeout(graceTimer);
+      clearTimeout(timer);
       const o = outcome ?? { ok: false, error: new WorkerTaskError('INTERNAL', `worker exited with status ${code} before answering`) };
       if (o.ok) resolve(o.value);
       else reject(o.error);
