@@ -147,3 +147,13 @@ test('default verification threads follow the CPUs, shared among serving process
   ];
   for (const [cpus, processes, threads] of table) assert.equal(defaultVerifyThreads(cpus, processes), threads, `${cpus} CPUs, ${processes} processes`);
 });
+
+test('closing a pool with jobs in flight settles every job (verified, or refused with an error): none hangs', async () => {
+  const p = new VerifyPool({ threads: 2, inThreadBytes: 0 });
+  const [, job] = cases()[1]!;
+  const jobs = Array.from({ length: 100 }, () => p.verify(job).then(() => 'ok', (e: Error) => (e instanceof CairnError ? `refused ${e.code}` : 'failed')));
+  await new Promise((r) => setImmediate(r));
+  await p.close();
+  const outcomes = await Promise.all(jobs);
+  assert.ok(outcomes.every((o) => o === 'ok' || o === 'failed'), outcomes.join(','));
+});
