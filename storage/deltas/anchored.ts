@@ -27,7 +27,7 @@ const MIN_CHUNK = 2048;
 const MAX_CHUNK = 64 * 1024;
 const MASK = (1 << 13) - 1; // ~8 KiB average past MIN_CHUNK
 /** Old bytes on each side of an unmatched run's expected place that its bsdiff may use. */
-const WINDOW = 64 * 1024;
+const WINDOW = 16 * 1024;
 const CTRL_SIZE = 24;
 
 const GEAR = (() => {
@@ -42,21 +42,33 @@ const GEAR = (() => {
   return g;
 })();
 
-/** Chunk end offsets (content-defined: the same bytes cut the same way wherever they sit). */
+/**
+ * Chunk end offsets (content-defined: the same bytes cut the same way wherever they sit).
+ * A chunk ends after byte i when it is at least MIN_CHUNK long and the gear hash at i has its
+ * MASK bits clear, or when it reaches MAX_CHUNK. The 32-bit hash shifts one bit per byte, so
+ * at i it depends on bytes i-31..i only: hashing starts 32 bytes before the first place a cut
+ * may fall, not at the chunk's start (the same cuts, a quarter less work).
+ */
 function cuts(b: Buffer): number[] {
   const ends: number[] = [];
-  let start = 0;
-  let h = 0;
-  for (let i = 0; i < b.length; i++) {
-    h = ((h << 1) + GEAR[b[i]!]!) >>> 0;
-    const len = i - start + 1;
-    if ((len >= MIN_CHUNK && (h & MASK) === 0) || len >= MAX_CHUNK) {
-      ends.push(i + 1);
-      start = i + 1;
-      h = 0;
+  const n = b.length;
+  for (let start = 0; start < n; ) {
+    const limit = Math.min(n, start + MAX_CHUNK);
+    const first = start + MIN_CHUNK - 1;
+    let end = limit;
+    let h = 0;
+    let i = Math.max(start, first - 31);
+    for (; i < first && i < limit; i++) h = ((h << 1) + GEAR[b[i]!]!) >>> 0;
+    for (; i < limit; i++) {
+      h = ((h << 1) + GEAR[b[i]!]!) >>> 0;
+      if ((h & MASK) === 0) {
+        end = i + 1;
+        break;
+      }
     }
+    ends.push(end);
+    start = end;
   }
-  if (start < b.length) ends.push(b.length);
   return ends;
 }
 
@@ -76,7 +88,8 @@ function readOff(buf: Buffer, at: number): number {
 
 interface Chunk {
   diffLen: number;
-  diff: Buffer[];
+  /** Diff bytes: buffers, or a number for that many zero bytes (bytes equal to the old ones). */
+  diff: Array<Buffer | number>;
   extra: Buffer;
   seek: number;
 }
@@ -91,7 +104,7 @@ class PatchWriter {
   private readonly chunks: Chunk[] = [];
   private oldPos = 0;
 
-  private add(diffLen: number, diff: Buffer, extra: Buffer, seek: number): void {
+  private add(diffLen: number, diff: Buffer | number, extra: Buffer, seek: number): void {
     const last = this.chunks.at(-1);
     if (last && diffLen === 0 && extra.length === 0) {
       // A pure seek (bsdiff starts with one when its first match is not at 0): fold it in.
@@ -119,13 +132,13 @@ class PatchWriter {
       last.seek += delta;
       this.oldPos = to;
     } else {
-      this.add(0, Buffer.alloc(0), Buffer.alloc(0), delta);
+      this.add(0, 0, Buffer.alloc(0), delta);
     }
   }
 
   /** `len` bytes equal to the old bytes at the current position. */
   copy(len: number): void {
-    this.add(len, Buffer.alloc(len), Buffer.alloc(0), 0);
+    this.add(len, len, Buffer.alloc(0), 0);
   }
 
   /** A whole bsdiff stream made against old bytes starting at the current position. */
@@ -141,16 +154,21 @@ class PatchWriter {
     }
   }
 
+  /** The stream in one zero-filled buffer: runs of zero diff bytes are skipped, not copied. */
   result(): Buffer {
-    const out: Buffer[] = [];
+    let size = 0;
+    for (const c of this.chunks) size += CTRL_SIZE + c.diffLen + c.extra.length;
+    const out = Buffer.alloc(size);
+    let at = 0;
     for (const c of this.chunks) {
-      const ctrl = Buffer.alloc(CTRL_SIZE);
-      writeOff(ctrl, 0, c.diffLen);
-      writeOff(ctrl, 8, c.extra.length);
-      writeOff(ctrl, 16, c.seek);
-      out.push(ctrl, ...c.diff, c.extra);
+      writeOff(out, at, c.diffLen);
+      writeOff(out, at + 8, c.extra.length);
+      writeOff(out, at + 16, c.seek);
+      at += CTRL_SIZE;
+      for (const d of c.diff) at += typeof d === 'number' ? d : d.copy(out, at);
+      at += c.extra.copy(out, at);
     }
-    return Buffer.concat(out);
+    return out;
   }
 }
 
