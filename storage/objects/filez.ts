@@ -155,16 +155,29 @@ export const MAX_ONE_PIECE_INFLATE = 16 * 1024 * 1024;
 export async function verifyFilezBytes(data: Buffer, opts: { maxSize?: number } = {}): Promise<VerifiedContent> {
   const parsed = parseHead(data, true, opts)!;
   if (parsed.size > MAX_ONE_PIECE_INFLATE) return verifyFilez([data], opts);
-  return verifyParsed(data, parsed);
+  const { content: _content, ...verified } = inflateParsed(data, parsed);
+  return verified;
+}
+
+/**
+ * A whole `.filez` checked as verifyFilezBytes does, with its file content:
+ * for readers that need the bytes (a symlink's content is empty). The
+ * declared size must be at most MAX_ONE_PIECE_INFLATE (TOO_LARGE otherwise:
+ * stream those with verifyFilez and its onData).
+ */
+export function inflateFilezBytes(data: Buffer, opts: { maxSize?: number } = {}): VerifiedContent & { content: Buffer } {
+  const parsed = parseHead(data, true, opts)!;
+  if (parsed.size > MAX_ONE_PIECE_INFLATE) throw new CairnError('TOO_LARGE', `file of ${parsed.size} bytes is inflated in one piece only up to ${MAX_ONE_PIECE_INFLATE}`);
+  return inflateParsed(data, parsed);
 }
 
 /** The one-piece check of a whole object whose head is parsed (see verifyFilezBytes). */
-function verifyParsed(data: Buffer, { header, size, bodyOffset }: ParsedHead): VerifiedContent {
+function inflateParsed(data: Buffer, { header, size, bodyOffset }: ParsedHead): VerifiedContent & { content: Buffer } {
   const hasher = new ContentHasher(header);
   const body = data.subarray(bodyOffset);
   if (isSymlink(header)) {
     if (body.length > 0) throw symlinkWithBody();
-    return { checksum: hasher.digest(), header, size: 0 };
+    return { checksum: hasher.digest(), header, size: 0, content: Buffer.alloc(0) };
   }
   let out: { buffer: Buffer; engine: { bytesWritten: number } };
   try {
@@ -180,7 +193,7 @@ function verifyParsed(data: Buffer, { header, size, bodyOffset }: ParsedHead): V
   if (out.buffer.length > size) throw inflatesPast(size);
   if (out.buffer.length !== size) throw wrongSize(out.buffer.length, size);
   hasher.update(out.buffer);
-  return { checksum: hasher.digest(), header, size };
+  return { checksum: hasher.digest(), header, size, content: out.buffer };
 }
 
 type ParsedHead = ReturnType<typeof decodeArchiveHeader>;

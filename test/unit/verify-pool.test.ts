@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import { CairnError } from '../../storage/errors';
 import { sha256Hex } from '../../storage/objects/checksum';
-import { contentChecksumOf, encodeArchiveHeader, type FileHeader } from '../../storage/objects/content';
+import { contentChecksumOf, decodeArchiveHeader, encodeArchiveHeader, type FileHeader } from '../../storage/objects/content';
 import { encodeDirMeta } from '../../storage/objects/dirmeta';
-import { MAX_ONE_PIECE_INFLATE, verifyFilez, verifyFilezBytes } from '../../storage/objects/filez';
+import { inflateFilezBytes, MAX_ONE_PIECE_INFLATE, verifyFilez, verifyFilezBytes } from '../../storage/objects/filez';
 import { ObjectType } from '../../storage/objects/types';
 import { verifyObject, type VerifyJob } from '../../storage/repo/verify';
 import { defaultVerifyThreads, VerifyPool } from '../../storage/repo/verify-pool';
@@ -63,6 +63,11 @@ function cases(): Array<[string, VerifyJob]> {
   ];
 }
 
+/** The size a .filez declares. */
+function verifyFilezBytesSize(data: Buffer): number {
+  return decodeArchiveHeader(data).size;
+}
+
 type Outcome = { ok: true } | { ok: false; code: string; message: string; details: unknown; isCairn: boolean };
 
 async function outcome(p: Promise<void>): Promise<Outcome> {
@@ -115,6 +120,15 @@ test('the one-piece .filez check refuses what the streaming check refuses, with 
       // Trailing data: the streaming check may only know a lower bound ("at least N bytes").
       assert.equal(one.message.replace(/^at least /, ''), streamed.message.replace(/^at least /, ''), what);
     }
+  }
+  // inflateFilezBytes: the same check, with the content.
+  for (const [what, job] of cases()) {
+    if (job.type !== ObjectType.File) continue;
+    const checked = await outcome(verifyFilezBytes(job.data, { maxSize: job.maxFileSize }).then(() => undefined));
+    let content: Buffer | undefined;
+    const inflated = await outcome(Promise.resolve().then(() => void (content = inflateFilezBytes(job.data, { maxSize: job.maxFileSize }).content)));
+    assert.deepEqual(inflated, checked, what);
+    if (inflated.ok) assert.equal(content!.length, verifyFilezBytesSize(job.data), what);
   }
   // Beyond MAX_ONE_PIECE_INFLATE the "one-piece" check streams: a large declared size is never inflated whole.
   const big = Buffer.alloc(MAX_ONE_PIECE_INFLATE + 1, 0x61);
