@@ -86,6 +86,17 @@ const ONE_PIECE_STORED = 1024 * 1024;
  */
 export async function readContent(repo: Repo, checksum: string, dataUpTo: number): Promise<ContentRead> {
   const key = objectKey(checksum, ObjectType.File);
+  const { statNow, readNow } = repo.backend;
+  if (statNow && readNow) {
+    // Local storage: a small object costs less read with blocking calls than a pool round trip each.
+    const st = statNow.call(repo.backend, key);
+    if (!st) throw new CairnError('NOT_FOUND', `content object ${checksum} is not in the repository`, { object: checksum });
+    if (st.size <= ONE_PIECE_STORED) {
+      const got = readNow.call(repo.backend, key);
+      if (!got) throw new CairnError('NOT_FOUND', `content object ${checksum} is not in the repository`, { object: checksum });
+      return decodeWhole(checksum, got.data, dataUpTo);
+    }
+  }
   const reader = repo.backend.openReader ? await repo.backend.openReader(key) : undefined;
   if (reader === null) throw new CairnError('NOT_FOUND', `content object ${checksum} is not in the repository`, { object: checksum });
   if (reader === undefined) {
@@ -103,19 +114,31 @@ export async function readContent(repo: Repo, checksum: string, dataUpTo: number
       if (need > storedSize) throw new CairnError('INVALID_OBJECT', `content object ${checksum} is truncated in its header`);
       head = Buffer.concat([head, await readAt(reader, head.length, need - head.length)]);
     }
-    const { header, size, bodyOffset } = decodeArchiveHeader(head);
+    const { header, size } = decodeArchiveHeader(head);
     const info: ContentInfo = { header, size, storedSize };
     if (isSymlink(header) || size > dataUpTo) return info;
     if (storedSize > ONE_PIECE_STORED) return { ...info, data: (await readContentObject(repo, checksum, dataUpTo)).data };
     const whole = head.length >= storedSize ? head : Buffer.concat([head, await readAt(reader, head.length, storedSize - head.length)]);
     if (whole.length !== storedSize) throw new CairnError('INVALID_OBJECT', `content object ${checksum} changed size while read`);
-    const data = inflateOnePiece(checksum, whole.subarray(bodyOffset), size);
-    const actual = contentChecksumOf(header, data);
-    if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `content object ${checksum} hashes to ${actual}`, { object: checksum, actual });
-    return { ...info, data };
+    return decodeWhole(checksum, whole, dataUpTo);
   } finally {
     await reader.close();
   }
+}
+
+/** A whole `.filez` in memory: its header and sizes, and its verified bytes when wanted (see readContent). */
+function decodeWhole(checksum: string, whole: Buffer, dataUpTo: number): ContentRead {
+  if (whole.length < 8) throw new CairnError('INVALID_OBJECT', `content object ${checksum} is truncated in its header`);
+  const need = 8 + whole.readUInt32BE(0);
+  if (need > 8 + MAX_ARCHIVE_HEADER) throw new CairnError('TOO_LARGE', `content object ${checksum} has an oversized header`);
+  if (need > whole.length) throw new CairnError('INVALID_OBJECT', `content object ${checksum} is truncated in its header`);
+  const { header, size, bodyOffset } = decodeArchiveHeader(whole);
+  const info: ContentInfo = { header, size, storedSize: whole.length };
+  if (isSymlink(header) || size > dataUpTo) return info;
+  const data = inflateOnePiece(checksum, whole.subarray(bodyOffset), size);
+  const actual = contentChecksumOf(header, data);
+  if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `content object ${checksum} hashes to ${actual}`, { object: checksum, actual });
+  return { ...info, data };
 }
 
 async function readAt(reader: BlobReader, position: number, length: number): Promise<Buffer> {
@@ -149,8 +172,17 @@ function inflateOnePiece(checksum: string, body: Buffer, size: number): Buffer {
  * open instead of a stat and then an open (the index of a tree reads hundreds).
  */
 export async function readMetadataObject(repo: Repo, checksum: string, type: ObjectType): Promise<Buffer | null> {
-  if (!repo.backend.openReader) return repo.readMetadata(checksum, type);
   const key = objectKey(validateChecksum(checksum), type);
+  const { statNow, readNow } = repo.backend;
+  if (statNow && readNow) {
+    const st = statNow.call(repo.backend, key);
+    if (!st) return null;
+    if (st.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
+    const got = readNow.call(repo.backend, key);
+    if (got && got.data.length > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
+    return got?.data ?? null;
+  }
+  if (!repo.backend.openReader) return repo.readMetadata(checksum, type);
   const reader = await repo.backend.openReader(key);
   if (!reader) return null;
   try {
