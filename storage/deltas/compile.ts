@@ -21,9 +21,19 @@
  *   - everything else is spliced with `S` (mode and xattr tables per part).
  * Objects are ordered so similar bytes sit together in the xz window
  * (metadata, then patches, then small files grouped by extension and name,
- * then large files, then symlinks), and the
- * order is a pure function of the two trees: the same inputs give the same
- * parts byte for byte; only the superblock's generation time differs.
+ * then large files, then symlinks). When the files without a previous version
+ * amount to SPLIT_MIN_PAYLOAD or more, they (with the metadata and symlinks)
+ * get parts of their own, compressed while the bsdiffs of the others run, and
+ * the patches and the files whose patch lost come in later parts. A payload of
+ * SPLIT_MIN_PAYLOAD or more is cut into at least two parts of similar size,
+ * compressed side by side on the libuv pool. The layout is a pure function of
+ * the two trees (never of timing or of the machine): the same inputs give the
+ * same parts byte for byte; only the superblock's generation time differs
+ * (test/deltas/determinism).
+ *
+ * The compile blocks its thread for short spells (bsdiff, small reads through
+ * the backend's blocking calls): it runs off the request loop (delta jobs in a
+ * worker thread, server/jobs/worker.ts; the CLI in its own process).
  */
 import { availableParallelism } from 'node:os';
 import { deflateRawSync, constants as zconst } from 'node:zlib';
