@@ -43,7 +43,7 @@ const opt = (name: string) => {
  *   reverse   all parts in reverse order
  *   inline    every part inside the superblock (the 2022.7 client rejects a superblock over 10 MiB)
  */
-type Relayout = 'metalast' | 'reverse' | 'inline' | 'metalast-inline' | 'inline-half';
+type Relayout = 'metalast' | 'reverse' | 'inline' | 'metalast-inline' | 'inline-half' | 'inline-x3';
 
 interface Variant {
   options: CompileOptions;
@@ -113,10 +113,15 @@ async function relayout(repo: Repo, from: string, to: string, how: Relayout): Pr
   const metaOnly = (h: PartHeader) => h.objects.every((o) => o.type !== ObjectType.File);
   if (how === 'metalast' || how === 'metalast-inline') order = [...order.filter((i) => !metaOnly(sb.parts[i]!)), ...order.filter((i) => metaOnly(sb.parts[i]!))];
   if (how === 'reverse') order.reverse();
-  const inline = how === 'inline' || how === 'metalast-inline';
+  // inline-x3: every part three times, inline. Three copies of a part are three outstanding part
+  // executions: the client's fetch queue stays closed until the first copy has written every
+  // object of the part (for a delta of one heavy part: a large bsdiff), and the later copies find
+  // the objects there. Costs the part's bytes twice more.
+  if (how === 'inline-x3') order = order.flatMap((i) => [i, i, i]);
+  const inline = how === 'inline' || how === 'metalast-inline' || how === 'inline-x3';
   // inline-half: the first half of the parts inline, the rest separate files (what a delta over the
   // client's 10 MiB superblock limit could do)
-  const inlineCount = how === 'inline-half' ? Math.ceil(sb.parts.length / 2) : inline ? sb.parts.length : 0;
+  const inlineCount = how === 'inline-half' ? Math.ceil(sb.parts.length / 2) : inline ? order.length : 0;
   const keep = sb.metadata.filter(([k]) => !/\/\d+$/.test(k));
   const parts = order.map((i) => sb.parts[i]!);
   const metadata = [...keep.filter(([k]) => !k.endsWith('/commitmeta'))];
@@ -124,8 +129,8 @@ async function relayout(repo: Repo, from: string, to: string, how: Relayout): Pr
     if (j < inlineCount) metadata.push(inlinePartEntry(from, to, j, files[i]!));
   });
   metadata.push(...keep.filter(([k]) => k.endsWith('/commitmeta')));
-  for (let j = 0; j < sb.parts.length; j++) {
-    if (j < inlineCount) await repo.backend.remove(partKey(from, to, j)).catch(() => undefined);
+  for (let j = 0; j < Math.max(order.length, sb.parts.length); j++) {
+    if (j < inlineCount || j >= order.length) await repo.backend.remove(partKey(from, to, j)).catch(() => undefined);
     else await repo.backend.write(partKey(from, to, j), files[order[j]!]!);
   }
   await repo.backend.write(sbKey, encodeSuperblock({ ...sb, metadata, parts }));
@@ -158,6 +163,8 @@ for (const size of ['4M', '2M', '1M', '512k', '256k', '128k']) {
   VARIANTS[`half-inline-${size}`] = { options: o, relayout: 'inline-half' };
 }
 const MiB = 1024 * 1024;
+VARIANTS['inline-x3'] = { options: {}, relayout: 'inline-x3' };
+VARIANTS['inline-x3-nofallback'] = { options: { minFallbackSize: 0 }, relayout: 'inline-x3' };
 VARIANTS['budget-4MiB-256k'] = { options: OPTIONS['parts-256k']!, budget: 4 * MiB };
 VARIANTS['budget-4MiB-1M'] = { options: OPTIONS['parts-1M']!, budget: 4 * MiB };
 VARIANTS['budget-9.5MiB-1M'] = { options: OPTIONS['parts-1M']!, budget: 9.5 * MiB };
@@ -188,7 +195,7 @@ async function main(): Promise<void> {
   const ctx: ServeContext = { server, data, repoName: 'exp', token: '', source: SRC, stop: () => server.stop() };
   const url = `${server.url}/repo/exp`;
   const clients = path.join(EXP, 'clients');
-  const template = path.join(clients, 'template');
+  const template = path.join(clients, pairName === 'rootfs-update' ? 'template' : `template-${pairName}`);
   const logs = path.join(EXP, 'logs');
   await fsp.mkdir(logs, { recursive: true });
   const results: Array<{ variant: string; options: CompileOptions; layout: unknown; compileMs: number; pulls: PullBytes[] }> = [];
@@ -213,6 +220,11 @@ async function main(): Promise<void> {
       const seconds = (performance.now() - t0) / 1000;
       if (r.code !== 0) throw new Error(`pull failed: ${r.stderr.slice(-500)}`);
       if ((await revParse(c, `cairn:${pair.ref}`)) !== pair.to) throw new Error('not at v2');
+      if (argv.includes('--fsck')) {
+        const f = await ostreeResult(['fsck'], { repo: c, timeoutMs: 30 * 60_000 });
+        if (f.code !== 0) throw new Error(`ostree fsck failed after ${tag}: ${(f.stderr || f.stdout).slice(-500)}`);
+        log(`  ${tag}: ostree fsck clean`);
+      }
       let n = -1;
       for (let i = 0; i < 50; i++) {
         await new Promise((res) => setTimeout(res, 300));

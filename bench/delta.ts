@@ -544,8 +544,15 @@ async function ostreeGenerate(p: Pair): Promise<{ ms: number; out: string; stdou
   await fsp.rm(out, { recursive: true, force: true });
   await fsp.mkdir(out, { recursive: true });
   const args = ['static-delta', 'generate', p.from ? `--from=${p.from}` : '--empty', `--to=${p.to}`, `--filename=${out}/superblock`];
-  const t0 = performance.now();
-  const r = await ostreeResult(args, { repo: REPO, timeoutMs: 30 * 60_000 });
+  let t0 = performance.now();
+  let r = await ostreeResult(args, { repo: REPO, timeoutMs: 30 * 60_000 });
+  if (r.code !== 0) {
+    // once seen on the shared machine: "open(O_TMPFILE): Operation not permitted"; a second try is timed
+    log(`  ostree static-delta generate failed (${r.stderr.trim().split('\n').at(-1)}); trying once more`);
+    await fsp.mkdir(out, { recursive: true });
+    t0 = performance.now();
+    r = await ostreeResult(args, { repo: REPO, timeoutMs: 30 * 60_000 });
+  }
   const ms = performance.now() - t0;
   if (r.code !== 0) throw new Error(`ostree ${args.join(' ')} exited with ${r.code}: ${r.stderr.trim().slice(-800)}`);
   // its figures (modified, rollsum, bsdiff, fallbacks) go partly to stderr
