@@ -1,6 +1,6 @@
 import { isCairnError } from '../storage/errors';
-import { type Command, UsageError, wantsHelp } from './command';
-import { COMMANDS } from './commands';
+import { UsageError, wantsHelp } from './command';
+import { COMMANDS, type CommandEntry } from './commands';
 
 /**
  * `cairn COMMAND [options]`. Exit status: 0 ok, 1 failure, 2 bad usage.
@@ -8,7 +8,7 @@ import { COMMANDS } from './commands';
  * CAIRN_DEBUG is set.
  */
 
-function find(name: string): Command | undefined {
+function find(name: string): CommandEntry | undefined {
   return COMMANDS.find((c) => c.name === name);
 }
 
@@ -23,11 +23,13 @@ export async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const cmd = name === 'help' && args[0] ? find(args[0]) : undefined;
     if (name === 'help' && args[0] && !cmd) return usageError(new UsageError(`unknown command "${args[0]}"`));
-    process.stdout.write((cmd ? cmd.usage : overview()) + '\n');
+    process.stdout.write((cmd ? cmd.load().usage : overview()) + '\n');
     return name === undefined ? 2 : 0;
   }
-  const cmd = find(name);
-  if (!cmd) return usageError(new UsageError(name.startsWith('-') ? `unknown option "${name}"` : `unknown command "${name}"`));
+  const entry = find(name);
+  if (!entry) return usageError(new UsageError(name.startsWith('-') ? `unknown option "${name}"` : `unknown command "${name}"`));
+  // Only now is the command's module (and what it imports) loaded.
+  const cmd = entry.load();
   if (wantsHelp(args)) {
     process.stdout.write(cmd.usage + '\n');
     return 0;
