@@ -19,6 +19,10 @@
  *     fetches the loose .filez; bug #2053 means every object must stay loose
  *     anyway, and the repo keeps them);
  *   - everything else is spliced with `S` (mode and xattr tables per part).
+ * Parts are placed by placement.ts: inside the superblock while it stays within
+ * the client's 10 MiB (the 2022.x client then has almost nothing to race the
+ * parts for, docs/delta-bytes.md), else the best-saving ones inline and the
+ * rest's objects as fallbacks; from-scratch deltas over the limit keep files.
  * Objects are ordered so similar bytes sit together in the xz window
  * (metadata, then patches, then small files grouped by extension and name,
  * then large files, then symlinks). When the files without a previous version
@@ -69,11 +73,17 @@ import {
   type ModeEntry,
   type PartHeader,
 } from './format';
+import { CLIENT_SUPERBLOCK_LIMIT, placeParts } from './placement';
 import { CancelledError, signalGate, throwIfCancelled, type NativeGate } from './cancel';
 import { readContent, readMetadataObject, type ContentInfo } from './objects-io';
 
 export interface CompileOptions {
-  /** Most payload bytes per part before a new part starts (ostree max-chunk-size: 32 MB). */
+  /**
+   * Most payload bytes per part before a new part starts (ostree max-chunk-size:
+   * 32 MB). Default: 32 MB, except for deltas between two commits placed 'auto'
+   * that splice at least SPLIT_MIN_PAYLOAD of metadata and new files:
+   * AUTO_PART_SIZE, so that the parts carried inline are several (placement.ts).
+   */
   maxPartSize?: number;
   /** New files whose content is larger become fallbacks (ostree min-fallback-size: 4 MB); 0 disables. */
   minFallbackSize?: number;
@@ -81,8 +91,15 @@ export interface CompileOptions {
   maxBsdiffSize?: number;
   /** Use bsdiff for modified files (default true). */
   bsdiff?: boolean;
-  /** Put the parts inside the superblock (one-file deltas; ostree's --inline). */
-  inline?: boolean;
+  /**
+   * Where the parts go: `true` all inside the superblock (one-file deltas;
+   * ostree's --inline), `false` each in a part file, `'auto'` (the default) as
+   * placement.ts decides: inline while the superblock stays within the client's
+   * limit, else the best-saving parts inline and the rest's objects as fallbacks.
+   */
+  inline?: boolean | 'auto';
+  /** Superblock size up to which 'auto' puts parts inline (default INLINE_BUDGET; tests set less). */
+  inlineBudget?: number;
   /** Generation time written into the superblock (default: now). */
   timestamp?: Date;
   /** User metadata, placed first in the superblock metadata as ostree does. */
@@ -112,6 +129,8 @@ export interface CompileStats {
   bsdiffRejected: number;
   /** Files whose bytes equal their previous version's (mode, owner or xattrs changed): `r o w c R`. */
   copiedFiles: number;
+  /** Parts carried inside the superblock (0: every part is a file). */
+  inlineParts: number;
   usize: number;
   elapsedMs: number;
   /** Where the time went: indexing both trees, deciding every object, xz of the parts, writing. */
@@ -134,6 +153,8 @@ export interface CompileResult {
 }
 
 export const DEFAULT_MAX_PART_SIZE = 32 * 1000 * 1000;
+/** Payload per part of a delta between two commits placed 'auto' (docs/delta-bytes.md: 1–2 MB parts inline left the client nearly nothing to fetch loose). */
+export const AUTO_PART_SIZE = 2 * 1000 * 1000;
 export const DEFAULT_MIN_FALLBACK_SIZE = 4 * 1000 * 1000;
 export const DEFAULT_MAX_BSDIFF_SIZE = 128 * 1000 * 1000;
 /** ostree's CONTENT_SIZE_SIMILARITY_THRESHOLD_PERCENT. */
@@ -472,7 +493,10 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   validateChecksum(to);
   if (from !== null) validateChecksum(from);
   if (from === to) throw new CairnError('INVALID_ARGUMENT', 'a delta needs two different commits');
-  const maxPartSize = opts.maxPartSize ?? DEFAULT_MAX_PART_SIZE;
+  const placing = opts.inline ?? 'auto';
+  // Deltas between two commits with much to splice get smaller parts, placed inline (see
+  // AUTO_PART_SIZE); the size is settled once the plain files are known (ownParts below).
+  let maxPartSize = opts.maxPartSize ?? DEFAULT_MAX_PART_SIZE;
   const minFallback = opts.minFallbackSize ?? DEFAULT_MIN_FALLBACK_SIZE;
   const maxBsdiff = opts.maxBsdiffSize ?? DEFAULT_MAX_BSDIFF_SIZE;
   const sbKey = superblockKey(from, to);
@@ -493,6 +517,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     fallbacks: 0,
     bsdiffRejected: 0,
     copiedFiles: 0,
+    inlineParts: 0,
     usize: 0,
     elapsedMs: 0,
     phaseMs: { index: Date.now() - t0, plan: 0, compress: 0, write: 0 },
@@ -568,6 +593,9 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     return { ...f, info, data: data ?? null, prev };
   });
   const fileRef = (c: string): DeltaObjectRef => ({ type: ObjectType.File, checksum: c });
+  // What each new file costs loose (placement weighs parts by it) and its content size (fallback entries).
+  const looseSize = new Map(sorted.map((f) => [f.checksum, f.info.storedSize]));
+  const contentSize = new Map(sorted.map((f) => [f.checksum, f.info.size]));
   const fallbacks: FallbackEntry[] = [];
   /** A file spliced as it is, or a fallback when it is too large. */
   const spliced = async (f: Sorted, loaded: Buffer | null): Promise<Plan | FallbackEntry> => {
@@ -598,6 +626,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   // the bsdiffs run; otherwise everything is laid out together once planned (one xz window).
   const early = metaPlans.concat(smallFirst(plainPlans), linkPlans);
   const ownParts = payloadOf(early) >= SPLIT_MIN_PAYLOAD;
+  if (opts.maxPartSize === undefined && placing === 'auto' && from !== null && ownParts) maxPartSize = AUTO_PART_SIZE;
   const internal = new AbortController();
   const onAbort = () => internal.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -661,8 +690,57 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   }
   throwIfCancelled(signal);
   const t2 = t1 + stats.phaseMs.plan;
-  for (const b of builders) {
-    for (const p of b.plans) {
+  const headers: PartHeader[] = builders.map((b, i) => ({ version: DELTA_PART_VERSION, checksum: sha256Hex(partFiles[i]!), size: partFiles[i]!.length, usize: b.usize, objects: b.objects }));
+  stats.phaseMs.compress = Date.now() - t2;
+  const t3 = Date.now();
+
+  const userMetadata: VarDict = [...(opts.metadata ?? []).filter(([k]) => k !== 'ostree.endianness'), endiannessEntry()];
+  const detached = await repo.readMetadata(to, ObjectType.CommitMeta);
+  const timestamp = BigInt(Math.floor((opts.timestamp ?? new Date()).getTime() / 1000));
+  /** The superblock with the parts at `kept` (indexes into partFiles), inline or not, plus fallbacks. */
+  const assemble = (kept: number[], inline: boolean, extraFallbacks: FallbackEntry[]) => {
+    const metadata: VarDict = [...userMetadata];
+    if (inline) kept.forEach((i, j) => metadata.push(inlinePartEntry(from, to, j, partFiles[i]!)));
+    if (detached) metadata.push([commitmetaKey(from, to), new Variant('a{sv}', parse('a{sv}', detached))]);
+    return encodeSuperblock({ metadata, timestamp, from, to, commit: commitBytes, parts: kept.map((i) => headers[i]!), fallbacks: [...fallbacks, ...extraFallbacks] });
+  };
+  const all = partFiles.map((_, i) => i);
+  let superblock: Buffer;
+  let inlineParts = placing === true;
+  let filesKept = all;
+  if (placing === 'auto') {
+    const placed = placeParts({
+      parts: builders.map((b, i) => ({
+        size: partFiles[i]!.length,
+        objects: b.objects.length,
+        hasMetadata: b.objects.some((o) => o.type !== ObjectType.File),
+        looseBytes: b.objects.reduce((n, o) => n + (o.type === ObjectType.File ? (looseSize.get(o.checksum) ?? 0) : 0), 0),
+      })),
+      baseBytes: assemble(all, false, []).length,
+      fromScratch: from === null,
+      budget: opts.inlineBudget,
+    });
+    const kept = all.filter((i) => placed[i] === 'inline');
+    const dropped: FallbackEntry[] = [];
+    for (const i of all.filter((i) => placed[i] === 'fallback')) {
+      for (const o of builders[i]!.objects) dropped.push({ type: ObjectType.File, checksum: o.checksum, compressedSize: looseSize.get(o.checksum)!, size: contentSize.get(o.checksum)! });
+    }
+    const candidate = kept.length > 0 ? assemble(kept, true, dropped) : null;
+    // The estimate erred (it is conservative): part files, as before.
+    if (candidate && candidate.length <= CLIENT_SUPERBLOCK_LIMIT) {
+      superblock = candidate;
+      inlineParts = true;
+      filesKept = kept;
+      fallbacks.push(...dropped);
+    } else {
+      superblock = assemble(all, false, []);
+    }
+  } else {
+    superblock = assemble(all, inlineParts, []);
+  }
+  for (const i of filesKept) {
+    stats.usize += builders[i]!.usize;
+    for (const p of builders[i]!.plans) {
       if (p.kind === 'meta') stats.metadataObjects++;
       else if (p.kind === 'bsdiff') stats.bsdiffFiles++;
       else if (p.kind === 'copy') stats.copiedFiles++;
@@ -671,34 +749,14 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     }
   }
   stats.fallbacks = fallbacks.length;
-  const headers: PartHeader[] = builders.map((b, i) => {
-    stats.usize += b.usize;
-    return { version: DELTA_PART_VERSION, checksum: sha256Hex(partFiles[i]!), size: partFiles[i]!.length, usize: b.usize, objects: b.objects };
-  });
-  stats.phaseMs.compress = Date.now() - t2;
-  const t3 = Date.now();
-
-  const metadata: VarDict = [...(opts.metadata ?? []).filter(([k]) => k !== 'ostree.endianness'), endiannessEntry()];
-  if (opts.inline) partFiles.forEach((f, i) => metadata.push(inlinePartEntry(from, to, i, f)));
-  const detached = await repo.readMetadata(to, ObjectType.CommitMeta);
-  if (detached) metadata.push([commitmetaKey(from, to), new Variant('a{sv}', parse('a{sv}', detached))]);
-
-  const superblock = encodeSuperblock({
-    metadata,
-    timestamp: BigInt(Math.floor((opts.timestamp ?? new Date()).getTime() / 1000)),
-    from,
-    to,
-    commit: commitBytes,
-    parts: headers,
-    fallbacks,
-  });
+  stats.inlineParts = inlineParts ? filesKept.length : 0;
 
   // Parts first, stale parts of an earlier attempt removed, superblock last. A cancel or a
   // failure before the superblock removes the parts this compile wrote: nothing is left that no
   // superblock names (unless an existing delta is being replaced: its parts are overwritten).
   const written: string[] = [];
   try {
-    if (!opts.inline) {
+    if (!inlineParts) {
       for (let i = 0; i < partFiles.length; i++) {
         throwIfCancelled(signal);
         await repo.backend.write(partKey(from, to, i), partFiles[i]!);
@@ -711,7 +769,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     throw e;
   }
   const dir = deltaDir(from, to);
-  const keep = new Set(opts.inline ? [] : partFiles.map((_, i) => partKey(from, to, i)));
+  const keep = new Set(inlineParts ? [] : partFiles.map((_, i) => partKey(from, to, i)));
   for await (const key of repo.backend.list(dir)) {
     if (/\/\d+$/.test(key) && !keep.has(key)) await repo.backend.remove(key);
   }
@@ -719,7 +777,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
 
   stats.phaseMs.write = Date.now() - t3;
   stats.elapsedMs = Date.now() - started;
-  const partSizes = opts.inline ? [] : partFiles.map((f) => f.length);
+  const partSizes = inlineParts ? [] : partFiles.map((f) => f.length);
   return {
     name: deltaName(from, to),
     from,

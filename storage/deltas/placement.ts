@@ -13,15 +13,20 @@
  * the tree walk finds nearly everything already written: 0.6× instead.
  *
  * The rule:
+ *   - a from-scratch delta keeps its part files: a host with nothing has no
+ *     tree to race with (bench:delta: it downloads the delta and its
+ *     fallbacks, nothing more), and ostree's layout and size are kept;
+ *   - parts that are small together (under INLINE_MIN) stay files: the client
+ *     applies them in milliseconds, there is nothing to race for, and each
+ *     inline entry would add its key to the superblock;
  *   - everything inline when the superblock stays within INLINE_BUDGET (the
  *     client reads a superblock of at most 10 MiB);
- *   - otherwise, for a delta between two commits: the parts holding metadata
+ *   - otherwise: the parts holding metadata
  *     (the client refuses metadata fallbacks) and then the parts that save the
  *     most against their objects' loose size, inline up to the budget; the
  *     objects of the other parts become fallbacks, fetched loose once, as a
  *     pull without delta would: no object is ever paid twice. When the
- *     metadata alone does not fit, or for a from-scratch delta (which the host
- *     has nothing to race with), every part is a file of its own, as before.
+ *     metadata alone does not fit, every part is a file of its own.
  * Pure and deterministic: the same parts give the same placement.
  */
 
@@ -42,6 +47,8 @@ export type Placement = 'inline' | 'file' | 'fallback';
 /** The client's limit on a superblock (OSTREE_MAX_METADATA_SIZE, 10 MiB), less a margin. */
 export const CLIENT_SUPERBLOCK_LIMIT = 10 * 1024 * 1024;
 export const INLINE_BUDGET = Math.floor(9.5 * 1024 * 1024);
+/** Parts smaller than this together stay files. */
+export const INLINE_MIN = 64 * 1024;
 
 /** Superblock bytes one inline part adds beyond its file: its key (`FROM-TO/N`) and framing. */
 export const INLINE_ENTRY_OVERHEAD = 200;
@@ -61,11 +68,11 @@ export interface PlacementInput {
 export function placeParts(input: PlacementInput): Placement[] {
   const budget = input.budget ?? INLINE_BUDGET;
   const { parts } = input;
+  const files = parts.map((): Placement => 'file');
+  if (input.fromScratch || parts.reduce((n, p) => n + p.size, 0) < INLINE_MIN) return files;
   const inlineCost = (p: PartFacts) => p.size + INLINE_ENTRY_OVERHEAD;
   const allInline = input.baseBytes + parts.reduce((n, p) => n + inlineCost(p), 0);
   if (allInline <= budget) return parts.map(() => 'inline');
-  const files = parts.map((): Placement => 'file');
-  if (input.fromScratch) return files;
 
   const placement = parts.map((): Placement => 'fallback');
   let used = input.baseBytes;

@@ -56,7 +56,8 @@ function leftovers(from: string | null, to: string): string[] {
   return out;
 }
 
-const OPTS = { maxPartSize: 1_000_000, timestamp: new Date(1_760_000_000_000) };
+// Part files (inline: false): what a cancel must remove.
+const OPTS = { maxPartSize: 1_000_000, inline: false, timestamp: new Date(1_760_000_000_000) };
 
 for (const [from, label] of [
   [null, 'from scratch'],

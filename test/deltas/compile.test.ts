@@ -175,7 +175,7 @@ test('Cairn compiles every shape; sizes and times against ostree static-delta ge
     if (s.name === 'large-binary') {
       assert.equal(r.stats.bsdiffFiles, 1, 'the changed 6 MB binary is a bsdiff patch');
       assert.ok(r.totalSize < 100_000, `large-binary delta is ${r.totalSize} bytes`);
-      assert.deepEqual(desc.parts[0]!.ops.B, 1);
+      assert.equal(desc.parts.reduce((n, p) => n + (p.ops.B ?? 0), 0), 1, 'one bsdiff opcode');
     }
     // Target of issue 4: no larger than ostree's delta on every shape (figures printed after the run).
     assert.ok(r.totalSize <= oBytes, `${s.name}: cairn ${r.totalSize} B vs ostree ${oBytes} B`);

@@ -107,7 +107,7 @@ test('same inputs, same parts byte for byte, whatever order the reads and compre
   const results = [];
   for (const [i, c] of copies.entries()) {
     const backend = i === 0 ? new FsBackend(c) : new JitteryBackend(c, 1000 + i);
-    results.push(await compileDelta(new Repo('r', backend), c1, c2, { timestamp: when }));
+    results.push(await compileDelta(new Repo('r', backend), c1, c2, { timestamp: when, inline: false }));
   }
   const [a] = results;
   t.diagnostic(`parts ${JSON.stringify(a!.partSizes)}; ${JSON.stringify(a!.stats)}`);

@@ -1,6 +1,6 @@
 // Where a delta's parts go (storage/deltas/placement.ts): inline while the superblock stays within
 // the client's limit; over it, metadata parts and the best-saving parts inline and the rest's
-// objects as fallbacks (never an object paid twice); from-scratch deltas keep part files.
+// objects as fallbacks (never an object paid twice); from-scratch and small deltas keep part files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FALLBACK_ENTRY_BYTES, HEADER_OBJECT_BYTES, INLINE_BUDGET, INLINE_ENTRY_OVERHEAD, placeParts, type PartFacts } from '../../storage/deltas/placement';
@@ -8,19 +8,19 @@ import { FALLBACK_ENTRY_BYTES, HEADER_OBJECT_BYTES, INLINE_BUDGET, INLINE_ENTRY_
 const MB = 1000 * 1000;
 const part = (size: number, looseBytes: number, hasMetadata = false, objects = 10): PartFacts => ({ size, looseBytes, hasMetadata, objects });
 
-test('a delta that fits is all inline, from a commit or from scratch', () => {
+test('a delta between two commits that fits is all inline', () => {
   const parts = [part(2 * MB, 3 * MB, true), part(2 * MB, 4 * MB), part(2 * MB, 2.5 * MB), part(1 * MB, 1.1 * MB)];
   assert.deepEqual(placeParts({ parts, baseBytes: 50_000, fromScratch: false }), ['inline', 'inline', 'inline', 'inline']);
-  assert.deepEqual(placeParts({ parts, baseBytes: 50_000, fromScratch: true }), ['inline', 'inline', 'inline', 'inline']);
   // exactly at the budget still fits; one byte more does not
   const exact = INLINE_BUDGET - 4 * INLINE_ENTRY_OVERHEAD - parts.reduce((n, p) => n + p.size, 0);
   assert.deepEqual(placeParts({ parts, baseBytes: exact, fromScratch: false }), ['inline', 'inline', 'inline', 'inline']);
   assert.notDeepEqual(placeParts({ parts, baseBytes: exact + 1, fromScratch: false }), ['inline', 'inline', 'inline', 'inline']);
 });
 
-test('over the budget, a from-scratch delta keeps its part files', () => {
+test('a from-scratch delta keeps its part files, within the budget or over it', () => {
   const parts = Array.from({ length: 8 }, (_, i) => part(2 * MB, 3 * MB, i === 0));
   assert.deepEqual(placeParts({ parts, baseBytes: 100_000, fromScratch: true }), parts.map(() => 'file'));
+  assert.deepEqual(placeParts({ parts: parts.slice(0, 3), baseBytes: 100_000, fromScratch: true }), ['file', 'file', 'file']);
 });
 
 test('over the budget: metadata parts, then the best savings per byte inline, the rest fallbacks', () => {
@@ -55,6 +55,12 @@ test('dropping a part counts its fallback entries against the budget', () => {
   const parts = [part(1 * MB, 1 * MB, true, 10), part(20 * MB, 40 * MB, false, many)];
   assert.ok(many * (FALLBACK_ENTRY_BYTES - HEADER_OBJECT_BYTES) + 1 * MB > INLINE_BUDGET);
   assert.deepEqual(placeParts({ parts, baseBytes: 100_000, fromScratch: false }), ['file', 'file']);
+});
+
+test('parts small together stay files', () => {
+  const parts = [part(20_000, 30_000, true), part(40_000, 90_000)];
+  assert.deepEqual(placeParts({ parts, baseBytes: 2_000, fromScratch: false }), ['file', 'file']);
+  assert.deepEqual(placeParts({ parts: [...parts, part(10_000, 19_000)], baseBytes: 2_000, fromScratch: false }), ['inline', 'inline', 'inline']);
 });
 
 test('placement is a pure function of the parts (ties broken by position)', () => {
