@@ -24,8 +24,25 @@ export interface TreeWalk {
  * content object. Metadata is read and validated (a dirtree must parse to be
  * walked); content objects are only checked for presence. A missing dirtree's
  * children cannot be known and are therefore not listed.
+ *
+ * `base` (publishing: the ref's current commit) lets the walk skip what that
+ * commit shares with this one. Every commit a ref points at was complete when
+ * it was accepted (updateRefs walks it first, `cairn commit` writes all of it,
+ * ostree moves a ref only to a complete commit unless it marks it
+ * `state/CSUM.commitpartial`, then `base` is ignored), and Cairn never
+ * deletes objects; so by induction any dirtree of `base`'s tree is complete,
+ * and a dirtree, dirmeta or file of this tree that `base`'s tree also holds
+ * needs no look: shared subtrees are not entered. `base`'s dirtrees are read
+ * only along the paths where the two trees differ (a dirtree of this commit
+ * paired by name with `base`'s at the same path), so an incremental publish
+ * reads and stats about what changed, not the whole tree. With `base`,
+ * `objects` lists only what was looked at (not what lies in shared subtrees);
+ * `missing` is the same as without. A `base` that cannot be read is ignored.
+ *
+ * Backends with blocking calls (statNow/readNow) answer without the event
+ * loop in between: the walk yields to it every few milliseconds.
  */
-export async function walkCommitTree(repo: Repo, commit: string, opts: { concurrency?: number } = {}): Promise<TreeWalk> {
+export async function walkCommitTree(repo: Repo, commit: string, opts: { concurrency?: number; base?: string | null } = {}): Promise<TreeWalk> {
   const seen = new Set<string>();
   const objects: ObjectRef[] = [];
   const missing: ObjectRef[] = [];
@@ -36,6 +53,7 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
     objects.push(o);
     return true;
   };
+  const pace = pacer();
 
   add({ checksum: commit, type: ObjectType.Commit });
   const data = await repo.readMetadata(commit, ObjectType.Commit).catch(() => null);
@@ -44,16 +62,22 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
     return { objects, missing };
   }
   const c = decodeCommit(data);
-  const queue: Array<{ tree: string; meta: string }> = [{ tree: c.rootTree, meta: c.rootMeta }];
+  const base = opts.base && opts.base !== commit ? await readBase(repo, opts.base) : null;
+  /** Checksums (dirtree, dirmeta, file) in `base`'s tree, as far as its dirtrees were read: present. */
+  const known = new Set<string>();
+  if (base) known.add(base.rootMeta);
+  if (base?.rootTree === c.rootTree) known.add(c.rootTree);
+  const queue: Array<{ tree: string; meta: string; baseTree?: string }> = [{ tree: c.rootTree, meta: c.rootMeta, baseTree: base?.rootTree }];
   const contentChecks: ObjectRef[] = [];
 
   while (queue.length > 0) {
     const batch = queue.splice(0, opts.concurrency ?? 32);
     await Promise.all(
-      batch.map(async ({ tree, meta }) => {
-        if (add({ checksum: meta, type: ObjectType.DirMeta })) {
+      batch.map(async ({ tree, meta, baseTree }) => {
+        if (add({ checksum: meta, type: ObjectType.DirMeta }) && !known.has(meta)) {
           if (!(await repo.hasObject(meta, ObjectType.DirMeta))) missing.push({ checksum: meta, type: ObjectType.DirMeta });
         }
+        if (known.has(tree)) return; // a subtree of base's: complete
         if (!add({ checksum: tree, type: ObjectType.DirTree })) return;
         const raw = await repo.readMetadata(tree, ObjectType.DirTree).catch(() => null);
         if (!raw) {
@@ -61,13 +85,28 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
           return;
         }
         const dt = decodeDirTree(raw);
+        // The same folder in base (different contents, or it would have been skipped): what it holds is present.
+        const baseDirs = new Map<string, string>();
+        if (baseTree !== undefined && baseTree !== tree) {
+          const braw = await repo.readMetadata(baseTree, ObjectType.DirTree).catch(() => null);
+          const bdt = braw ? safeDecodeDirTree(braw) : null;
+          if (bdt) {
+            for (const f of bdt.files) known.add(f.checksum);
+            for (const d of bdt.dirs) {
+              known.add(d.treeChecksum);
+              known.add(d.metaChecksum);
+              baseDirs.set(d.name, d.treeChecksum);
+            }
+          }
+        }
         for (const f of dt.files) {
           const o = { checksum: f.checksum, type: ObjectType.File };
-          if (add(o)) contentChecks.push(o);
+          if (!known.has(f.checksum) && add(o)) contentChecks.push(o);
         }
-        for (const d of dt.dirs) queue.push({ tree: d.treeChecksum, meta: d.metaChecksum });
+        for (const d of dt.dirs) queue.push({ tree: d.treeChecksum, meta: d.metaChecksum, baseTree: baseDirs.get(d.name) });
       }),
     );
+    await pace();
   }
   for (let i = 0; i < contentChecks.length; i += 64) {
     const batch = contentChecks.slice(i, i + 64);
@@ -75,6 +114,43 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
     batch.forEach((o, j) => {
       if (!present[j]) missing.push(o);
     });
+    await pace();
   }
   return { objects, missing };
+}
+
+/** The root of `base` when it can serve as a walk's base: readable, and not marked partial by ostree. */
+async function readBase(repo: Repo, base: string): Promise<{ rootTree: string; rootMeta: string } | null> {
+  try {
+    if (await repo.backend.stat(`state/${base}.commitpartial`)) return null;
+    const data = await repo.readMetadata(base, ObjectType.Commit);
+    if (!data) return null;
+    const b = decodeCommit(data);
+    return { rootTree: b.rootTree, rootMeta: b.rootMeta };
+  } catch {
+    return null;
+  }
+}
+
+function safeDecodeDirTree(raw: Buffer): ReturnType<typeof decodeDirTree> | null {
+  try {
+    return decodeDirTree(raw);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Yields to the event loop when the last yield is more than PACE_MS ago: a
+ * walk over blocking backend calls (statNow/readNow) would otherwise run as
+ * one long chain of microtasks, holding up every other request.
+ */
+const PACE_MS = 4;
+function pacer(): () => Promise<void> {
+  let last = performance.now();
+  return async () => {
+    if (performance.now() - last < PACE_MS) return;
+    await new Promise<void>((r) => setImmediate(r));
+    last = performance.now();
+  };
 }

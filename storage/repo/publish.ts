@@ -70,7 +70,8 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
     const commits = new Map<string, Buffer>();
     for (const u of updates) {
       if (u.commit === null || commits.has(u.commit)) continue;
-      const walk = await walkCommitTree(repo, u.commit);
+      // The ref's current commit is complete (it was accepted so): subtrees shared with it are not walked again.
+      const walk = await walkCommitTree(repo, u.commit, { base: current.get(u.ref) ?? null });
       if (walk.missing.length) {
         throw new CairnError('MISSING_OBJECTS', `commit ${u.commit} is incomplete: ${walk.missing.length} objects missing`, {
           commit: u.commit,

@@ -20,6 +20,9 @@ export interface InitOptions {
   collectionId?: string;
 }
 
+/** Metadata objects up to this size are read with the backend's blocking read where it has one (a tree walk's dirtrees). */
+const READ_NOW_BYTES = 256 * 1024;
+
 /**
  * One OSTree repository in the archive layout, over one backend. This is the
  * only place that knows the layout; the HTTP layer serves the backend's keys.
@@ -77,16 +80,36 @@ export class Repo {
     return out;
   }
 
+  /**
+   * Whether the object is stored. By one blocking stat where the backend has
+   * one (Backend.statNow: local storage, a few µs, less than a thread-pool
+   * round trip; a confined FsBackend's statNow refuses what its stat refuses,
+   * e.g. a symlink leading out of the repository: absent either way).
+   */
   async hasObject(checksum: string, type: ObjectType): Promise<boolean> {
-    return (await this.backend.stat(objectKey(validateChecksum(checksum), type))) !== null;
+    const key = objectKey(validateChecksum(checksum), type);
+    if (this.backend.statNow) return this.backend.statNow(key) !== null;
+    return (await this.backend.stat(key)) !== null;
   }
 
-  /** Bytes of a metadata object (commit, dirtree, dirmeta, commitmeta, tombstone), or null when absent. */
+  /**
+   * Bytes of a metadata object (commit, dirtree, dirmeta, commitmeta, tombstone), or null when absent.
+   * Small ones (most: dirtrees, dirmetas, commits) by the backend's blocking stat and read where it
+   * has them (no thread-pool round trips: a tree walk reads thousands); larger ones by its async read.
+   */
   async readMetadata(checksum: string, type: ObjectType): Promise<Buffer | null> {
     const key = objectKey(validateChecksum(checksum), type);
-    const info = await this.backend.stat(key);
+    const { statNow, readNow } = this.backend;
+    const info = statNow ? statNow.call(this.backend, key) : await this.backend.stat(key);
     if (!info) return null;
     if (info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
+    if (readNow && info.size <= READ_NOW_BYTES) {
+      const got = readNow.call(this.backend, key);
+      if (!got) return null;
+      // Replaced by a larger file since the stat (a rare race): the limit still holds.
+      if (got.info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
+      return got.data;
+    }
     return (await this.backend.read(key))?.data ?? null;
   }
 
