@@ -1,4 +1,5 @@
 import type { RepoRegistry } from '../storage/repo/registry';
+import { setVerifyProcesses } from '../storage/repo/verify-pool';
 import { createApp, type Mount } from './app';
 import { createServerContext } from './bootstrap';
 import { isClusterWorker, startPrimary, workerChannel } from './cluster';
@@ -29,7 +30,11 @@ export interface ServeOptions {
  */
 export async function serve(opts: ServeOptions): Promise<number> {
   const { logger } = opts;
-  if (isClusterWorker()) return serveRequests(opts, 'worker');
+  if (isClusterWorker()) {
+    // Each of the N workers verifies uploads: the verification pool's size follows CPUs / N.
+    setVerifyProcesses(opts.workers);
+    return serveRequests(opts, 'worker');
+  }
   await opts.registry.ensureDefault();
   if (opts.workers <= 1) return serveRequests(opts, 'single');
 
