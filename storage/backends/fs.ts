@@ -313,15 +313,19 @@ export class FsBackend implements Backend {
     }
   }
 
+  /**
+   * Crash-safe: a temp file in tmp/, written and fsynced, renamed over the
+   * target, the target's folder fsynced. The common case costs no mkdir: tmp/
+   * is made once per backend (again if an open finds it gone), the target's
+   * folder only when the rename finds it missing.
+   */
   async write(key: string, data: WriteSource): Promise<void> {
     const target = this.resolve(key);
     const dir = path.dirname(target);
-    const tmpDir = path.join(this.root, TMP_DIR);
-    await fsp.mkdir(tmpDir, { recursive: true });
-    const tmp = path.join(tmpDir, `cairn-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
+    const tmp = path.join(this.rootPath, TMP_DIR, `cairn-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
     let fh: fsp.FileHandle | undefined;
     try {
-      fh = await fsp.open(tmp, 'wx', 0o644);
+      fh = await this.openTemp(tmp);
       if (Buffer.isBuffer(data)) {
         await fh.writeFile(data);
       } else {
@@ -330,16 +334,17 @@ export class FsBackend implements Backend {
       await fh.sync();
       await fh.close();
       fh = undefined;
-      // The target's folder is made only now, so a refused write leaves no trace.
-      // A concurrent remove() may prune that folder (empty until the rename)
-      // between the two steps: the rename then fails with ENOENT; make it again, once.
+      // The target's folder is made only now (when the rename finds it
+      // missing), so a refused write leaves no trace. A concurrent remove()
+      // may prune that folder (empty until the rename) between the mkdir and
+      // the rename: the rename then fails with ENOENT again; make it again, once.
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.ensureDir(dir);
+          if (attempt > 0) await this.ensureDir(dir);
           await fsp.rename(tmp, target);
           break;
         } catch (e) {
-          if (attempt > 0 || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          if (attempt > 1 || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         }
       }
       // Gone only if the new file was removed (and its folder pruned) meanwhile: nothing to sync.
@@ -350,6 +355,24 @@ export class FsBackend implements Backend {
       if (fh) await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true }).catch(() => {});
       throw e instanceof CairnError ? e : ioError(e, key);
+    }
+  }
+
+  /** Whether tmp/ was made (or found) by this backend: writes then skip the mkdir. */
+  private tmpReady = false;
+
+  /** Creates the temp file `tmp` (exclusive), making tmp/ first if it is not known to exist or has gone. */
+  private async openTemp(tmp: string): Promise<fsp.FileHandle> {
+    if (!this.tmpReady) {
+      await fsp.mkdir(path.dirname(tmp), { recursive: true });
+      this.tmpReady = true;
+    }
+    try {
+      return await fsp.open(tmp, 'wx', 0o644);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await fsp.mkdir(path.dirname(tmp), { recursive: true }); // removed since: once more
+      return await fsp.open(tmp, 'wx', 0o644);
     }
   }
 
