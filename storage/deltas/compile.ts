@@ -129,7 +129,7 @@ export interface CompileStats {
   bsdiffRejected: number;
   /** Files whose bytes equal their previous version's (mode, owner or xattrs changed): `r o w c R`. */
   copiedFiles: number;
-  /** Parts carried inside the superblock (0: every part is a file). */
+  /** Part entries carried inside the superblock, a repeated part each time (0: every part is a file). */
   inlineParts: number;
   usize: number;
   elapsedMs: number;
@@ -697,7 +697,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   const userMetadata: VarDict = [...(opts.metadata ?? []).filter(([k]) => k !== 'ostree.endianness'), endiannessEntry()];
   const detached = await repo.readMetadata(to, ObjectType.CommitMeta);
   const timestamp = BigInt(Math.floor((opts.timestamp ?? new Date()).getTime() / 1000));
-  /** The superblock with the parts at `kept` (indexes into partFiles), inline or not, plus fallbacks. */
+  /** The superblock with the parts at `kept` (indexes into partFiles, repeats allowed), inline or not, plus fallbacks. */
   const assemble = (kept: number[], inline: boolean, extraFallbacks: FallbackEntry[]) => {
     const metadata: VarDict = [...userMetadata];
     if (inline) kept.forEach((i, j) => metadata.push(inlinePartEntry(from, to, j, partFiles[i]!)));
@@ -720,9 +720,9 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
       fromScratch: from === null,
       budget: opts.inlineBudget,
     });
-    const kept = all.filter((i) => placed[i] === 'inline');
+    const kept = placed.kind === 'inline' ? placed.inline : [];
     const dropped: FallbackEntry[] = [];
-    for (const i of all.filter((i) => placed[i] === 'fallback')) {
+    for (const i of placed.kind === 'inline' ? placed.fallback : []) {
       for (const o of builders[i]!.objects) dropped.push({ type: ObjectType.File, checksum: o.checksum, compressedSize: looseSize.get(o.checksum)!, size: contentSize.get(o.checksum)! });
     }
     const candidate = kept.length > 0 ? assemble(kept, true, dropped) : null;
@@ -738,7 +738,8 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   } else {
     superblock = assemble(all, inlineParts, []);
   }
-  for (const i of filesKept) {
+  // Each part once, however many times it is carried (placement may repeat parts).
+  for (const i of new Set(filesKept)) {
     stats.usize += builders[i]!.usize;
     for (const p of builders[i]!.plans) {
       if (p.kind === 'meta') stats.metadataObjects++;

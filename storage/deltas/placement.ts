@@ -1,32 +1,35 @@
 /**
- * Where each compiled part of a static delta goes: inside the superblock
- * ("inline"), in a part file of its own ("file"), or nowhere, its objects
- * listed as fallbacks the client fetches loose ("fallback").
+ * Where the compiled parts of a static delta go: inside the superblock
+ * (inline, in an order that may repeat a part), in part files of their own, or
+ * nowhere, their objects listed as fallbacks the client fetches loose.
  *
  * Why it matters (docs/delta-bytes.md has the evidence): ostree 2022.x marks
  * the to-commit partial and walks its tree while the delta's parts are still
  * being applied (ostree #2053, fixed only in 2023.7), and fetches loose every
  * object not written yet: for a root filesystem update the host downloaded
- * 1.4× the bytes of a pull without delta. Parts carried inline are executed as
- * soon as the superblock is read, each counted as an outstanding write, and
- * with three or more of them outstanding the client starts no fetch at all, so
- * the tree walk finds nearly everything already written: 0.6× instead.
+ * 1.4× the bytes of a pull without delta, for a 5 MB binary patched by a 2 kB
+ * delta the whole 5 MB. Parts carried inline are executed as soon as the
+ * superblock is read, each counted as an outstanding write, and with three or
+ * more of them outstanding the client starts no fetch at all, so the tree walk
+ * finds nearly everything already written: 0.6× of the bytes instead.
  *
  * The rule:
  *   - a from-scratch delta keeps its part files: a host with nothing has no
  *     tree to race with (bench:delta: it downloads the delta and its
  *     fallbacks, nothing more), and ostree's layout and size are kept;
- *   - parts that are small together (under INLINE_MIN) stay files: the client
- *     applies them in milliseconds, there is nothing to race for, and each
- *     inline entry would add its key to the superblock;
- *   - everything inline when the superblock stays within INLINE_BUDGET (the
- *     client reads a superblock of at most 10 MiB);
- *   - otherwise: the parts holding metadata
- *     (the client refuses metadata fallbacks) and then the parts that save the
- *     most against their objects' loose size, inline up to the budget; the
- *     objects of the other parts become fallbacks, fetched loose once, as a
- *     pull without delta would: no object is ever paid twice. When the
- *     metadata alone does not fit, every part is a file of its own.
+ *   - a delta between two commits goes inline when the superblock stays within
+ *     INLINE_BUDGET (the client reads a superblock of at most 10 MiB);
+ *   - otherwise the parts holding metadata (the client refuses metadata
+ *     fallbacks) and then the parts that save the most against their objects'
+ *     loose size go inline up to the budget; the objects of the other parts
+ *     become fallbacks, fetched loose once, as a pull without delta would: no
+ *     object is ever paid twice. When the metadata alone does not fit, every
+ *     part is a file of its own;
+ *   - fewer than MIN_OUTSTANDING parts inline leave the client's queue open: the
+ *     parts are then repeated (same bytes, same header; the client applies
+ *     each copy, the later ones finding their objects written) until there are
+ *     MIN_OUTSTANDING, when the content at risk costs more loose than the
+ *     copies do and the copies fit the budget.
  * Pure and deterministic: the same parts give the same placement.
  */
 
@@ -42,13 +45,17 @@ export interface PartFacts {
   looseBytes: number;
 }
 
-export type Placement = 'inline' | 'file' | 'fallback';
+export type PlacementPlan =
+  /** Every part in a file of its own, in order (ostree's layout). */
+  | { kind: 'files' }
+  /** `inline`: part indexes in superblock order (a part may appear more than once); `fallback`: parts whose objects become fallbacks. */
+  | { kind: 'inline'; inline: number[]; fallback: number[] };
 
-/** The client's limit on a superblock (OSTREE_MAX_METADATA_SIZE, 10 MiB), less a margin. */
+/** The client's limit on a superblock (OSTREE_MAX_METADATA_SIZE, 10 MiB). */
 export const CLIENT_SUPERBLOCK_LIMIT = 10 * 1024 * 1024;
 export const INLINE_BUDGET = Math.floor(9.5 * 1024 * 1024);
-/** Parts smaller than this together stay files. */
-export const INLINE_MIN = 64 * 1024;
+/** Writes outstanding at which the 2022.x client starts no fetch (ostree-repo-private.h). */
+export const MIN_OUTSTANDING = 3;
 
 /** Superblock bytes one inline part adds beyond its file: its key (`FROM-TO/N`) and framing. */
 export const INLINE_ENTRY_OVERHEAD = 200;
@@ -65,36 +72,48 @@ export interface PlacementInput {
   budget?: number;
 }
 
-export function placeParts(input: PlacementInput): Placement[] {
+export function placeParts(input: PlacementInput): PlacementPlan {
   const budget = input.budget ?? INLINE_BUDGET;
   const { parts } = input;
-  const files = parts.map((): Placement => 'file');
-  if (input.fromScratch || parts.reduce((n, p) => n + p.size, 0) < INLINE_MIN) return files;
+  if (input.fromScratch || parts.length === 0) return { kind: 'files' };
   const inlineCost = (p: PartFacts) => p.size + INLINE_ENTRY_OVERHEAD;
-  const allInline = input.baseBytes + parts.reduce((n, p) => n + inlineCost(p), 0);
-  if (allInline <= budget) return parts.map(() => 'inline');
-
-  const placement = parts.map((): Placement => 'fallback');
-  let used = input.baseBytes;
-  // A dropped part leaves its header and gains its objects as fallbacks.
-  const dropCost = (p: PartFacts) => p.objects * (FALLBACK_ENTRY_BYTES - HEADER_OBJECT_BYTES);
-  for (const p of parts) used += dropCost(p);
-  parts.forEach((p, i) => {
-    if (!p.hasMetadata) return;
-    placement[i] = 'inline';
-    used += inlineCost(p) - dropCost(p);
-  });
-  if (used > budget) return files;
-  // Best savings per inline byte first; ties by position, so the result is deterministic.
-  const rest = parts
-    .map((p, i) => ({ p, i }))
-    .filter(({ p }) => !p.hasMetadata && p.looseBytes > p.size)
-    .sort((a, b) => b.p.looseBytes / b.p.size - a.p.looseBytes / a.p.size || a.i - b.i);
-  for (const { p, i } of rest) {
-    const extra = inlineCost(p) - dropCost(p);
-    if (used + extra > budget) continue;
-    placement[i] = 'inline';
-    used += extra;
+  /** A repeated part adds its file and its header again. */
+  const copyCost = (p: PartFacts) => inlineCost(p) + 64 + p.objects * HEADER_OBJECT_BYTES;
+  const all = parts.map((_, i) => i);
+  let used = input.baseBytes + parts.reduce((n, p) => n + inlineCost(p), 0);
+  let inline = all;
+  let fallback: number[] = [];
+  if (used > budget) {
+    // A dropped part leaves its header and gains its objects as fallbacks.
+    const dropCost = (p: PartFacts) => p.objects * (FALLBACK_ENTRY_BYTES - HEADER_OBJECT_BYTES);
+    used = input.baseBytes + parts.reduce((n, p) => n + dropCost(p), 0);
+    const keep = new Set<number>();
+    parts.forEach((p, i) => {
+      if (!p.hasMetadata) return;
+      keep.add(i);
+      used += inlineCost(p) - dropCost(p);
+    });
+    if (used > budget) return { kind: 'files' };
+    // Best savings per inline byte first; ties by position, so the result is deterministic.
+    const rest = all.filter((i) => !parts[i]!.hasMetadata && parts[i]!.looseBytes > parts[i]!.size);
+    rest.sort((a, b) => parts[b]!.looseBytes / parts[b]!.size - parts[a]!.looseBytes / parts[a]!.size || a - b);
+    for (const i of rest) {
+      const extra = inlineCost(parts[i]!) - dropCost(parts[i]!);
+      if (used + extra > budget) continue;
+      keep.add(i);
+      used += extra;
+    }
+    inline = all.filter((i) => keep.has(i));
+    fallback = all.filter((i) => !keep.has(i));
   }
-  return placement;
+  if (inline.length < MIN_OUTSTANDING) {
+    // Copies of the parts with the most at risk (the slow ones to apply), ties by position.
+    const byRisk = [...inline].sort((a, b) => parts[b]!.looseBytes - parts[a]!.looseBytes || a - b);
+    const copies: number[] = [];
+    for (let k = 0; inline.length + copies.length < MIN_OUTSTANDING; k++) copies.push(byRisk[k % byRisk.length]!);
+    const extra = copies.reduce((n, i) => n + copyCost(parts[i]!), 0);
+    const atRisk = inline.reduce((n, i) => n + parts[i]!.looseBytes, 0);
+    if (atRisk > extra && used + extra <= budget) inline = [...inline, ...copies];
+  }
+  return { kind: 'inline', inline, fallback };
 }

@@ -3,7 +3,9 @@
 // that fits the client's 10 MiB superblock), and, under a smaller budget, metadata and the
 // best-saving parts inline with the other parts' objects as fallbacks. Each pull is judged by
 // `ostree fsck` and a checkout compared with the source tree; the server's request log shows that
-// no part file was asked for, and that every fallback object was fetched loose.
+// no part file was asked for, and that every fallback object was fetched loose. A one-part delta
+// patching a large binary is carried three times, so that the client's queue stays closed until
+// the patched file is written: the binary is never fetched loose beside its 2 kB patch.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -17,7 +19,7 @@ import { objectKey, ObjectType } from '../../storage/objects/types';
 import { Repo } from '../../storage/repo/repo';
 import { updateSummary } from '../../storage/repo/summary';
 import { startCairn, type CairnProcess } from '../helpers/cairn-process';
-import { addRemote, assertCheckoutEquals, initRepo, makeTempDir, ostree, removeTempDirs, revParse } from '../helpers/ostree';
+import { addRemote, assertCheckoutEquals, initRepo, makeTempDir, ostree, pseudoRandomBytes, removeTempDirs, revParse } from '../helpers/ostree';
 
 let work: string;
 let data: string;
@@ -31,12 +33,12 @@ const REF = 'os/main';
 /** Text that compresses like source code: varied lines, repeated words. */
 const text = (seed: number, n: number) => Buffer.from(Array.from({ length: n }, (_, i) => `line ${i} of file ${seed}: ${'lorem ipsum '.repeat((i * seed) % 9)}${(i * 7919 + seed) % 104729}\n`).join(''));
 
-async function repoWithPair(name: string): Promise<Repo> {
+async function repoWithPair(name: string, v1 = () => v1Dir, v2 = () => v2Dir): Promise<Repo> {
   const dir = path.join(data, 'repos', name);
   await initRepo(dir, 'archive');
   const repo = new Repo(name, new FsBackend(dir));
-  const a = await commitFolder(repo, v1Dir, REF, { subject: 'v1', timestamp: 1_760_000_000n });
-  const b = await commitFolder(repo, v2Dir, REF, { parent: a.commit, subject: 'v2', timestamp: 1_760_003_600n });
+  const a = await commitFolder(repo, v1(), REF, { subject: 'v1', timestamp: 1_760_000_000n });
+  const b = await commitFolder(repo, v2(), REF, { parent: a.commit, subject: 'v2', timestamp: 1_760_003_600n });
   c1 = a.commit;
   c2 = b.commit;
   await repo.setRef(REF, c2);
@@ -67,7 +69,7 @@ after(async () => {
   await removeTempDirs();
 });
 
-async function pullThroughDelta(repoName: string): Promise<{ client: string; paths: string[] }> {
+async function pullThroughDelta(repoName: string, source = v2Dir): Promise<{ client: string; paths: string[] }> {
   const client = path.join(work, `client-${repoName}`);
   await initRepo(client, 'bare-user');
   await addRemote(client, 'cairn', `${cairn!.url}/repo/${repoName}`);
@@ -79,7 +81,7 @@ async function pullThroughDelta(repoName: string): Promise<{ client: string; pat
   assert.ok(await cairn!.waitForRequest((r) => r.path === sb && r.status === 200), `the client fetched the superblock ${sb}`);
   const fsck = await ostree(['fsck'], { repo: client });
   assert.match(fsck, /no errors found/);
-  await assertCheckoutEquals(client, `cairn:${REF}`, v2Dir, work);
+  await assertCheckoutEquals(client, `cairn:${REF}`, source, work);
   return { client, paths: cairn!.requests().slice(seen).map((r) => r.path) };
 }
 
@@ -132,4 +134,30 @@ test('over a (small) budget: metadata and the best parts inline, the rest as fal
     const p = `/repo/budget/${objectKey(f.checksum, ObjectType.File)}`;
     assert.ok(paths.includes(p), `fallback ${f.checksum.slice(0, 12)} fetched loose`);
   }
+});
+
+test('a one-part patch of a large binary is carried three times: the binary is never fetched loose', async () => {
+  const b1 = path.join(work, 'bin-v1');
+  const b2 = path.join(work, 'bin-v2');
+  await fsp.mkdir(path.join(b1, 'usr/bin'), { recursive: true });
+  const binary = pseudoRandomBytes(77, 3_000_000);
+  await fsp.writeFile(path.join(b1, 'usr/bin/tool'), binary);
+  execFileSync('cp', ['-a', b1, b2]);
+  const patched = Buffer.from(binary);
+  for (const at of [1000, 1_500_000, 2_999_000]) patched[at] = patched[at]! ^ 0xff;
+  await fsp.writeFile(path.join(b2, 'usr/bin/tool'), patched);
+  const repo = await repoWithPair('patch', () => b1, () => b2);
+  const r = await compileDelta(repo, c1, c2);
+  assert.equal(r.stats.bsdiffFiles, 1);
+  assert.equal(r.stats.inlineParts, 3, 'one part, carried three times');
+  assert.ok(r.totalSize < 50_000, `a small delta (${r.totalSize} B)`);
+  const sb = decodeSuperblock((await repo.backend.read(superblockKey(c1, c2)))!.data);
+  assert.equal(new Set(sb.parts.map((p) => p.checksum)).size, 1, 'the same part each time');
+  await updateSummary(repo);
+
+  await cairn?.stop();
+  cairn = await startCairn({ dataDir: data, env: { CAIRN_LOG: 'info' } });
+  const { paths } = await pullThroughDelta('patch', b2);
+  const loose = paths.filter((p) => p.endsWith('.filez'));
+  assert.deepEqual(loose, [], 'no content object fetched loose');
 });
