@@ -284,7 +284,15 @@ test('resume: a push killed mid-upload is completed by the next one, which sends
   const killed = await p.done;
   assert.equal(killed.signal, 'SIGKILL', `the push finished before it could be killed: ${killed.stdout}`);
   assert.equal((await serverRefs())['os/many'], undefined, 'an interrupted push moves no ref');
-  const lacking = await serverMissing(all);
+  // Objects the server had fully received when the client died are still being verified and
+  // stored (verification threads): wait until what it lacks stops changing.
+  let lacking = await serverMissing(all);
+  for (let stable = 0; stable < 3; ) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = await serverMissing(all);
+    stable = now.length === lacking.length ? stable + 1 : 0;
+    lacking = now;
+  }
   assert.ok(lacking.length > 0 && lacking.length < all.length - 40, `the first push stored some objects (${all.length - lacking.length} of ${all.length})`);
 
   const r = await pushOk(['--repo', local, 'os/many']);
@@ -339,7 +347,15 @@ test('server killed mid-upload: the push fails clearly; after a restart on the s
 
   cairn = await startCairn({ dataDir: data });
   assert.equal((await serverRefs())['os/srvkill'], undefined);
-  const lacking = await serverMissing(all);
+  // Objects the server had fully received when the client died are still being verified and
+  // stored (verification threads): wait until what it lacks stops changing.
+  let lacking = await serverMissing(all);
+  for (let stable = 0; stable < 3; ) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = await serverMissing(all);
+    stable = now.length === lacking.length ? stable + 1 : 0;
+    lacking = now;
+  }
   assert.ok(lacking.length > 0 && lacking.length < all.length - 40, `objects stored before the kill survive (${all.length - lacking.length} of ${all.length})`);
   const r = await pushOk(['--repo', local, 'os/srvkill']);
   assert.deepEqual([r.missing, r.uploaded], [lacking.length, lacking.length]);
