@@ -115,6 +115,18 @@ async function serverMissing(names: string[]): Promise<string[]> {
   return ((await res.json()) as { missing: string[] }).missing;
 }
 
+/** What the server lacks of `objects`, once three reads 200 ms apart agree. */
+async function settledMissing(objects: string[]): Promise<string[]> {
+  let lacking = await serverMissing(objects);
+  for (let stable = 0; stable < 3; ) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = await serverMissing(objects);
+    stable = now.length === lacking.length ? stable + 1 : 0;
+    lacking = now;
+  }
+  return lacking;
+}
+
 /**
  * The stock client pulls `ref` into a fresh archive repo, checking GPG signatures of the commit and
  * of the summary with the key the server publishes, runs fsck, and checks out the tree.
@@ -285,14 +297,8 @@ test('resume: a push killed mid-upload is completed by the next one, which sends
   assert.equal(killed.signal, 'SIGKILL', `the push finished before it could be killed: ${killed.stdout}`);
   assert.equal((await serverRefs())['os/many'], undefined, 'an interrupted push moves no ref');
   // Objects the server had fully received when the client died are still being verified and
-  // stored (verification threads): wait until what it lacks stops changing.
-  let lacking = await serverMissing(all);
-  for (let stable = 0; stable < 3; ) {
-    await new Promise((r) => setTimeout(r, 200));
-    const now = await serverMissing(all);
-    stable = now.length === lacking.length ? stable + 1 : 0;
-    lacking = now;
-  }
+  // stored (verification threads): what it lacks is read once that stops changing.
+  const lacking = await settledMissing(all);
   assert.ok(lacking.length > 0 && lacking.length < all.length - 40, `the first push stored some objects (${all.length - lacking.length} of ${all.length})`);
 
   const r = await pushOk(['--repo', local, 'os/many']);
@@ -347,15 +353,7 @@ test('server killed mid-upload: the push fails clearly; after a restart on the s
 
   cairn = await startCairn({ dataDir: data });
   assert.equal((await serverRefs())['os/srvkill'], undefined);
-  // Objects the server had fully received when the client died are still being verified and
-  // stored (verification threads): wait until what it lacks stops changing.
-  let lacking = await serverMissing(all);
-  for (let stable = 0; stable < 3; ) {
-    await new Promise((r) => setTimeout(r, 200));
-    const now = await serverMissing(all);
-    stable = now.length === lacking.length ? stable + 1 : 0;
-    lacking = now;
-  }
+  const lacking = await serverMissing(all);
   assert.ok(lacking.length > 0 && lacking.length < all.length - 40, `objects stored before the kill survive (${all.length - lacking.length} of ${all.length})`);
   const r = await pushOk(['--repo', local, 'os/srvkill']);
   assert.deepEqual([r.missing, r.uploaded], [lacking.length, lacking.length]);
