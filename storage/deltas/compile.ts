@@ -73,16 +73,17 @@ import {
   type ModeEntry,
   type PartHeader,
 } from './format';
-import { CLIENT_SUPERBLOCK_LIMIT, placeParts } from './placement';
+import { CLIENT_SUPERBLOCK_LIMIT, MIN_OUTSTANDING, placeParts } from './placement';
 import { CancelledError, signalGate, throwIfCancelled, type NativeGate } from './cancel';
 import { readContent, readMetadataObject, type ContentInfo } from './objects-io';
 
 export interface CompileOptions {
   /**
    * Most payload bytes per part before a new part starts (ostree max-chunk-size:
-   * 32 MB). Default: 32 MB, except for deltas between two commits placed 'auto'
-   * that splice at least SPLIT_MIN_PAYLOAD of metadata and new files:
-   * AUTO_PART_SIZE, so that the parts carried inline are several (placement.ts).
+   * 32 MB). Default: 32 MB, except for deltas between two commits placed 'auto':
+   * a third of each group's payload, between AUTO_MIN_PART_SIZE and
+   * AUTO_PART_SIZE, so that the parts carried inline are at least three
+   * (placement.ts: the client's queue stays closed while they are applied).
    */
   maxPartSize?: number;
   /** New files whose content is larger become fallbacks (ostree min-fallback-size: 4 MB); 0 disables. */
@@ -155,6 +156,8 @@ export interface CompileResult {
 export const DEFAULT_MAX_PART_SIZE = 32 * 1000 * 1000;
 /** Payload per part of a delta between two commits placed 'auto' (docs/delta-bytes.md: 1–2 MB parts inline left the client nearly nothing to fetch loose). */
 export const AUTO_PART_SIZE = 2 * 1000 * 1000;
+/** Smallest payload per part of such a delta (smaller groups make one part; placement may repeat it). */
+export const AUTO_MIN_PART_SIZE = 64 * 1000;
 export const DEFAULT_MIN_FALLBACK_SIZE = 4 * 1000 * 1000;
 export const DEFAULT_MAX_BSDIFF_SIZE = 128 * 1000 * 1000;
 /** ostree's CONTENT_SIZE_SIMILARITY_THRESHOLD_PERCENT. */
@@ -494,9 +497,12 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   if (from !== null) validateChecksum(from);
   if (from === to) throw new CairnError('INVALID_ARGUMENT', 'a delta needs two different commits');
   const placing = opts.inline ?? 'auto';
-  // Deltas between two commits with much to splice get smaller parts, placed inline (see
-  // AUTO_PART_SIZE); the size is settled once the plain files are known (ownParts below).
-  let maxPartSize = opts.maxPartSize ?? DEFAULT_MAX_PART_SIZE;
+  // Deltas between two commits get parts small enough to be at least three per group, placed
+  // inline (see maxPartSize); otherwise ostree's 32 MB.
+  const partSizeFor = (plans: Plan[]): number => {
+    if (opts.maxPartSize !== undefined || placing !== 'auto' || from === null) return opts.maxPartSize ?? DEFAULT_MAX_PART_SIZE;
+    return Math.min(AUTO_PART_SIZE, Math.max(AUTO_MIN_PART_SIZE, Math.ceil(payloadOf(plans) / MIN_OUTSTANDING)));
+  };
   const minFallback = opts.minFallbackSize ?? DEFAULT_MIN_FALLBACK_SIZE;
   const maxBsdiff = opts.maxBsdiffSize ?? DEFAULT_MAX_BSDIFF_SIZE;
   const sbKey = superblockKey(from, to);
@@ -626,7 +632,6 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   // the bsdiffs run; otherwise everything is laid out together once planned (one xz window).
   const early = metaPlans.concat(smallFirst(plainPlans), linkPlans);
   const ownParts = payloadOf(early) >= SPLIT_MIN_PAYLOAD;
-  if (opts.maxPartSize === undefined && placing === 'auto' && from !== null && ownParts) maxPartSize = AUTO_PART_SIZE;
   const internal = new AbortController();
   const onAbort = () => internal.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -639,7 +644,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     });
   let compressed = 0;
   let totalParts = 0;
-  const earlyBuilders = ownParts ? layout(early, maxPartSize) : [];
+  const earlyBuilders = ownParts ? layout(early, partSizeFor(early)) : [];
   totalParts += earlyBuilders.length;
   const earlyFiles = ownParts ? compress(earlyBuilders) : Promise.resolve([]);
   earlyFiles.catch(() => {}); // awaited below, also on failure
@@ -676,7 +681,7 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
     // plain files did not get their own parts, everything in the order metadata, patches, files
     // (small ones first, in sorted order), symlinks.
     const late = ownParts ? patchPlans.concat(smallFirst(rejectedPlans)) : metaPlans.concat(patchPlans, smallFirst(mergeSorted(sorted, plainPlans, rejectedPlans)), linkPlans);
-    const lateBuilders = late.length > 0 || !ownParts ? layout(late, maxPartSize) : [];
+    const lateBuilders = late.length > 0 || !ownParts ? layout(late, partSizeFor(late)) : [];
     totalParts += lateBuilders.length;
     const lateFiles = await compress(lateBuilders);
     builders = [...earlyBuilders, ...lateBuilders];

@@ -26,9 +26,9 @@
  *     object is ever paid twice. When the metadata alone does not fit, every
  *     part is a file of its own;
  *   - fewer than MIN_OUTSTANDING parts inline leave the client's queue open: the
- *     parts are then repeated (same bytes, same header; the client applies
- *     each copy, the later ones finding their objects written) until there are
- *     MIN_OUTSTANDING, when the content at risk costs more loose than the
+ *     part with the most at risk is then carried MIN_OUTSTANDING times (same
+ *     bytes, same header; the client applies each copy, the later ones finding
+ *     their objects written), when its content costs more loose than the
  *     copies do and the copies fit the budget.
  * Pure and deterministic: the same parts give the same placement.
  */
@@ -107,13 +107,13 @@ export function placeParts(input: PlacementInput): PlacementPlan {
     fallback = all.filter((i) => !keep.has(i));
   }
   if (inline.length < MIN_OUTSTANDING) {
-    // Copies of the parts with the most at risk (the slow ones to apply), ties by position.
-    const byRisk = [...inline].sort((a, b) => parts[b]!.looseBytes - parts[a]!.looseBytes || a - b);
-    const copies: number[] = [];
-    for (let k = 0; inline.length + copies.length < MIN_OUTSTANDING; k++) copies.push(byRisk[k % byRisk.length]!);
-    const extra = copies.reduce((n, i) => n + copyCost(parts[i]!), 0);
-    const atRisk = inline.reduce((n, i) => n + parts[i]!.looseBytes, 0);
-    if (atRisk > extra && used + extra <= budget) inline = [...inline, ...copies];
+    // The part with the most at risk (the slow one to apply; ties by position) is carried
+    // MIN_OUTSTANDING times: the copies alone keep the queue closed until it is written, however
+    // soon the other part is done.
+    const riskiest = [...inline].sort((a, b) => parts[b]!.looseBytes - parts[a]!.looseBytes || a - b)[0]!;
+    const copies = Array.from({ length: MIN_OUTSTANDING - 1 }, () => riskiest);
+    const extra = copies.length * copyCost(parts[riskiest]!);
+    if (parts[riskiest]!.looseBytes > extra && used + extra <= budget) inline = [...inline, ...copies];
   }
   return { kind: 'inline', inline, fallback };
 }

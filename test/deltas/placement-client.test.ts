@@ -3,9 +3,10 @@
 // that fits the client's 10 MiB superblock), and, under a smaller budget, metadata and the
 // best-saving parts inline with the other parts' objects as fallbacks. Each pull is judged by
 // `ostree fsck` and a checkout compared with the source tree; the server's request log shows that
-// no part file was asked for, and that every fallback object was fetched loose. A one-part delta
-// patching a large binary is carried three times, so that the client's queue stays closed until
-// the patched file is written: the binary is never fetched loose beside its 2 kB patch.
+// no part file was asked for, and that every fallback object was fetched loose. A delta patching a
+// large binary (fewer than three parts) carries the patch's part three times, so that the client's
+// queue stays closed until the patched file is written: the binary is never fetched loose beside
+// its 2 kB patch.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -136,7 +137,7 @@ test('over a (small) budget: metadata and the best parts inline, the rest as fal
   }
 });
 
-test('a one-part patch of a large binary is carried three times: the binary is never fetched loose', async () => {
+test('a small patch of a large binary: its part carried three times; the binary is never fetched loose', async () => {
   const b1 = path.join(work, 'bin-v1');
   const b2 = path.join(work, 'bin-v2');
   await fsp.mkdir(path.join(b1, 'usr/bin'), { recursive: true });
@@ -149,10 +150,12 @@ test('a one-part patch of a large binary is carried three times: the binary is n
   const repo = await repoWithPair('patch', () => b1, () => b2);
   const r = await compileDelta(repo, c1, c2);
   assert.equal(r.stats.bsdiffFiles, 1);
-  assert.equal(r.stats.inlineParts, 3, 'one part, carried three times');
+  assert.ok(r.stats.inlineParts >= 3, `at least three part entries in the superblock (${r.stats.inlineParts})`);
   assert.ok(r.totalSize < 50_000, `a small delta (${r.totalSize} B)`);
   const sb = decodeSuperblock((await repo.backend.read(superblockKey(c1, c2)))!.data);
-  assert.equal(new Set(sb.parts.map((p) => p.checksum)).size, 1, 'the same part each time');
+  const times = new Map<string, number>();
+  for (const p of sb.parts) times.set(p.checksum, (times.get(p.checksum) ?? 0) + 1);
+  assert.ok([...times.values()].includes(3), `the patch's part carried three times (${[...times.values()]})`);
   await updateSummary(repo);
 
   await cairn?.stop();

@@ -58,11 +58,11 @@ test('dropping a part counts its fallback entries against the budget', () => {
   assert.deepEqual(placeParts({ parts, baseBytes: 100_000, fromScratch: false }), { kind: 'files' });
 });
 
-test('fewer than three parts: the riskiest repeated up to three when that costs less than what is at risk', () => {
+test('fewer than three parts: the riskiest carried three times when that costs less than what it puts at risk', () => {
   // a 2 kB patch of a 5 MB binary: three copies (6 kB) against 5 MB fetched loose
   assert.deepEqual(placeParts({ parts: [part(2_000, 5 * MB, true, 4)], baseBytes: 1_000, fromScratch: false }), inline([0, 0, 0]));
-  // two parts: the one with more at risk is the copy
-  assert.deepEqual(placeParts({ parts: [part(1_000, 0, true, 3), part(50_000, 900_000)], baseBytes: 1_000, fromScratch: false }), inline([0, 1, 1]));
+  // two parts: the one with more at risk is carried three times
+  assert.deepEqual(placeParts({ parts: [part(1_000, 0, true, 3), part(50_000, 900_000)], baseBytes: 1_000, fromScratch: false }), inline([0, 1, 1, 1]));
   // nothing at risk (a deleted folder: metadata only), or less than the copies cost: no copies
   assert.deepEqual(placeParts({ parts: [part(1_000, 0, true, 2)], baseBytes: 1_000, fromScratch: false }), inline([0]));
   assert.deepEqual(placeParts({ parts: [part(10_000, 15_000, true, 2)], baseBytes: 1_000, fromScratch: false }), inline([0]));
