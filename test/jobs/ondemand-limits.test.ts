@@ -159,11 +159,17 @@ test('cairn serve takes the limit from CAIRN_ONDEMAND_PER_HOUR', () => {
 });
 
 test('a flood of anonymous superblock 404s costs one decision per pair, at most 16 at once', async () => {
-  // Count the decisions that reach the disk: each opens the repository first.
+  // Count the decisions that reach the disk: each opens the repository first. `slowMs` makes
+  // each decision last that long, so that a flood overlaps them whatever the machine's speed
+  // (a decision over blocking reads can otherwise end before the next request arrives).
   let opened = 0;
+  let slowMs = 0;
   const open = data.registry.open.bind(data.registry);
-  data.registry.open = (name: string, maxAgeMs?: number) => {
-    if (name === 'main') opened++;
+  data.registry.open = async (name: string, maxAgeMs?: number) => {
+    if (name === 'main') {
+      opened++;
+      if (slowMs) await new Promise((r) => setTimeout(r, slowMs));
+    }
     return open(name, maxAgeMs);
   };
   clock += 2 * 3600 * 1000; // a full bucket
@@ -176,6 +182,7 @@ test('a flood of anonymous superblock 404s costs one decision per pair, at most 
     for (const r of results.slice(seen)) assert.ok(r === 'ineligible' || r === 'duplicate', r); // duplicate: while the one decision ran
     // 100 different pairs at once (pipelined, not awaited one by one): at most 16 decide, the rest are 'busy'.
     opened = 0;
+    slowMs = 200;
     const made: string[] = [];
     for (let i = 0; i < 100; i++) made.push(`${i.toString(16).padStart(2, '0')}${'e'.repeat(62)}`);
     await Promise.all(made.map((from) => request(app).get(superblockUrl(from, c.c5!)).expect(404)));
