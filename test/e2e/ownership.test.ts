@@ -151,7 +151,9 @@ test('a repository made by `ostree`: anonymous requests write nothing into it, a
 
   const pushed = await push('theirs');
   assert.equal(pushed.code, 0, pushed.stderr);
-  // A host verifying Cairn's signatures gets the pushed commit.
+  // A host verifying Cairn's signatures gets the pushed commit (once the push's delta jobs have
+  // regenerated the summary: a pull straddling that can meet a torn summary pair, issue #11 item 0).
+  await jobsSettled(cairn.url);
   const client = await initRepo(path.join(work, 'client'), 'archive');
   await addRemote(client, 'cairn', `${cairn.url}/repo/theirs`, { gpgImport: keyFile, set: { 'gpg-verify': 'true', 'gpg-verify-summary': 'true' } });
   await ostree(['pull', 'cairn', REF], { repo: client });
