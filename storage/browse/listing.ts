@@ -1,0 +1,246 @@
+/**
+ * A commit's tree as the operator sees it: one directory, paged; the whole
+ * tree below a path in `ostree ls -R` order, as a stream with a cap; and one
+ * file's content. Paths are resolved by walking dirtrees only (trees.ts).
+ */
+import type { Readable } from 'node:stream';
+import { CairnError } from '../errors';
+import { isSymlink } from '../objects/content';
+import { S_IFMT } from '../objects/dirmeta';
+import type { Repo } from '../repo/repo';
+import { openContent, readContentHead } from './content';
+import { xattrJson, type XattrJson } from './json';
+import { joinPath, loadDirMeta, loadDirTree, pathSegments, resolvePath } from './trees';
+
+export type EntryKind = 'file' | 'dir' | 'symlink';
+
+/** One entry of a tree. */
+export interface TreeEntry {
+  name: string;
+  /** Absolute path inside the commit (`/` for the root). */
+  path: string;
+  kind: EntryKind;
+  /** Full st_mode (type bits included), e.g. 0o100644 = 33188. */
+  mode: number;
+  /** Permission bits only, as octal text, e.g. `0755`. */
+  permissions: string;
+  uid: number;
+  gid: number;
+  /** File size in bytes (0 for directories and symlinks, as `ostree ls` shows). */
+  size: number;
+  /** Bytes of the stored `.filez` (files and symlinks), null for directories. */
+  archivedSize: number | null;
+  symlinkTarget: string | null;
+  xattrs: XattrJson[];
+  /** Content checksum (files, symlinks) or dirtree checksum (directories). */
+  checksum: string;
+  /** Dirmeta checksum of a directory, else null. */
+  metaChecksum: string | null;
+}
+
+/** Entries one page holds by default, and at most. */
+export const DEFAULT_TREE_PAGE = 200;
+export const MAX_TREE_PAGE = 1000;
+
+export interface DirectoryPage {
+  commit: string;
+  /** The directory itself. */
+  dir: TreeEntry;
+  /** Files first, then directories, each in name (strcmp) order: the order of `ostree ls`. */
+  entries: TreeEntry[];
+  /** Entries in the directory in all. */
+  total: number;
+  /** Offset of this page. */
+  offset: number;
+  /** Cursor of the next page (pass as `cursor`), null at the end. */
+  next: string | null;
+}
+
+/**
+ * One page of directory `path` of `commit`. A commit never changes, so the
+ * cursor is an offset into its (sorted, immutable) entries. NOT_FOUND for a
+ * path that does not exist, INVALID_ARGUMENT for one that is not a directory.
+ */
+export async function listDirectory(repo: Repo, commit: string, path: string, opts: { cursor?: string | null; limit?: number } = {}): Promise<DirectoryPage> {
+  const limit = clamp(opts.limit ?? DEFAULT_TREE_PAGE, 1, MAX_TREE_PAGE);
+  const offset = parseCursor(opts.cursor);
+  const r = await resolvePath(repo, commit, path);
+  if (r.kind !== 'dir') throw new CairnError('INVALID_ARGUMENT', `${r.path} is not a directory`, { path: r.path });
+  const segs = pathSegments(path);
+  const dir = await dirEntry(repo, segs, r.treeChecksum, r.metaChecksum);
+  const dt = await loadDirTree(repo, r.treeChecksum);
+  const total = dt.files.length + dt.dirs.length;
+  const entries: TreeEntry[] = [];
+  const end = Math.min(total, offset + limit);
+  const jobs: Array<() => Promise<TreeEntry>> = [];
+  for (let i = offset; i < end; i++) {
+    if (i < dt.files.length) {
+      const f = dt.files[i]!;
+      jobs.push(() => fileEntry(repo, [...segs, f.name], f.checksum));
+    } else {
+      const d = dt.dirs[i - dt.files.length]!;
+      jobs.push(() => dirEntry(repo, [...segs, d.name], d.treeChecksum, d.metaChecksum));
+    }
+  }
+  // Headers read 32 at a time.
+  for (let i = 0; i < jobs.length; i += 32) entries.push(...(await Promise.all(jobs.slice(i, i + 32).map((j) => j()))));
+  return { commit, dir, entries, total, offset, next: end < total ? String(end) : null };
+}
+
+function parseCursor(c: string | null | undefined): number {
+  if (c === undefined || c === null || c === '') return 0;
+  if (!/^[0-9]{1,9}$/.test(c)) throw new CairnError('INVALID_ARGUMENT', 'invalid cursor');
+  return Number(c);
+}
+
+function clamp(n: number, lo: number, hi: number): number {
+  if (!Number.isFinite(n)) return lo;
+  return Math.min(hi, Math.max(lo, Math.floor(n)));
+}
+
+async function dirEntry(repo: Repo, segs: string[], tree: string, meta: string): Promise<TreeEntry> {
+  const m = await loadDirMeta(repo, meta);
+  return {
+    name: segs.length ? segs[segs.length - 1]! : '/',
+    path: joinPath(segs),
+    kind: 'dir',
+    mode: m.mode,
+    permissions: perms(m.mode),
+    uid: m.uid,
+    gid: m.gid,
+    size: 0,
+    archivedSize: null,
+    symlinkTarget: null,
+    xattrs: m.xattrs.map((x) => xattrJson(x)),
+    checksum: tree,
+    metaChecksum: meta,
+  };
+}
+
+async function fileEntry(repo: Repo, segs: string[], checksum: string): Promise<TreeEntry> {
+  const h = await readContentHead(repo, checksum);
+  const link = isSymlink(h.header);
+  return {
+    name: segs[segs.length - 1]!,
+    path: joinPath(segs),
+    kind: link ? 'symlink' : 'file',
+    mode: h.header.mode,
+    permissions: perms(h.header.mode),
+    uid: h.header.uid,
+    gid: h.header.gid,
+    size: link ? 0 : h.size,
+    archivedSize: h.storedSize,
+    symlinkTarget: link ? h.header.symlinkTarget : null,
+    xattrs: h.header.xattrs.map((x) => xattrJson(x)),
+    checksum,
+    metaChecksum: null,
+  };
+}
+
+function perms(mode: number): string {
+  return '0' + (mode & ~S_IFMT & 0o7777).toString(8).padStart(3, '0');
+}
+
+/** Entries a recursive listing yields by default, and at most. */
+export const DEFAULT_WALK_ENTRIES = 100_000;
+export const MAX_WALK_ENTRIES = 1_000_000;
+
+export interface WalkOptions {
+  /** Most entries to yield (the directory itself counts); default DEFAULT_WALK_ENTRIES. */
+  maxEntries?: number;
+  /** Read each file's header (mode, owner, size, target, xattrs); default true. Without, files carry kind 'file' and zeros. */
+  details?: boolean;
+}
+
+/** What walkTree yields: entries, then one final `{ done }` record saying whether the cap cut it short. */
+export type WalkItem = { entry: TreeEntry } | { done: true; truncated: boolean; entries: number };
+
+/**
+ * Every entry below `path` (which must be a directory) in `ostree ls -R`
+ * order: the directory itself, then its files, then each subdirectory
+ * followed by what it holds. Depth-first with one dirtree per level held at
+ * a time; stops after `maxEntries` (the last item says so). Consumers stream
+ * it (the HTTP layer writes lines as they come).
+ */
+export async function* walkTree(repo: Repo, commit: string, path: string, opts: WalkOptions = {}): AsyncGenerator<WalkItem> {
+  const max = clamp(opts.maxEntries ?? DEFAULT_WALK_ENTRIES, 1, MAX_WALK_ENTRIES);
+  const details = opts.details ?? true;
+  const r = await resolvePath(repo, commit, path);
+  if (r.kind !== 'dir') throw new CairnError('INVALID_ARGUMENT', `${r.path} is not a directory`, { path: r.path });
+  let n = 0;
+  const root = pathSegments(path);
+  let truncated = false;
+  async function* visit(segs: string[], tree: string, meta: string): AsyncGenerator<WalkItem> {
+    if (n >= max) {
+      truncated = true;
+      return;
+    }
+    n++;
+    yield { entry: await dirEntry(repo, segs, tree, meta) };
+    const dt = await loadDirTree(repo, tree);
+    for (let i = 0; i < dt.files.length; i += 32) {
+      const batch = dt.files.slice(i, i + 32);
+      const room = max - n;
+      if (room <= 0) {
+        truncated = true;
+        return;
+      }
+      const take = batch.slice(0, room);
+      const got = await Promise.all(take.map((f) => (details ? fileEntry(repo, [...segs, f.name], f.checksum) : bareFile([...segs, f.name], f.checksum))));
+      for (const e of got) {
+        n++;
+        yield { entry: e };
+      }
+      if (take.length < batch.length) {
+        truncated = true;
+        return;
+      }
+    }
+    for (const d of dt.dirs) {
+      yield* visit([...segs, d.name], d.treeChecksum, d.metaChecksum);
+      if (truncated) return;
+    }
+  }
+  yield* visit(root, r.treeChecksum, r.metaChecksum);
+  yield { done: true, truncated, entries: n };
+}
+
+function bareFile(segs: string[], checksum: string): TreeEntry {
+  return {
+    name: segs[segs.length - 1]!,
+    path: joinPath(segs),
+    kind: 'file',
+    mode: 0,
+    permissions: '0000',
+    uid: 0,
+    gid: 0,
+    size: 0,
+    archivedSize: null,
+    symlinkTarget: null,
+    xattrs: [],
+    checksum,
+    metaChecksum: null,
+  };
+}
+
+export interface OpenedFile {
+  entry: TreeEntry;
+  /** Bytes of the file (`entry.size` of them), checked against the content checksum at the end. */
+  stream: Readable;
+}
+
+/**
+ * Opens the file at `path` in `commit` for download. Directories and
+ * symlinks are refused (INVALID_ARGUMENT; a symlink is not followed: its
+ * target is in the error's details), NOT_FOUND when there is no such path.
+ */
+export async function openFile(repo: Repo, commit: string, path: string): Promise<OpenedFile> {
+  const r = await resolvePath(repo, commit, path);
+  if (r.kind === 'dir') throw new CairnError('INVALID_ARGUMENT', `${r.path} is a directory`, { path: r.path });
+  const entry = await fileEntry(repo, pathSegments(path), r.checksum);
+  if (entry.kind === 'symlink') {
+    throw new CairnError('INVALID_ARGUMENT', `${r.path} is a symlink to ${entry.symlinkTarget!.slice(0, 200)}`, { path: r.path, symlinkTarget: entry.symlinkTarget });
+  }
+  const opened = await openContent(repo, r.checksum);
+  return { entry, stream: opened.stream };
+}
