@@ -134,7 +134,7 @@ export async function resolvePath(repo: Repo, commit: string, path: string): Pro
 }
 
 /** Binary search by strcmp order (dirtree entries are sorted so, and checked to be when decoded). */
-function findByName<T extends { name: string }>(list: readonly T[], name: string): T | undefined {
+export function findByName<T extends { name: string }>(list: readonly T[], name: string): T | undefined {
   const key = Buffer.from(name, 'utf8');
   let lo = 0;
   let hi = list.length - 1;
