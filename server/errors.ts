@@ -32,6 +32,9 @@ const STATUS: Record<ErrorCode, number> = {
   // implement it (e.g. a repository mode). libostree does not retry 501,
   // which is right since retrying cannot help.
   UNSUPPORTED: 501,
+  // 507 (RFC 4918): the server is out of space (ENOSPC/EDQUOT). Nothing was
+  // left half-written; the same request succeeds once space is freed.
+  INSUFFICIENT_STORAGE: 507,
   IO: 500,
 };
 
@@ -62,6 +65,7 @@ export function describeError(err: unknown): HttpErrorInfo {
   if (err instanceof CairnError) {
     const status = statusForCode(err.code);
     // IO messages name storage internals; keep them in the log only.
+    if (err.code === 'INSUFFICIENT_STORAGE') return { status, code: err.code, message: 'not enough storage space on the server; nothing was written' };
     if (status >= 500) return { status, code: err.code, message: 'internal storage error' };
     return { status, code: err.code, message: err.message, details: err.details };
   }
@@ -156,6 +160,7 @@ const REASONS: Record<number, string> = {
   500: 'Internal Server Error',
   501: 'Not Implemented',
   503: 'Service Unavailable',
+  507: 'Insufficient Storage',
 };
 
 function httpReason(status: number): string {

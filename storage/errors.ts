@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'FORBIDDEN' // valid credentials that do not allow this
   | 'NOT_OWNED' // a write into a repository Cairn did not create and no operator adopted (`cairn adopt`)
   | 'UNSUPPORTED' // a feature or mode Cairn does not handle
+  | 'INSUFFICIENT_STORAGE' // a write failed for lack of space (ENOSPC) or quota (EDQUOT); nothing was left half-written
   | 'IO'; // the backend failed
 
 export class CairnError extends Error {
@@ -34,6 +35,17 @@ export class CairnError extends Error {
 
 export function isCairnError(e: unknown, code?: ErrorCode): e is CairnError {
   return e instanceof CairnError && (code === undefined || e.code === code);
+}
+
+/** Whether a failed system call ran out of space (ENOSPC) or quota (EDQUOT). */
+export function isNoSpaceErrno(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** The typed error of a write that ran out of space: 507 over HTTP, never retried by `cairn push`. */
+export function insufficientStorage(what: string): CairnError {
+  return new CairnError('INSUFFICIENT_STORAGE', `not enough storage space on the server to write ${what}`);
 }
 
 /** Node's ENOENT (and ENOTDIR: a file where a folder was expected) mean "absent". */

@@ -28,6 +28,19 @@ export interface BlobReader {
 
 export type WriteSource = Buffer | AsyncIterable<Buffer | Uint8Array>;
 
+/**
+ * A write whose bytes are already stored durably aside (everything that
+ * needs space is done): commit() makes them the key's (a rename: needs no
+ * space), discard() drops them. Nothing is visible under the key before
+ * commit(). For files that must switch together (a publish: refs, summary,
+ * summary.sig, ref log), so that running out of space can only happen
+ * before the first of them switches.
+ */
+export interface PreparedWrite {
+  commit(): Promise<void>;
+  discard(): Promise<void>;
+}
+
 export interface Backend {
   /** Human-readable location, for logs. */
   readonly location: string;
@@ -46,6 +59,8 @@ export interface Backend {
   openReader?(key: string): Promise<BlobReader | null>;
   /** Atomically creates or replaces `key`: readers see the old bytes or all the new ones, never a part. */
   write(key: string, data: WriteSource): Promise<void>;
+  /** Optional: write() in two steps (see PreparedWrite); without it, callers write at commit time. */
+  prepare?(key: string, data: WriteSource): Promise<PreparedWrite>;
   /**
    * Removes `key`; absent is not an error. A driver with real folders also
    * removes the folders this leaves empty (up to, not including, the ones a
@@ -69,6 +84,13 @@ export interface Backend {
    * Drivers without it are locked per process only (storage/repo/mutex.ts).
    */
   lock?(name: string): Promise<() => Promise<void>>;
+  /**
+   * Optional: removes what dead writers left behind: temporary files of
+   * writes older than `graceMs` (or whose process is gone), lock files whose
+   * holder is gone. Returns one line per thing removed. Called at start and
+   * before publishing (storage/repo/recovery.ts).
+   */
+  sweep?(opts?: { graceMs?: number }): Promise<string[]>;
   /**
    * Optional blocking variants of stat and read, for drivers whose metadata
    * and small files are local (the filesystem): the HTTP layer uses them for

@@ -2,12 +2,18 @@ import { promises as fsp, constants as fsc, closeSync, fstatSync, lstatSync, ope
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CairnError, isNotFoundErrno } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type WriteSource, validateKey } from './backend';
-import { acquireLockFile } from './lockfile';
+import { CairnError, insufficientStorage, isNoSpaceErrno, isNotFoundErrno } from '../errors';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { acquireLockFile, breakIfStale } from './lockfile';
 
 /** Where temporary files go: inside the repo (same filesystem, so rename is atomic); OSTree clients never fetch it. */
 const TMP_DIR = 'tmp';
+/** Temporary files of writes: `tmp/cairn-<pid>-<16 hex>.tmp` (sweepTempFiles recognises them by this shape). */
+const TEMP_PREFIX = 'cairn-';
+const TEMP_SUFFIX = '.tmp';
+const TEMP_NAME = /^cairn-(\d{1,10})-[0-9a-f]{16}\.tmp$/;
+/** A temporary file whose process is gone is swept once this old (another host's writer sharing the folder is still writing into it, so it is younger). */
+const DEAD_TEMP_GRACE_MS = 60_000;
 
 /**
  * A file's info from plain (number) stats: they cost less than bigint ones on
@@ -320,9 +326,23 @@ export class FsBackend implements Backend {
    * folder only when the rename finds it missing.
    */
   async write(key: string, data: WriteSource): Promise<void> {
+    const p = await this.stage(key, data, false);
+    await p.commit();
+  }
+
+  /**
+   * The two halves of write() apart: everything that needs space now (the
+   * temporary file written and fsynced, the target's folder made), the
+   * rename into place at commit() (no space needed). See Backend.prepare.
+   */
+  prepare(key: string, data: WriteSource): Promise<PreparedWrite> {
+    return this.stage(key, data, true);
+  }
+
+  private async stage(key: string, data: WriteSource, makeDir: boolean): Promise<PreparedWrite> {
     const target = this.resolve(key);
     const dir = path.dirname(target);
-    const tmp = path.join(this.rootPath, TMP_DIR, `cairn-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
+    const tmp = path.join(this.rootPath, TMP_DIR, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
     let fh: fsp.FileHandle | undefined;
     try {
       fh = await this.openTemp(tmp);
@@ -334,28 +354,46 @@ export class FsBackend implements Backend {
       await fh.sync();
       await fh.close();
       fh = undefined;
-      // The target's folder is made only now (when the rename finds it
-      // missing), so a refused write leaves no trace. A concurrent remove()
-      // may prune that folder (empty until the rename) between the mkdir and
-      // the rename: the rename then fails with ENOENT again; make it again, once.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          if (attempt > 0) await this.ensureDir(dir);
-          await fsp.rename(tmp, target);
-          break;
-        } catch (e) {
-          if (attempt > 1 || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        }
-      }
-      // Gone only if the new file was removed (and its folder pruned) meanwhile: nothing to sync.
-      await fsyncDir(dir).catch((e: unknown) => {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      });
+      if (makeDir) await this.ensureDir(dir);
     } catch (e) {
       if (fh) await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true }).catch(() => {});
       throw e instanceof CairnError ? e : ioError(e, key);
     }
+    let done = false;
+    return {
+      commit: async () => {
+        if (done) throw new CairnError('INVALID_ARGUMENT', `write of ${key} already committed or discarded`);
+        done = true;
+        try {
+          // The target's folder is made only now (when the rename finds it
+          // missing), so a refused write leaves no trace. A concurrent remove()
+          // may prune that folder (empty until the rename) between the mkdir and
+          // the rename: the rename then fails with ENOENT again; make it again, once.
+          for (let attempt = 0; ; attempt++) {
+            try {
+              if (attempt > 0) await this.ensureDir(dir);
+              await fsp.rename(tmp, target);
+              break;
+            } catch (e) {
+              if (attempt > 1 || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+            }
+          }
+          // Gone only if the new file was removed (and its folder pruned) meanwhile: nothing to sync.
+          await fsyncDir(dir).catch((e: unknown) => {
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          });
+        } catch (e) {
+          await fsp.rm(tmp, { force: true }).catch(() => {});
+          throw e instanceof CairnError ? e : ioError(e, key);
+        }
+      },
+      discard: async () => {
+        if (done) return;
+        done = true;
+        await fsp.rm(tmp, { force: true }).catch(() => {});
+      },
+    };
   }
 
   /** Whether tmp/ was made (or found) by this backend: writes then skip the mkdir. */
@@ -428,8 +466,61 @@ export class FsBackend implements Backend {
     for (const p of prefixes) {
       const dir = this.resolve(p);
       this.keepFolder(p);
-      await this.ensureDir(dir);
+      await this.ensureDir(dir).catch((e: unknown) => {
+        throw ioError(e, p);
+      });
     }
+  }
+
+  /**
+   * Temporary files of writes (tmp/cairn-<pid>-<hex>.tmp, from this backend's
+   * writes and lock records) whose process is gone (this host: no such pid)
+   * and that are older than DEAD_TEMP_GRACE_MS, or that are older than
+   * `graceMs` (default 1 h: a live writer's file grows, so its mtime is
+   * recent); lock files whose holder is gone; locks broken aside earlier.
+   * Files ostree itself keeps in tmp/ are not touched.
+   */
+  async sweep(opts: { graceMs?: number } = {}): Promise<string[]> {
+    const grace = opts.graceMs ?? 60 * 60_000;
+    const dir = path.join(this.rootPath, TMP_DIR);
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (e) {
+      if (isNotFoundErrno(e)) return [];
+      throw ioError(e, TMP_DIR);
+    }
+    const removed: string[] = [];
+    const now = Date.now();
+    for (const name of names) {
+      const file = path.join(dir, name);
+      const temp = TEMP_NAME.exec(name);
+      if (temp) {
+        const st = await fsp.lstat(file).catch(() => null);
+        if (!st?.isFile()) continue;
+        const age = now - st.mtimeMs;
+        const pid = Number(temp[1]);
+        const dead = pid !== process.pid && !pidAlive(pid);
+        if (age > grace || (dead && age > DEAD_TEMP_GRACE_MS)) {
+          await fsp.rm(file, { force: true });
+          removed.push(`removed temporary file tmp/${name} (${Math.round(age / 1000)} s old${dead ? `, process ${pid} gone` : ''})`);
+        }
+        continue;
+      }
+      if (/^cairn-[a-z0-9-]{1,64}\.lock$/.test(name)) {
+        const why = await breakIfStale(file).catch(() => null);
+        if (why) removed.push(`removed stale lock tmp/${name} (${why})`);
+        continue;
+      }
+      if (/^cairn-[a-z0-9-]{1,64}\.lock\.stale-[0-9a-f]{8}$/.test(name)) {
+        const st = await fsp.lstat(file).catch(() => null);
+        if (st?.isFile() && now - st.mtimeMs > DEAD_TEMP_GRACE_MS) {
+          await fsp.rm(file, { force: true });
+          removed.push(`removed broken lock tmp/${name}`);
+        }
+      }
+    }
+    return removed;
   }
 
   /** Lock files live in the repository's tmp/ (never served; same filesystem for every process). */
@@ -474,6 +565,15 @@ async function writeAll(fh: fsp.FileHandle, chunk: Buffer | Uint8Array): Promise
   }
 }
 
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await fsp.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
@@ -485,5 +585,6 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 function ioError(e: unknown, key: string): CairnError {
   const err = e as NodeJS.ErrnoException;
+  if (isNoSpaceErrno(e)) return insufficientStorage(key);
   return new CairnError('IO', `storage error on ${key}: ${err.code ?? err.message}`, { path: key });
 }

@@ -6,9 +6,10 @@ import { OBJECT_GVARIANT_TYPE, ObjectType } from '../objects/types';
 import { objectName, walkCommitTree } from './closure';
 import { withRepoLock } from './mutex';
 import { validateRefName } from './names';
-import { appendRefLog, type RefLogEntry } from './reflog';
+import { recoverBeforePublish, summaryAgrees } from './recovery';
+import type { RefLogEntry } from './reflog';
 import type { Repo } from './repo';
-import { updateSummary, type SummarySigner } from './summary';
+import { switchPublished, type SummarySigner } from './summary';
 
 /** Signs what a repository publishes; see storage/signing. */
 export interface RepoSigner {
@@ -38,8 +39,10 @@ export interface UpdateRefsOptions {
  * Moves one or several refs together: under the repository's lock, every
  * expectation is checked (CONFLICT with the current values on a mismatch),
  * every target commit's whole tree must be present and valid (MISSING_OBJECTS
- * listing what is not), and only then are commits signed, refs written, the
- * move recorded and the summary (and its signature) regenerated.
+ * listing what is not), and only then are commits signed, and refs, ref log,
+ * summary and summary.sig switched as one (summary.ts switchPublished). A
+ * switch a crash or a full disk left unfinished is finished first; a request
+ * that moves nothing still regenerates a summary that disagrees with the refs.
  */
 export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateRefsOptions): Promise<RefLogEntry[]> {
   if (updates.length === 0) throw new CairnError('INVALID_ARGUMENT', 'no ref updates given');
@@ -53,6 +56,8 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
   }
 
   return withRepoLock(repo.backend, 'refs', async () => {
+    // A switch left unfinished (crash, full disk) is finished before anything is read.
+    await recoverBeforePublish(repo, opts.signer?.signSummary);
     const current = new Map<string, string | null>();
     for (const u of updates) current.set(u.ref, await repo.readRef(u.ref));
 
@@ -98,27 +103,16 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
       if (old === u.commit) continue;
       changes.push({ time, ref: u.ref, old, new: u.commit, actor: opts.actor });
     }
-    if (changes.length === 0) return changes;
-    // Deletions first: they may free the paths that creations need (a/b goes, a comes).
-    const order = [...changes.filter((c) => c.new === null), ...changes.filter((c) => c.new !== null)];
-    const written: RefLogEntry[] = [];
-    let summaryTouched = false;
-    try {
-      for (const c of order) {
-        written.push(c);
-        await repo.setRef(c.ref, c.new);
-      }
-      summaryTouched = true;
-      await updateSummary(repo, opts.signer?.signSummary);
-    } catch (e) {
-      // All or nothing: put back what was already moved (newest first) and,
-      // if the summary was being replaced, one of the refs as they were; then
-      // report the failure (nothing goes to the reflog).
-      for (const c of written.reverse()) await repo.setRef(c.ref, c.old).catch(() => undefined);
-      if (summaryTouched) await updateSummary(repo, opts.signer?.signSummary).catch(() => undefined);
-      throw e;
+    if (changes.length === 0) {
+      // Nothing moves, but the summary must still say what the refs say (a
+      // summary left stale by a crash or a full disk before this start).
+      await withRepoLock(repo.backend, 'summary', async () => {
+        if (!(await summaryAgrees(repo, opts.signer !== undefined))) await switchPublished(repo, { changes: [], signer: opts.signer?.signSummary });
+      });
+      return changes;
     }
-    await appendRefLog(repo, changes);
+    // Refs, ref log, summary and summary.sig switch together (summary.ts: staged, journalled, renamed).
+    await withRepoLock(repo.backend, 'summary', () => switchPublished(repo, { changes, signer: opts.signer?.signSummary }));
     await opts.onPublished?.(changes);
     return changes;
   });

@@ -34,15 +34,74 @@ export function refDigest(ref: string): string {
   return createHash('sha256').update(ref, 'utf8').digest('hex').slice(0, 16);
 }
 
-/** The file name of a new entry (without the folder). */
-export function refLogFileName(e: RefLogEntry): string {
-  return `${e.time.replace(/[:.]/g, '-')}-${randomBytes(4).toString('hex')}-r${refDigest(e.ref)}.json`;
+/**
+ * The file name of a new entry (without the folder). `salt` (a publish's
+ * journal id and the entry's place in it) makes the name deterministic, so
+ * that a publish rolled forward after a crash writes the entry under the
+ * name its journal recorded (once, whether or not it was already written).
+ */
+export function refLogFileName(e: RefLogEntry, salt?: string): string {
+  const middle = salt === undefined ? randomBytes(4).toString('hex') : createHash('sha256').update(salt, 'utf8').digest('hex').slice(0, 8);
+  return `${e.time.replace(/[:.]/g, '-')}-${middle}-r${refDigest(e.ref)}.json`;
+}
+
+/** The backend key of the entry file `name`. */
+export function refLogKey(name: string): string {
+  return `${PREFIX}/${name}`;
+}
+
+/** The bytes of an entry's file. */
+export function refLogBytes(e: RefLogEntry): Buffer {
+  const { time, ref, old, new: next, actor } = e;
+  return Buffer.from(JSON.stringify({ time, ref, old, new: next, actor }) + '\n');
 }
 
 const NEW_NAME = /-r([0-9a-f]{16})\.json$/;
 
 export async function appendRefLog(repo: Repo, entries: RefLogEntry[]): Promise<void> {
-  for (const e of entries) await repo.backend.write(`${PREFIX}/${refLogFileName(e)}`, Buffer.from(JSON.stringify(e) + '\n'));
+  for (const e of entries) await repo.backend.write(refLogKey(refLogFileName(e)), refLogBytes(e));
+}
+
+/**
+ * The newest entry of each of `refs` (undefined for a ref without one), for
+ * recovery: names are listed once, then opened from the newest down until
+ * every ref is found or `maxReads` files were opened (`complete` false then).
+ */
+export async function newestEntries(repo: Repo, refs: Iterable<string>, maxReads = MAX_REFLOG_FILE_READS): Promise<{ entries: Map<string, RefLogEntry>; complete: boolean }> {
+  const wanted = new Map<string, string>(); // digest → … (several refs may share a digest: checked inside)
+  const open = new Set<string>();
+  for (const r of refs) {
+    open.add(r);
+    wanted.set(refDigest(r), r);
+  }
+  const names: string[] = [];
+  for await (const k of repo.backend.list(PREFIX)) {
+    const name = k.slice(PREFIX.length + 1);
+    if (!name.endsWith('.json') || name.includes('/')) continue;
+    const m = NEW_NAME.exec(name);
+    if (m && !wanted.has(m[1]!)) continue;
+    names.push(name);
+  }
+  names.sort().reverse();
+  const entries = new Map<string, RefLogEntry>();
+  let reads = 0;
+  for (const name of names) {
+    if (open.size === 0) break;
+    if (reads >= maxReads) return { entries, complete: false };
+    const got = await repo.backend.read(`${PREFIX}/${name}`);
+    reads++;
+    if (!got) continue;
+    try {
+      const e = JSON.parse(got.data.toString('utf8')) as RefLogEntry;
+      if (typeof e?.ref === 'string' && open.has(e.ref)) {
+        entries.set(e.ref, e);
+        open.delete(e.ref);
+      }
+    } catch {
+      // a damaged entry: the next older one of that ref counts
+    }
+  }
+  return { entries, complete: true };
 }
 
 export interface RefLogQuery {

@@ -5,6 +5,12 @@ import { CairnError, isNotFoundErrno } from '../errors';
 import { validateRepoName } from './names';
 import { Repo, type InitOptions } from './repo';
 import { SettingsStore } from './settings';
+import { recoverRepo, type RecoveryReport } from './recovery';
+import { ensureRepoKeys, loadRepoKeys, type RepoKeys } from '../signing/keys';
+import { createRepoSigner, ED25519_SIGS_KEY, GPG_SIGS_KEY } from '../signing/signer';
+import { ed25519Verify } from '../signing/ed25519';
+import { gpgVerifyDetached, readGpgPublicKeys } from '../signing/gpg';
+import { parse, Variant, type VarDict } from '../gvariant';
 
 /**
  * The repositories of a data folder: every archive repo at DATA/repos/NAME
@@ -102,9 +108,69 @@ export class RepoRegistry {
     return repo;
   }
 
-  /** On first start with no repository at all, Cairn creates `main`. */
+  /**
+   * At the start of `cairn serve`, before anything is answered: on first
+   * start with no repository at all, Cairn creates `main`; then every
+   * repository Cairn owns is recovered (recoverAll).
+   */
   async ensureDefault(): Promise<void> {
     await fsp.mkdir(this.reposDir, { recursive: true });
     if ((await this.list()).length === 0) await this.create('main');
+    await this.recoverAll();
   }
+
+  /**
+   * Start-up recovery (storage/repo/recovery.ts) of every repository Cairn
+   * owns: temporary files and stale locks of dead processes swept, an
+   * unfinished publish rolled forward, damaged refs restored from the ref
+   * log or reported, and a summary that disagrees with the refs or whose
+   * signature does not verify regenerated and signed with the repository's
+   * keys (DATA/keys/NAME). Repositories Cairn does not own are never written.
+   */
+  async recoverAll(): Promise<RecoveryReport[]> {
+    const settings = new SettingsStore(this.dataDir);
+    const reports: RecoveryReport[] = [];
+    for (const name of await this.list()) {
+      let owned: boolean;
+      try {
+        owned = settings.owned(name);
+      } catch {
+        continue; // unreadable settings: not known to be ours, so not written (the server reports them on use)
+      }
+      const repo = owned ? this.openNow(name) : null;
+      if (!repo) continue;
+      let keys: Promise<RepoKeys> | undefined;
+      const ensureKeys = () => (keys ??= ensureRepoKeys(this.dataDir, name));
+      reports.push(
+        await recoverRepo(repo, {
+          signer: async (summary) => createRepoSigner(await ensureKeys()).signSummary(summary),
+          verify: async (summary, sig) => verifySummarySig(await loadRepoKeys(this.dataDir, name), summary, sig),
+        }),
+      );
+    }
+    return reports;
+  }
+}
+
+/**
+ * Whether summary.sig holds a valid signature over `summary` for each scheme
+ * Cairn signs with (GPG and ed25519), by the repository's own keys.
+ */
+async function verifySummarySig(keys: RepoKeys, summary: Buffer, sig: Buffer): Promise<boolean> {
+  let dict: VarDict;
+  try {
+    dict = parse('a{sv}', sig) as VarDict;
+  } catch {
+    return false;
+  }
+  const list = (key: string): Buffer[] => {
+    const v = dict.find(([k]) => k === key)?.[1];
+    return v instanceof Variant && v.type === 'aay' ? (v.value as Buffer[]) : [];
+  };
+  const ed = list(ED25519_SIGS_KEY);
+  if (!ed.some((s) => s.length === 64 && ed25519Verify(keys.ed25519.publicKey, summary, s))) return false;
+  const gpg = list(GPG_SIGS_KEY);
+  if (gpg.length === 0) return false;
+  const result = await gpgVerifyDetached(summary, gpg, await readGpgPublicKeys(keys.gpgPublicFile)).catch(() => ({ validKeyIds: [] as string[] }));
+  return result.validKeyIds.length > 0;
 }

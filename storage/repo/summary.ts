@@ -5,7 +5,11 @@ import { commitVersion, decodeCommit } from '../objects/commit';
 import { bswap64 } from '../objects/endian';
 import { OBJECT_GVARIANT_TYPE, ObjectType } from '../objects/types';
 import { keyFileBool, keyFileGet, keyFileSet } from './config';
+import type { Backend, PreparedWrite } from '../backends/backend';
+import { faultPoint } from './faults';
+import { JOURNAL_KEY, newJournalId, readJournal, sha256OrNull, type Journal, type JournalChange } from './journal';
 import { withRepoLock } from './mutex';
+import { refLogBytes, refLogFileName, refLogKey, type RefLogEntry } from './reflog';
 import { compareBytes, type Repo } from './repo';
 
 /** Produces the bytes of summary.sig for given summary bytes (an a{sv} of signatures). */
@@ -48,9 +52,9 @@ function deltaDict(entries: StaticDeltaEntry[]): VarDict {
  * the exact commit size (little-endian), checksum, and the commit's timestamp
  * ([BE]) and version; then repository metadata and the static deltas.
  */
-export async function buildSummary(repo: Repo, opts: { now?: Date; deltas?: StaticDeltaEntry[] } = {}): Promise<Buffer> {
+export async function buildSummary(repo: Repo, opts: { now?: Date; deltas?: StaticDeltaEntry[]; refs?: Map<string, string> } = {}): Promise<Buffer> {
   const config = await repo.readConfig();
-  const refs = await repo.listRefs();
+  const refs = opts.refs ?? (await repo.listRefs());
   const entries: unknown[] = [];
   for (const [name, checksum] of refs) {
     const data = await repo.readMetadata(checksum, ObjectType.Commit);
@@ -111,24 +115,156 @@ export async function writeDeltaIndexes(repo: Repo, deltas: StaticDeltaEntry[]):
 /**
  * Regenerates summary (and delta indexes) after refs or deltas changed. With a
  * signer, summary.sig is rewritten to match; without one, a stale summary.sig is
- * removed first — a client that sees an unchanged summary.sig keeps its cached
- * summary, so a signature must never outlive the summary it signs.
+ * removed — a client that sees an unchanged summary.sig keeps its cached
+ * summary, so a signature must never outlive the summary it signs. The two
+ * switch through the publish journal (switchPublished), so a crash or a full
+ * disk never leaves them disagreeing for longer than the next start or publish.
  */
 export async function updateSummary(repo: Repo, signer?: SummarySigner): Promise<Buffer> {
-  return withRepoLock(repo.backend, 'summary', async () => {
-    const deltas = await listStaticDeltas(repo);
-    await writeDeltaIndexes(repo, deltas);
-    const summary = await buildSummary(repo, { deltas });
-    if (signer) {
-      const sig = await signer(summary);
-      // New signature first: a client that fetches it with the old summary fails
-      // verification and retries, rather than silently keeping a stale cache.
-      await repo.backend.write('summary.sig', sig);
-      await repo.backend.write('summary', summary);
-    } else {
-      await repo.backend.remove('summary.sig');
-      await repo.backend.write('summary', summary);
+  return withRepoLock(repo.backend, 'summary', () => switchPublished(repo, { changes: [], signer }));
+}
+
+export interface SwitchOptions {
+  /** Ref moves to make with this switch (the caller holds the `refs` lock and checked them). */
+  changes: RefLogEntry[];
+  signer?: SummarySigner;
+  /** Internal: this switch finishes one that failed past its commit point (no further attempt). */
+  finishing?: boolean;
+}
+
+const SUMMARY = 'summary';
+const SUMMARY_SIG = 'summary.sig';
+
+/**
+ * One switch of what a repository publishes: ref moves, the ref log, the
+ * summary (with the delta indexes) and its signature, as one. The caller
+ * holds the `summary` lock (and the `refs` lock when there are ref moves).
+ *
+ * 1. A switch left unfinished by a process that died or failed (its journal
+ *    is still there) is rolled forward first: refs and ref-log entries as
+ *    its journal says; the summary is regenerated below anyway.
+ * 2. Everything that needs space is done before anything switches: delta
+ *    indexes, then the new summary (from the refs as they will be) and its
+ *    signature, the ref files and the ref-log entries, each written and
+ *    fsynced aside (Backend.prepare). A full disk fails here, and the staged
+ *    files are removed: nothing changed.
+ * 3. The journal (one atomic write) records the moves, the ref-log file
+ *    names and the digests of the old and new summary pairs: the commit point.
+ * 4. Renames only (no space needed): refs (deletions first), summary, then
+ *    summary.sig, then the ref-log entries; the journal is removed.
+ * A failure after 3 rolls forward at once (as after a crash); if that fails
+ * too, the journal stays for the next start or publish and the error goes
+ * to the caller. Readers keep serving the old pair while the files switch
+ * (server/files/summary-pair.ts, using the journal's digests).
+ */
+export async function switchPublished(repo: Repo, opts: SwitchOptions): Promise<Buffer> {
+  await rollForwardJournal(repo);
+  const b = repo.backend;
+  const deltas = await listStaticDeltas(repo);
+  await writeDeltaIndexes(repo, deltas);
+  const refs = await repo.listRefs();
+  for (const c of opts.changes) {
+    if (c.new === null) refs.delete(c.ref);
+    else refs.set(c.ref, c.new);
+  }
+  const sorted = new Map([...refs].sort(([a], [z]) => compareBytes(a, z)));
+  const summary = await buildSummary(repo, { deltas, refs: sorted });
+  const sig = opts.signer ? await opts.signer(summary) : null;
+  const prev = { summary: sha256OrNull((await b.read(SUMMARY))?.data), sig: sha256OrNull((await b.read(SUMMARY_SIG))?.data) };
+
+  const id = newJournalId();
+  const changes: JournalChange[] = opts.changes.map((c, i) => ({ ...c, file: refLogFileName(c, `${id}:${i}`) }));
+  // Deletions first: they may free the paths that creations need (a/b goes, a comes).
+  const order = [...changes.filter((c) => c.new === null), ...changes.filter((c) => c.new !== null)];
+  const staged: Array<{ key: string; write: PreparedWrite | null }> = [];
+  try {
+    for (const c of order) staged.push({ key: refKey(c.ref), write: c.new === null ? null : await stage(b, refKey(c.ref), Buffer.from(c.new + '\n')) });
+    staged.push({ key: SUMMARY, write: await stage(b, SUMMARY, summary) });
+    staged.push({ key: SUMMARY_SIG, write: sig ? await stage(b, SUMMARY_SIG, sig) : null });
+    for (const c of changes) staged.push({ key: refLogKey(c.file), write: await stage(b, refLogKey(c.file), refLogBytes(c)) });
+    const journal: Journal = { version: 1, id, time: new Date().toISOString(), changes, next: { summary: sha256OrNull(summary), sig: sha256OrNull(sig) }, prev };
+    faultPoint('write journal');
+    await b.write(JOURNAL_KEY, Buffer.from(JSON.stringify(journal) + '\n'));
+  } catch (e) {
+    for (const s of staged) await s.write?.discard().catch(() => undefined);
+    throw e;
+  }
+  let i = 0;
+  try {
+    for (; i < staged.length; i++) {
+      const s = staged[i]!;
+      faultPoint(`${s.write ? 'rename' : 'remove'} ${s.key}`);
+      if (s.write) await s.write.commit();
+      else await b.remove(s.key);
     }
-    return summary;
-  });
+    faultPoint('remove journal');
+    await b.remove(JOURNAL_KEY);
+  } catch (e) {
+    for (const s of staged.slice(i + 1)) await s.write?.discard().catch(() => undefined);
+    // Past the commit point: finish it from the journal now, as the next start would.
+    if (opts.finishing) throw e;
+    try {
+      return await switchPublished(repo, { changes: [], signer: opts.signer, finishing: true });
+    } catch {
+      throw e;
+    }
+  }
+  return summary;
+}
+
+function refKey(ref: string): string {
+  return `refs/heads/${ref}`;
+}
+
+/** A staged write (Backend.prepare), or for a driver without it a write deferred to commit(). */
+async function stage(b: Backend, key: string, data: Buffer): Promise<PreparedWrite> {
+  faultPoint(`stage ${key}`);
+  if (b.prepare) return b.prepare(key, data);
+  return { commit: () => b.write(key, data), discard: async () => undefined };
+}
+
+/** What rolling a journal forward did, for the recovery report. */
+export interface RollForward {
+  journal: string;
+  refsSet: string[];
+  entriesWritten: number;
+  damaged?: boolean;
+}
+
+/** Listeners told when a leftover journal is rolled forward (recovery.ts reports it). */
+const rollForwardListeners = new Set<(repo: Repo, r: RollForward) => void>();
+export function onRollForward(fn: (repo: Repo, r: RollForward) => void): () => void {
+  rollForwardListeners.add(fn);
+  return () => rollForwardListeners.delete(fn);
+}
+
+/**
+ * Finishes the ref moves and ref-log entries of a switch whose journal is
+ * still there (its summary is regenerated by the switch that follows; the
+ * journal is replaced by that switch's own). Idempotent. Caller holds the
+ * `summary` lock. A journal that cannot be read is reported and left for
+ * the next switch to replace (refs stay as they are on disk).
+ */
+export async function rollForwardJournal(repo: Repo): Promise<RollForward | null> {
+  const { journal, present } = await readJournal(repo.backend);
+  if (!present) return null;
+  let r: RollForward;
+  if (!journal) r = { journal: 'damaged', refsSet: [], entriesWritten: 0, damaged: true };
+  else {
+    r = { journal: journal.id, refsSet: [], entriesWritten: 0 };
+    const deletionsFirst = [...journal.changes.filter((c) => c.new === null), ...journal.changes.filter((c) => c.new !== null)];
+    for (const c of deletionsFirst) {
+      const now = await repo.readRef(c.ref).catch(() => 'damaged');
+      if (now === c.new) continue;
+      await repo.setRef(c.ref, c.new);
+      r.refsSet.push(c.ref);
+    }
+    for (const c of journal.changes) {
+      if (await repo.backend.stat(refLogKey(c.file))) continue;
+      await repo.backend.write(refLogKey(c.file), refLogBytes(c));
+      r.entriesWritten++;
+    }
+  }
+  for (const fn of rollForwardListeners) fn(repo, r);
+  return r;
 }
