@@ -154,6 +154,14 @@ export class TrafficRecorder {
 
   /** Feeds one served request (see the module comment). Never throws. */
   record(repo: string, relPath: string, bytes: number, status: number, client?: string): void {
+    try {
+      this.classify(repo, relPath, bytes, status, client);
+    } catch {
+      // Accounting must never fail a request.
+    }
+  }
+
+  private classify(repo: string, relPath: string, bytes: number, status: number, client?: string): void {
     const now = this.now();
     const b = this.repoBucket(repo, Math.floor(now / 60_000));
     const n = Number.isFinite(bytes) && bytes > 0 ? bytes : 0;
