@@ -11,10 +11,11 @@ import { describeError, fileErrorHeaders, type HttpErrorInfo } from '../errors';
 import type { Answerer, FrontAnswer } from '../http1/front';
 import type { Logger } from '../logging';
 import type { Metrics } from '../metrics';
-import { observe, recordRequest } from '../observe';
+import { observe, recordRequest, REQUEST_ID_HEADER, requestIdOf } from '../observe';
 import type { FileCache } from './cache';
 import { decodePathSegments } from './paths';
 import { answerFile, releaseAnswer, writeAnswer, type FileAnswer } from './serve';
+import { answerPairFile, SummaryPairs } from './summary-pair';
 import { validateKey } from '../../storage/backends/backend';
 
 /**
@@ -54,6 +55,8 @@ export interface FileRequest {
   target: string;
   /** Lower-cased names: range, if-*, authorization are read. */
   headers: IncomingHttpHeaders;
+  /** The connection it came on (any object identifying it): a summary follows its connection's summary.sig (summary-pair.ts). */
+  conn?: object;
 }
 
 export interface Answer extends FileAnswer {
@@ -86,6 +89,7 @@ interface Target {
 
 export function createFiles(opts: FilesOptions): Files {
   const { registry, cache, metrics, logger } = opts;
+  const pairs = new SummaryPairs();
   const isPrivate = opts.settings ? privacyPerTurn(opts.settings) : () => false;
   const mounts = (opts.mounts ?? []).map((m) => ({
     prefix: m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`,
@@ -173,7 +177,10 @@ export function createFiles(opts: FilesOptions): Files {
       return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo);
     };
     try {
-      const a = answerFile(req, backend, key, cls, { cache, metrics, privateRepo });
+      const opts = { cache, metrics, privateRepo };
+      const p = answerPairFile(pairs, req, req.conn, backend, key, cls, opts);
+      if (p instanceof Promise) return p.then((x) => (x === undefined ? answerFile(req, backend, key, cls, opts) : x)).then(done, (e: unknown) => failed(e, req, route, repo));
+      const a = p !== undefined ? p : answerFile(req, backend, key, cls, opts);
       if (a instanceof Promise) return a.then(done, (e: unknown) => failed(e, req, route, repo));
       return done(a);
     } catch (e) {
@@ -190,24 +197,26 @@ export function createFiles(opts: FilesOptions): Files {
     return errorAnswer(info, route, repo);
   }
 
-  function account(a: Answer, method: string, path: string, start: bigint) {
+  function account(a: Answer, method: string, path: string, start: bigint, requestId: string) {
     return (bytes: number, aborted: boolean) =>
-      recordRequest(logger, metrics, { route: a.route, repo: a.repo, method, path, status: a.status, bytes, aborted, durationMs: Number(process.hrtime.bigint() - start) / 1e6 });
+      recordRequest(logger, metrics, { route: a.route, repo: a.repo, method, path, status: a.status, bytes, aborted, durationMs: Number(process.hrtime.bigint() - start) / 1e6, requestId });
   }
 
   const handleNode = (req: IncomingMessage, res: ServerResponse): boolean => {
     const start = process.hrtime.bigint();
     const method = req.method ?? 'GET';
     const target = req.url ?? '/';
-    const a = answer({ method, target, headers: req.headers });
+    const a = answer({ method, target, headers: req.headers, conn: req.socket });
     if (a === null) return false;
+    const id = requestIdOf(req.headers['x-request-id']);
     const write = (x: Answer) => {
       if (res.destroyed) {
         releaseAnswer(x);
-        account(x, method, pathOf(target), start)(0, true);
+        account(x, method, pathOf(target), start, id)(0, true);
         return;
       }
-      observe(logger, metrics, req, res, { route: x.route, repo: x.repo }, start, target);
+      observe(logger, metrics, req, res, { route: x.route, repo: x.repo }, start, id, target);
+      res.setHeader(REQUEST_ID_HEADER, id); // writeAnswer's writeHead keeps it
       writeAnswer(res, x);
     };
     if (a instanceof Promise) void a.then(write);
@@ -215,18 +224,20 @@ export function createFiles(opts: FilesOptions): Files {
     return true;
   };
 
-  const answerer: Answerer = (head) => {
+  const answerer: Answerer = (head, conn) => {
     const start = process.hrtime.bigint();
-    const a = answer({ method: head.method, target: head.target, headers: head.headers });
+    const a = answer({ method: head.method, target: head.target, headers: head.headers, conn });
     if (a === null) return null;
     const path = pathOf(head.target);
+    const id = requestIdOf(head.headers['x-request-id']);
     const toFront = (x: Answer): FrontAnswer => ({
       status: x.status,
-      head: x.fixed ? x.fixed.lines : headerLines(x),
+      // The id is sane (see requestIdOf): no character that could end the line.
+      head: (x.fixed ? x.fixed.lines : headerLines(x)) + REQUEST_ID_HEADER + ': ' + id + '\r\n',
       body: x.body,
       stream: x.stream,
       file: x.file,
-      done: account(x, head.method, path, start),
+      done: account(x, head.method, path, start, id),
     });
     return a instanceof Promise ? a.then(toFront) : toFront(a);
   };

@@ -207,6 +207,11 @@ async function answerVersion(req: FileRequest, backend: Backend, key: string, cl
   return { status: d.status, headers: d.headers, stream: opened.stream };
 }
 
+/** The answer for a file whose bytes (of one version) the caller holds: validators, 304, ranges, HEAD. */
+export function answerEntry(req: FileRequest, cls: RepoFileClass, entry: CacheEntry, opts: ServeFileOptions): FileAnswer {
+  return buffered(req, cls, entry, opts);
+}
+
 /**
  * A file whose bytes we hold. The commonest answer of a pull, a
  * content-addressed object of a public repository asked for without

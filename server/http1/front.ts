@@ -55,8 +55,8 @@ export interface FrontAnswer {
   done?(bodyBytes: number, aborted: boolean): void;
 }
 
-/** The answer to a request, or null to hand the connection to node (nothing may have been written). */
-export type Answerer = (head: RequestHead) => FrontAnswer | null | Promise<FrontAnswer | null>;
+/** The answer to a request, or null to hand the connection to node (nothing may have been written). `conn` identifies the connection (summary-pair.ts pins a summary.sig's pair to it). */
+export type Answerer = (head: RequestHead, conn?: object) => FrontAnswer | null | Promise<FrontAnswer | null>;
 
 export interface FrontOptions {
   answer: Answerer;
@@ -344,7 +344,7 @@ class Connection {
       if (!head) return this.handOver();
       let result: ReturnType<Answerer>;
       try {
-        result = this.shared.answer(head);
+        result = this.shared.answer(head, this);
       } catch {
         return this.handOver(); // node's app answers it, errors included
       }

@@ -1,0 +1,161 @@
+import type { Backend, BlobInfo } from '../../storage/backends/backend';
+import { CairnError } from '../../storage/errors';
+import { MAX_METADATA_SIZE } from '../../storage/objects/types';
+import { JOURNAL_KEY, pairMatches, parseJournal } from '../../storage/repo/journal';
+import type { RepoFileClass } from '../../storage/repo/layout';
+import type { CacheEntry } from './cache';
+import { answerEntry, type FileAnswer, type FileRequest, type ServeFileOptions } from './serve';
+
+/**
+ * `summary` and `summary.sig` are served as a pair (docs/publishing.md).
+ *
+ * The stock client (libostree 2022.7, ostree-repo-pull.c) fetches
+ * summary.sig, then summary, in two requests, one after the other on the
+ * same kept-alive connection, and verifies the one with the other; a
+ * mismatch is fatal ("BAD signature"). A publish that lands between the two
+ * requests must not hand it a new summary for an old signature. So:
+ *
+ * 1. Per process, each repository's pair is held as one snapshot, read
+ *    together and accepted only when the two files belong together: while a
+ *    publish renames them one after the other (its journal, storage/repo/journal.ts,
+ *    lists the digests of the pair it replaces and of the new one), a
+ *    mixed pair is never taken: the previous snapshot goes on being served
+ *    until the switch is over. Every request still stats both files, so a
+ *    change on disk (by Cairn or by the `ostree` CLI) is served at once.
+ * 2. Per connection, a GET of summary.sig pins the snapshot it was answered
+ *    from: a request for summary on that connection within PIN_MS is
+ *    answered from the same snapshot, even when a newer pair was published
+ *    in between. The client then always verifies a summary against the
+ *    signature made over it. (A summary request on a connection that asked
+ *    for no summary.sig gets the current pair.)
+ *
+ * Files larger than the metadata limit (10 MiB, the client's own) are not
+ * snapshotted: they are served as any file.
+ */
+
+/** How long a connection's summary.sig pins its pair for the summary request that follows. */
+const PIN_MS = 30_000;
+/** How long a process with no snapshot yet waits for a switch in progress to finish before serving the files as they are. */
+const SWITCH_WAIT_MS = 2_000;
+const ATTEMPTS = 3;
+
+export interface PairSnapshot {
+  /** Which pair: backend location and the folder of the files. */
+  id: string;
+  /** The versions (BlobInfo.version) of summary and summary.sig it holds. */
+  versions: string;
+  summary: CacheEntry | null;
+  sig: CacheEntry | null;
+}
+
+export type PairFile = 'summary' | 'summary.sig';
+
+/** Whether `key` names a summary or its signature, and the folder it is in (`''` at the top). */
+export function pairFileOf(key: string): { base: string; file: PairFile } | null {
+  if (key === 'summary' || key === 'summary.sig') return { base: '', file: key };
+  if (key.endsWith('/summary')) return { base: key.slice(0, -'summary'.length), file: 'summary' };
+  if (key.endsWith('/summary.sig')) return { base: key.slice(0, -'summary.sig'.length), file: 'summary.sig' };
+  return null;
+}
+
+export class SummaryPairs {
+  private readonly current = new Map<string, PairSnapshot>();
+  private readonly pins = new WeakMap<object, { snap: PairSnapshot; at: number }>();
+
+  /**
+   * The entry to answer a GET/HEAD of `base + file` from (null: the file is
+   * absent), 'unsupported' when this file is served the ordinary way (a
+   * driver without blocking reads, or a file over the metadata limit), or a
+   * promise while a switch in progress is awaited.
+   */
+  entry(backend: Backend, base: string, file: PairFile, method: string, conn: object | undefined): CacheEntry | null | 'unsupported' | Promise<CacheEntry | null | 'unsupported'> {
+    if (!backend.statNow || !backend.readNow) return 'unsupported';
+    const id = `${backend.location}\0${base}`;
+    const now = Date.now();
+    if (file === 'summary' && conn) {
+      const pin = this.pins.get(conn);
+      if (pin && pin.snap.id === id && now - pin.at < PIN_MS) return pin.snap.summary;
+    }
+    const got = this.snapshot(backend, base, id);
+    const pick = (snap: PairSnapshot | 'unsupported'): CacheEntry | null | 'unsupported' => {
+      if (snap === 'unsupported') return snap;
+      if (file === 'summary.sig' && conn && method === 'GET') this.pins.set(conn, { snap, at: Date.now() });
+      return file === 'summary' ? snap.summary : snap.sig;
+    };
+    if (got !== 'wait') return pick(got);
+    return this.waitForSwitch(backend, base, id, now + SWITCH_WAIT_MS).then(pick);
+  }
+
+  private async waitForSwitch(backend: Backend, base: string, id: string, deadline: number): Promise<PairSnapshot | 'unsupported'> {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 10));
+      const got = this.snapshot(backend, base, id, Date.now() >= deadline);
+      if (got !== 'wait') return got;
+    }
+  }
+
+  /**
+   * The pair as it is on disk, when it is a pair; 'wait' when the files are
+   * mid-switch and this process has no earlier snapshot (with `force`: the
+   * files as they are). Synchronous: two stats when nothing changed.
+   */
+  private snapshot(backend: Backend, base: string, id: string, force = false): PairSnapshot | 'unsupported' | 'wait' {
+    const statNow = backend.statNow!.bind(backend);
+    const readNow = backend.readNow!.bind(backend);
+    const sKey = `${base}summary`;
+    const gKey = `${base}summary.sig`;
+    const cur = this.current.get(id);
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const si = statNow(sKey);
+      const gi = statNow(gKey);
+      if ((si && si.size > MAX_METADATA_SIZE) || (gi && gi.size > MAX_METADATA_SIZE)) return 'unsupported';
+      const versions = `${si?.version ?? '-'}|${gi?.version ?? '-'}`;
+      if (cur && cur.versions === versions) return cur;
+      const s = si ? readNow(sKey) : null;
+      const g = gi ? readNow(gKey) : null;
+      if ((si && s?.info.version !== si.version) || (gi && g?.info.version !== gi.version)) continue;
+      // The journal after the reads, the versions again after the journal: a
+      // pair read while no switch was recorded, and unchanged since, is one.
+      const journal = statNow(JOURNAL_KEY_AT(base)) ? readNow(JOURNAL_KEY_AT(base)) : null;
+      if (statNow(sKey)?.version !== si?.version || statNow(gKey)?.version !== gi?.version) continue;
+      if (journal && !force) {
+        const j = parseJournal(journal.data);
+        if (j && !pairMatches(j, s?.data ?? null, g?.data ?? null)) return cur ?? 'wait';
+      }
+      const snap: PairSnapshot = { id, versions, summary: s ? entryOf(s.data, s.info) : null, sig: g ? entryOf(g.data, g.info) : null };
+      if (!cur && this.current.size >= 1024) this.current.clear();
+      this.current.set(id, snap);
+      return snap;
+    }
+    throw new CairnError('IO', `${sKey} and ${gKey} kept changing while being read`);
+  }
+}
+
+function JOURNAL_KEY_AT(base: string): string {
+  return `${base}${JOURNAL_KEY}`;
+}
+
+function entryOf(data: Buffer, info: BlobInfo): CacheEntry {
+  return { version: info.version, info, data };
+}
+
+/**
+ * The answer for a GET/HEAD of a summary or summary.sig from its pair
+ * (null: absent, 404), or undefined when `key` is not one of them or is
+ * served the ordinary way.
+ */
+export function answerPairFile(
+  pairs: SummaryPairs | undefined,
+  req: FileRequest,
+  conn: object | undefined,
+  backend: Backend,
+  key: string,
+  cls: RepoFileClass,
+  opts: ServeFileOptions,
+): FileAnswer | null | undefined | Promise<FileAnswer | null | undefined> {
+  const which = pairs ? pairFileOf(key) : null;
+  if (!which) return undefined;
+  const got = pairs!.entry(backend, which.base, which.file, req.method, conn);
+  const toAnswer = (e: CacheEntry | null | 'unsupported'): FileAnswer | null | undefined => (e === 'unsupported' ? undefined : e ? answerEntry(req, cls, e, opts) : null);
+  return got instanceof Promise ? got.then(toAnswer) : toAnswer(got);
+}
