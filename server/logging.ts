@@ -31,6 +31,8 @@ export interface RequestLogFields {
   repo?: string;
   /** The client went away before the response was complete. */
   aborted?: boolean;
+  /** The request's id (X-Request-Id: the client's, or generated; see server/observe.ts). */
+  requestId?: string;
 }
 
 export interface LoggerOptions {
@@ -88,6 +90,7 @@ export function requestLine(lvl: LogLevel, f: RequestLogFields): string {
     ',"status":' + jsonNumber(f.status) +
     ',"bytes":' + jsonNumber(f.bytes) +
     ',"duration_ms":' + jsonNumber(Math.round(f.durationMs * 1000) / 1000);
+  if (f.requestId !== undefined) line += ',"request_id":' + jsonString(f.requestId);
   if (f.repo !== undefined) line += ',"repo":' + jsonString(f.repo);
   if (f.aborted) line += ',"aborted":true';
   return line + '}\n';

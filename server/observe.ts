@@ -1,20 +1,44 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestHandler } from 'express';
 import type { Logger, RequestLogFields } from './logging';
 import type { Metrics } from './metrics';
 
 /**
- * First middleware of the app: times every request and counts the body bytes
- * actually written, then writes the request log line and the metrics once the
- * response is over (finished, or cut short by the client: `close` fires either way).
+ * First middleware of the app: gives the request its id (X-Request-Id, see
+ * requestIdOf), times it and counts the body bytes actually written, then
+ * writes the request log line and the metrics once the response is over
+ * (finished, or cut short by the client: `close` fires either way).
  * Routes name themselves in `res.locals.route` (bounded labels) and
  * `res.locals.repo`.
  */
 export function observeRequests(log: Logger, metrics: Metrics | undefined): RequestHandler {
   return (req, res, next) => {
-    observe(log, metrics, req, res, res.locals as ObservedLabels, process.hrtime.bigint(), req.originalUrl);
+    const id = requestIdOf(req.headers['x-request-id']);
+    res.locals.requestId = id;
+    res.setHeader(REQUEST_ID_HEADER, id);
+    observe(log, metrics, req, res, res.locals as ObservedLabels, process.hrtime.bigint(), id, req.originalUrl);
     next();
   };
+}
+
+/** The response header that carries a request's id (also in its log line, as `request_id`). */
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+
+/** What a client may send as its own request id: 1 to 64 of [A-Za-z0-9._-] (safe in a header and a log line as it is). */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+/** Generated ids: a random prefix per process, then a counter (base 36): unique across workers and restarts in practice, and cheap. */
+const ID_PREFIX = randomBytes(6).toString('base64url').replace(/[-_]/g, 'x');
+let idCounter = 0;
+
+/**
+ * The id of a request, whichever transport answers it: the client's own
+ * `X-Request-Id` when it is sane (a proxy in front keeps its ids), else a new
+ * one. Echoed in the answer's `X-Request-Id` and written in its log line.
+ */
+export function requestIdOf(header: string | string[] | undefined): string {
+  if (typeof header === 'string' && SANE_REQUEST_ID.test(header)) return header;
+  return ID_PREFIX + '-' + (++idCounter).toString(36);
 }
 
 export interface ObservedLabels {
@@ -31,7 +55,7 @@ export interface Observation {
  * The same for a plain node:http request (the fast path): one log line and
  * one observation when `res` closes, with the labels read at that moment.
  */
-export function observe(log: Logger, metrics: Metrics | undefined, req: IncomingMessage, res: ServerResponse, labels: ObservedLabels, start: bigint, url = req.url ?? ''): Observation {
+export function observe(log: Logger, metrics: Metrics | undefined, req: IncomingMessage, res: ServerResponse, labels: ObservedLabels, start: bigint, requestId: string, url = req.url ?? ''): Observation {
   const counter = countBodyBytes(req, res);
   const onClose = () => {
     const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
@@ -46,6 +70,7 @@ export function observe(log: Logger, metrics: Metrics | undefined, req: Incoming
       durationMs,
       repo: typeof labels.repo === 'string' ? labels.repo : undefined,
       aborted,
+      requestId,
     });
   };
   res.once('close', onClose);
@@ -63,7 +88,7 @@ export type RecordedRequest = RequestLogFields & { route: string };
 /** The one accounting of an answered request, whichever transport wrote it: the metrics and the request log line. */
 export function recordRequest(log: Logger, metrics: Metrics | undefined, r: RecordedRequest): void {
   metrics?.observeRequest({ route: r.route, method: r.method, status: r.status, bytes: r.bytes, durationMs: r.durationMs });
-  log.request({ method: r.method, path: r.path, status: r.status, bytes: r.bytes, durationMs: r.durationMs, repo: r.repo, aborted: r.aborted });
+  log.request({ method: r.method, path: r.path, status: r.status, bytes: r.bytes, durationMs: r.durationMs, repo: r.repo, aborted: r.aborted, requestId: r.requestId });
 }
 
 /** Wraps write/end to count body bytes (HEAD bodies are discarded by node, so they count 0). */

@@ -216,8 +216,7 @@ export function createFiles(opts: FilesOptions): Files {
         return;
       }
       observe(logger, metrics, req, res, { route: x.route, repo: x.repo }, start, id, target);
-      res.setHeader(REQUEST_ID_HEADER, id); // writeAnswer's writeHead keeps it
-      writeAnswer(res, x);
+      writeAnswer(res, x, id);
     };
     if (a instanceof Promise) void a.then(write);
     else write(a);

@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics';
 import type { CacheEntry, FileCache } from './cache';
 import { pump, type FileRange } from './pump';
 import { decideRange, httpDate, isNotModified, lastModifiedUsable, type Validators } from './conditional';
+import { REQUEST_ID_HEADER } from '../observe';
 
 /**
  * Sends one file of a backend, byte for byte: the HTTP side of static
@@ -97,14 +98,17 @@ function changing(key: string): CairnError {
   return new CairnError('IO', `file ${key} kept changing while being read`);
 }
 
-/** Writes an answer with one writeHead (dropping stale headers a middleware may have set). */
-export function writeAnswer(res: ServerResponse, answer: FileAnswer): void {
-  if (answer.fixed) res.writeHead(answer.status, answer.fixed.list);
+/**
+ * Writes an answer with one writeHead (dropping stale headers a middleware may
+ * have set), the request's id last, where the HTTP/1.1 front puts it too.
+ */
+export function writeAnswer(res: ServerResponse, answer: FileAnswer, requestId: string): void {
+  if (answer.fixed) res.writeHead(answer.status, [...answer.fixed.list, REQUEST_ID_HEADER, requestId]);
   else {
     for (const name of ['Last-Modified', 'Content-Range', 'Content-Length']) {
       if (answer.headers[name] === undefined) res.removeHeader(name);
     }
-    res.writeHead(answer.status, answer.headers);
+    res.writeHead(answer.status, { ...answer.headers, [REQUEST_ID_HEADER]: requestId });
   }
   if (answer.file) {
     const stop = pump(answer.file, res, (err) => {

@@ -39,7 +39,7 @@ const MAX_TARGET_BYTES = 8192;
 const MAX_HEADERS = 100;
 
 /** Headers whose value the answer depends on: each may appear at most once. */
-const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection', 'upgrade', 'authorization']);
+const KEPT = new Set(['host', 'if-none-match', 'if-modified-since', 'range', 'if-range', 'connection', 'upgrade', 'authorization', 'x-request-id']);
 /** Headers that mean a body: node's business. */
 const REFUSED = new Set(['content-length', 'transfer-encoding', 'expect']);
 

@@ -78,7 +78,10 @@ async function same(method: string, target: string, headers: string[] = []): Pro
   const b = await ask(nodeOnly.port, method, target, headers);
   const what = `${method} ${target} ${headers.join(' ')}`;
   assert.equal(a.status, b.status, what);
-  const strip = (r: ParsedResponse) => ({ ...r.headers, date: undefined });
+  // Each answer has its own request id (generated: none was sent); both carry one, in the same place.
+  assert.match(String(a.headers['x-request-id']), /^[A-Za-z0-9._-]{1,64}$/, what);
+  assert.match(String(b.headers['x-request-id']), /^[A-Za-z0-9._-]{1,64}$/, what);
+  const strip = (r: ParsedResponse) => ({ ...r.headers, date: undefined, 'x-request-id': undefined });
   assert.deepEqual(strip(a), strip(b), what);
   assert.deepEqual(a.names, b.names, `${what}: header order`);
   assert.ok(a.body.equals(b.body), `${what}: body`);
