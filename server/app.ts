@@ -5,18 +5,14 @@ import { createFiles, type Files, type Mount } from './files/answer';
 import { FileCache, type FileCacheOptions } from './files/cache';
 import type { FrontOptions } from './http1/front';
 import { createLogger, type Logger } from './logging';
-import { createMetrics, type Metrics } from './metrics';
+import { createMetrics, repoLabel, type Metrics, type RepoSizeSource } from './metrics';
+import { repoStats } from '../storage/browse/stats';
+import { isPrivate } from './api/refs';
 import { observeRequests } from './observe';
-import { healthRoutes } from './routes/health';
-import { metricsRoutes } from './routes/metrics';
+import { buildApiRouter } from './api/router';
+import { ROUTES } from './api/routes';
 import type { ServerContext } from './context';
-import { keyRoutes } from './routes/keys';
-import { jobRoutes } from './routes/jobs';
-import { objectRoutes } from './routes/objects';
-import { openapiRoutes } from './routes/openapi';
-import { refRoutes } from './routes/refs';
-import { repoRoutes } from './routes/repos';
-import { tokenRoutes } from './routes/tokens';
+import { instrumentDeltaJobs } from './jobs/metrics';
 
 export type { Mount } from './files/answer';
 
@@ -44,8 +40,8 @@ export interface CairnApp extends Express {
  * before express: node's server asks it first (hooked on app.handle, so every
  * way of running the app — listen, supertest — gets it), and the HTTP/1.1
  * front (`locals.cairn.front`, for listen) asks the same. Everything else is
- * express: the API and key routes, each resource in its own file under
- * server/routes/, then the error handler.
+ * express: the routes of one table (server/api/routes.ts: the API, health,
+ * metrics, key files), then the error handler.
  */
 export function createApp(opts: AppOptions): CairnApp {
   const logger = opts.logger ?? createLogger();
@@ -71,17 +67,13 @@ export function createApp(opts: AppOptions): CairnApp {
   app.locals.cairn = { logger, metrics, cache, files, front: { answer: files.answerer, onHandOver: metrics && (() => metrics.frontHandOver()), onRefused: metrics && (() => metrics.frontRefused()) } };
 
   app.use(observeRequests(logger, metrics));
-  app.use(healthRoutes(opts.registry));
-  if (metrics) app.use(metricsRoutes(metrics));
-  if (ctx) {
-    app.use(openapiRoutes());
-    app.use(repoRoutes(ctx));
-    app.use(objectRoutes(ctx));
-    app.use(refRoutes(ctx));
-    app.use(tokenRoutes(ctx));
-    app.use(keyRoutes(ctx));
-    app.use(jobRoutes(ctx, { logger, metrics }));
+  // The delta job queue, when it runs in this process (not in a cluster worker): the app's logger and metrics.
+  if (ctx?.deltaJobs) {
+    ctx.deltaJobs.setLogger(logger);
+    if (metrics) instrumentDeltaJobs(metrics.registry, ctx.deltaJobs);
   }
+  if (metrics) metrics.setRepositorySizes(repositorySizes(opts.registry, ctx));
+  app.use(buildApiRouter({ registry: opts.registry, logger, metrics, ctx }, ROUTES));
   app.use('/api', apiNotFound);
   app.use((req, res) => sendNotFound(req, res));
   app.use(errorMiddleware(logger));
@@ -98,3 +90,21 @@ const apiNotFound: RequestHandler = (req, res) => {
   res.locals.route = 'api';
   sendError(req, res, { status: 404, code: 'NOT_FOUND', message: `no such API route: ${req.method} ${req.originalUrl.split('?', 1)[0].slice(0, 200)}` });
 };
+
+/**
+ * The sizes /metrics shows (objects and deltas as stored), from the storage's
+ * repository statistics; private repositories together (see repoLabel).
+ * Without a server context every repository is public, as for the files.
+ */
+function repositorySizes(registry: RepoRegistry, ctx: ServerContext | undefined): RepoSizeSource {
+  return async () => {
+    const out = [];
+    for (const name of await registry.list()) {
+      const repo = await registry.open(name);
+      if (!repo) continue;
+      const stats = await repoStats(repo);
+      out.push({ repo: repoLabel(name, ctx ? isPrivate(ctx, name) : false), bytes: stats.objectsTotal.bytes + stats.deltas.bytes, objects: stats.objectsTotal.count });
+    }
+    return out;
+  };
+}

@@ -1,4 +1,4 @@
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LocalHistogram } from './localHistogram';
 
 /**
@@ -25,6 +25,32 @@ export interface Metrics {
   frontHandOver(): void;
   /** A connection the HTTP/1.1 front refused at its limit of open connections. */
   frontRefused(): void;
+  /** `n` refs moved in a repository (its metric label: see repoLabel). */
+  refsUpdated(repo: string, n: number): void;
+  /** An uploaded object refused, by reason (the error code: INVALID_OBJECT, CHECKSUM_MISMATCH, TOO_LARGE, …). */
+  objectRefused(reason: string): void;
+  /**
+   * Where repository sizes come from (`cairn_repository_bytes`,
+   * `cairn_repository_objects`): asked on a scrape when its last answer is a
+   * minute old or more, in the background (a scrape shows the last answer; the
+   * very first one waits for it).
+   */
+  setRepositorySizes(source: RepoSizeSource): void;
+}
+
+/** The sizes of the repositories, labelled (see repoLabel). */
+export type RepoSizeSource = () => Promise<Array<{ repo: string; bytes: number; objects: number }>>;
+
+/** How old repository sizes may be before a scrape asks again. */
+export const REPO_SIZES_MAX_AGE_MS = 60_000;
+
+/**
+ * The `repo` label of a repository: its name, or `_private` for every private
+ * one together (/metrics is anonymous; private repositories' names are not
+ * for anyone to see). Repository names cannot start with `_`.
+ */
+export function repoLabel(name: string, isPrivate: boolean): string {
+  return isPrivate ? '_private' : name;
 }
 
 export interface MetricsOptions {
@@ -107,6 +133,64 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     registers: [registry],
   });
 
+  const refUpdates = new Counter({
+    name: 'cairn_ref_updates_total',
+    help: 'Refs moved (created, moved, deleted) through the API, by repository (private ones together as _private)',
+    labelNames: ['repo'] as const,
+    registers: [registry],
+  });
+  const objectsRefused = new Counter({
+    name: 'cairn_objects_refused_total',
+    help: 'Uploaded objects refused, by reason (the error code answered: INVALID_OBJECT, CHECKSUM_MISMATCH, INVALID_GVARIANT, TOO_LARGE, INVALID_ARGUMENT, …)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+
+  // Repository sizes: computed from the storage (a listing and a stat per object), so at most once a minute.
+  let sizeSource: RepoSizeSource | undefined;
+  let sizes: Awaited<ReturnType<RepoSizeSource>> | undefined;
+  let sizesAt = -Infinity;
+  let refreshing: Promise<void> | undefined;
+  const currentSizes = async () => {
+    if (sizeSource && !refreshing && Date.now() - sizesAt >= REPO_SIZES_MAX_AGE_MS) {
+      const source = sizeSource;
+      refreshing = source()
+        .then(
+          (s) => void (sizes = s),
+          () => undefined, // keep the last figures; try again in a minute
+        )
+        .finally(() => {
+          sizesAt = Date.now();
+          refreshing = undefined;
+        });
+    }
+    if (sizes === undefined && refreshing) await refreshing;
+    return sizes ?? [];
+  };
+  // With --workers every process reports the same figures: the cluster's total takes one, not their sum.
+  new Gauge({
+    name: 'cairn_repository_bytes',
+    help: 'Bytes of a repository\'s objects and deltas as stored (refreshed at most once a minute), by repository (private ones together as _private)',
+    labelNames: ['repo'] as const,
+    registers: [registry],
+    aggregator: 'max',
+    async collect() {
+      this.reset();
+      for (const s of await currentSizes()) this.inc({ repo: s.repo }, s.bytes);
+    },
+  });
+  new Gauge({
+    name: 'cairn_repository_objects',
+    help: 'Objects in a repository (refreshed at most once a minute), by repository (private ones together as _private)',
+    labelNames: ['repo'] as const,
+    registers: [registry],
+    aggregator: 'max',
+    async collect() {
+      this.reset();
+      for (const s of await currentSizes()) this.inc({ repo: s.repo }, s.objects);
+    },
+  });
+
   return {
     registry,
     observeRequest(o) {
@@ -124,5 +208,13 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     cacheMiss: (cache) => add(pendingMisses, cache, 1),
     frontHandOver: () => handOvers.inc(),
     frontRefused: () => refused.inc(),
+    refsUpdated: (repo, n) => {
+      if (n > 0) refUpdates.inc({ repo }, n);
+    },
+    objectRefused: (reason) => objectsRefused.inc({ reason }),
+    setRepositorySizes(source) {
+      sizeSource = source;
+      sizesAt = -Infinity;
+    },
   };
 }

@@ -33,6 +33,16 @@ export function instrumentDeltaJobs(registry: Registry, deltas: DeltaJobs): void
       this.set(queue.stats().maxQueued);
     },
   });
+  new Gauge({
+    name: 'cairn_jobs_by_state',
+    help: 'Jobs the queue holds, by kind and state: queued, running, and done or failed within the last hour (finished records are kept that long)',
+    labelNames: ['kind', 'state'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const j of queue.list()) this.inc({ kind: j.kind, state: j.state });
+    },
+  });
   const finished = new Counter({
     name: 'cairn_jobs_total',
     help: 'Jobs finished, by kind and final state (done, failed)',

@@ -1,4 +1,4 @@
-import express, { Router, type Request, type Response } from 'express';
+import type { Request, Response } from 'express';
 import type { Readable } from 'node:stream';
 import multer, { type StorageEngine } from 'multer';
 import { CairnError } from '../../storage/errors';
@@ -7,9 +7,12 @@ import { ObjectType, objectKey, objectTypeFromExtension } from '../../storage/ob
 import { checkCommitMetaUpload, ingestObject, WHOLE_OBJECT_BYTES, type IngestOptions, type IngestResult } from '../../storage/repo/ingest';
 import { sharedVerifyPool } from '../../storage/repo/verify-pool';
 import type { Repo } from '../../storage/repo/repo';
-import { claimsOf, requireScope } from '../auth/middleware';
+import { claimsOf } from '../auth/middleware';
 import { allows } from '../auth/tokens';
-import { repoParam, requireOwned, type ServerContext } from '../context';
+import type { ServerContext } from '../context';
+import { describeError } from '../errors';
+import { reply, route, type AnyRoute, type ApiEnv } from './route';
+import { MAX_MISSING_QUERY, objectName, type MissingObjectsAnswer, type MissingObjectsBody, type PutObjectAnswer, type UploadAnswer } from './schema';
 
 /** `<64 hex>.<ext>` as used in upload field names and URLs. */
 export function parseObjectName(name: string): { checksum: string; type: ObjectType; name: string } {
@@ -18,7 +21,6 @@ export function parseObjectName(name: string): { checksum: string; type: ObjectT
   return { checksum: validateChecksum(name.slice(0, 64)), type: objectTypeFromExtension(name.slice(65)), name };
 }
 
-const MAX_MISSING_QUERY = 100_000;
 const MAX_FILES_PER_REQUEST = 10_000;
 /**
  * Parts of one multipart request being ingested at once: read whole, waiting
@@ -33,69 +35,91 @@ const MULTIPART_BOUNDARY = /;\s*boundary=(?:"[^"]{1,70}"|[^\s";]{1,70})\s*(?:;|$
 /**
  * Object upload: which are missing, many in one multipart request, one by PUT.
  * Every object is verified by storage/repo/ingest before it becomes visible.
+ * All three are the first steps of a push: refused (403 NOT_OWNED) in a
+ * repository Cairn does not own, before any upload.
  */
-export function objectRoutes(ctx: ServerContext): Router {
-  const router = Router({ strict: true, caseSensitive: true });
-  const push = requireScope(ctx.auth, 'push');
+export const objectRoutes: AnyRoute[] = [
+  route<Record<string, never>, Record<string, never>, MissingObjectsBody>({
+    method: 'post',
+    path: '/api/repos/:repo/objects/missing',
+    label: 'api_objects_missing',
+    summary: 'Which of these objects the repository lacks (push)',
+    access: { repo: 'push', owned: true },
+    body: { limit: '16mb', json: { type: 'object', required: ['objects'], additionalProperties: false, properties: { objects: { type: 'array', maxItems: MAX_MISSING_QUERY, items: objectName } } } },
+    responses: { 200: { description: 'the names the repository lacks', schema: { type: 'object', properties: { missing: { type: 'array', items: objectName } } } } },
+    async handler({ repo, body }): Promise<MissingObjectsAnswer> {
+      return { missing: await missingObjects(repo, body.objects.map(parseObjectName)) };
+    },
+  }),
+  route({
+    method: 'post',
+    path: '/api/repos/:repo/objects',
+    label: 'api_objects_upload',
+    summary: 'Upload many objects (push): multipart/form-data, one file part per object, field name = <checksum>.<type>',
+    description:
+      'Each object is verified before it is stored: metadata by SHA-256, normal form and structure; .filez by inflating under its declared size and recomputing the content checksum. A refused object answers 4xx with details.object and keeps nothing of it; objects of the same request verified before it stay stored. Already-present objects succeed (idempotent). The body streams: each part is verified as it arrives.',
+    access: { repo: 'push', owned: true },
+    body: { stream: { 'multipart/form-data': { schema: { type: 'object', additionalProperties: { type: 'string', format: 'binary' } } } } },
+    responses: { 200: { description: 'stored (new) and present (already there)', schema: { type: 'object', properties: { stored: { type: 'array', items: objectName }, present: { type: 'array', items: objectName } } } } },
+    errors: [400, 413],
+    async handler({ ctx, env, req, res, repo }): Promise<UploadAnswer> {
+      // Anything but multipart/form-data with a boundary (which multer would skip silently) is a malformed upload.
+      if (!req.is('multipart/form-data') || !MULTIPART_BOUNDARY.test(req.headers['content-type'] ?? '')) {
+        throw new CairnError('INVALID_ARGUMENT', 'upload refused: the body must be multipart/form-data with a boundary');
+      }
+      const results: IngestResult[] = [];
+      const inFlight: InFlight[] = [];
+      const upload = multer({
+        storage: ingestStorage(repo, ctx, results, inFlight, await commitMetaRule(ctx, req, res, repo)),
+        limits: { fileSize: ctx.ingestLimits.maxUploadSize, files: MAX_FILES_PER_REQUEST, fields: 0, fieldNameSize: 200 },
+      }).any();
+      const outcome = await new Promise<unknown>((resolve) => upload(req, res, (err?: unknown) => resolve(err)));
+      // multer answers as soon as a part fails; the other parts' ingests may
+      // still be removing their temporary files. Answer once they are done.
+      // A part still streaming gets no more bytes once multer gave up: end it.
+      if (outcome) for (const f of inFlight) if (!f.stream.readableEnded) f.stream.destroy(new Error('upload aborted'));
+      await Promise.allSettled(inFlight.map((f) => f.ingest));
+      if (outcome) throw refused(env, normalizeMulterError(outcome));
+      // multer sets req.body when it parsed the body; it skips content types it cannot read.
+      if (req.body === undefined) throw new CairnError('INVALID_ARGUMENT', 'upload refused: malformed multipart content type');
+      return {
+        stored: results.filter((r) => r.stored).map(nameOf),
+        present: results.filter((r) => !r.stored).map(nameOf),
+      };
+    },
+  }),
+  route<{ name: string }>({
+    method: 'put',
+    path: '/api/repos/:repo/objects/:name',
+    label: 'api_object_put',
+    summary: 'Upload one object (push), streamed; for large files',
+    access: { repo: 'push', owned: true },
+    params: { type: 'object', required: ['name'], properties: { name: objectName } },
+    body: { stream: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+    responses: { 201: { description: 'stored', schema: { type: 'object', properties: { object: objectName, stored: { const: true } } } }, 200: { description: 'already present', schema: { type: 'object', properties: { object: objectName, stored: { const: false } } } } },
+    errors: [413],
+    async handler({ ctx, env, req, res, repo, params }) {
+      const o = parseObjectName(params.name);
+      const declared = Number(req.headers['content-length'] ?? NaN);
+      if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);
+      const gate = await commitMetaRule(ctx, req, res, repo);
+      const pool = sharedVerifyPool();
+      // A .filez streams (it may be large, and trailing junk is refused while the client still sends); metadata is read whole.
+      const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits, { commitMetaGate: (c) => gate(c), verify: (job) => pool.verify(job) }).catch((e: unknown) => {
+        closeAfterResponse(req);
+        throw refused(env, e);
+      });
+      if (!result.stored) req.resume(); // already present: the body is not needed
+      return reply<PutObjectAnswer>(result.stored ? 201 : 200, { object: o.name, stored: result.stored });
+    },
+  }),
+];
 
-  router.post('/api/repos/:repo/objects/missing', push, express.json({ limit: '16mb' }), async (req, res) => {
-    res.locals.route = 'api_objects_missing';
-    const repo = await repoParam(ctx, req);
-    requireOwned(ctx, repo); // the first step of a push: refused here, before any upload
-    const names = (req.body as { objects?: unknown })?.objects;
-    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) throw new CairnError('INVALID_ARGUMENT', 'body must be {"objects": ["<checksum>.<type>", …]}');
-    if (names.length > MAX_MISSING_QUERY) throw new CairnError('TOO_LARGE', `at most ${MAX_MISSING_QUERY} objects per query`);
-    res.json({ missing: await missingObjects(repo, names.map(parseObjectName)) });
-  });
-
-  router.post('/api/repos/:repo/objects', push, async (req, res) => {
-    res.locals.route = 'api_objects_upload';
-    const repo = await repoParam(ctx, req);
-    requireOwned(ctx, repo); // 403 NOT_OWNED: Cairn writes only into repositories it created or an operator adopted
-    // Anything but multipart/form-data with a boundary (which multer would skip silently) is a malformed upload.
-    if (!req.is('multipart/form-data') || !MULTIPART_BOUNDARY.test(req.headers['content-type'] ?? '')) {
-      throw new CairnError('INVALID_ARGUMENT', 'upload refused: the body must be multipart/form-data with a boundary');
-    }
-    const results: IngestResult[] = [];
-    const inFlight: InFlight[] = [];
-    const upload = multer({
-      storage: ingestStorage(repo, ctx, results, inFlight, await commitMetaRule(ctx, req, res, repo)),
-      limits: { fileSize: ctx.ingestLimits.maxUploadSize, files: MAX_FILES_PER_REQUEST, fields: 0, fieldNameSize: 200 },
-    }).any();
-    const outcome = await new Promise<unknown>((resolve) => upload(req, res, (err?: unknown) => resolve(err)));
-    // multer answers as soon as a part fails; the other parts' ingests may
-    // still be removing their temporary files. Answer once they are done.
-    // A part still streaming gets no more bytes once multer gave up: end it.
-    if (outcome) for (const f of inFlight) if (!f.stream.readableEnded) f.stream.destroy(new Error('upload aborted'));
-    await Promise.allSettled(inFlight.map((f) => f.ingest));
-    if (outcome) throw normalizeMulterError(outcome);
-    // multer sets req.body when it parsed the body; it skips content types it cannot read.
-    if (req.body === undefined) throw new CairnError('INVALID_ARGUMENT', 'upload refused: malformed multipart content type');
-    res.json({
-      stored: results.filter((r) => r.stored).map(nameOf),
-      present: results.filter((r) => !r.stored).map(nameOf),
-    });
-  });
-
-  router.put('/api/repos/:repo/objects/:name', push, async (req, res) => {
-    res.locals.route = 'api_object_put';
-    const repo = await repoParam(ctx, req);
-    requireOwned(ctx, repo);
-    const o = parseObjectName(String(req.params.name));
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);
-    const gate = await commitMetaRule(ctx, req, res, repo);
-    const pool = sharedVerifyPool();
-    // A .filez streams (it may be large, and trailing junk is refused while the client still sends); metadata is read whole.
-    const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits, { commitMetaGate: (c) => gate(c), verify: (job) => pool.verify(job) }).catch((e: unknown) => {
-      closeAfterResponse(req);
-      throw e;
-    });
-    if (!result.stored) req.resume(); // already present: the body is not needed
-    res.status(result.stored ? 201 : 200).json({ object: o.name, stored: result.stored });
-  });
-
-  return router;
+/** Counts an upload the server refused (`cairn_objects_refused_total{reason}`: the error code); storage failures are not refusals. */
+function refused(env: ApiEnv, e: unknown): unknown {
+  const info = describeError(e);
+  if (info.status < 500) env.metrics?.objectRefused(info.code);
+  return e;
 }
 
 /**

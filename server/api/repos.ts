@@ -1,0 +1,115 @@
+import { CairnError } from '../../storage/errors';
+import { adoptRepo } from '../context';
+import { reply, route, type AnyRoute } from './route';
+import { ref, repoName, type CreateRepoBody, type SettingsPatchBody } from './schema';
+
+/**
+ * Repositories: list, create (admin; owned by Cairn from birth), settings
+ * (admin). `owned` can be set to true through PATCH settings (adoption: Cairn
+ * publishes into the repository from then on, and regenerates and signs its
+ * summary once), never back to false: giving a repository back is an
+ * operator's edit of DATA/settings/NAME.json, with the server's summary,
+ * signatures and deltas to deal with by hand.
+ */
+export const repoRoutes: AnyRoute[] = [
+  route({
+    method: 'get',
+    path: '/api/repos',
+    label: 'api_repos',
+    summary: 'List repositories (private ones only with a read token for them)',
+    access: { public: true },
+    responses: {
+      200: {
+        description: 'repositories',
+        schema: {
+          type: 'object',
+          properties: {
+            repos: { type: 'array', items: { type: 'object', properties: { name: repoName, private: { type: 'boolean' }, owned: { type: 'boolean' }, url: { type: 'string' } } } },
+          },
+        },
+      },
+    },
+    async handler({ ctx, claims, may }) {
+      await claims(); // bad credentials are a 401 even when nothing is private
+      const out = [];
+      for (const name of await ctx.registry.list()) {
+        const settings = await ctx.settings.get(name);
+        // Private repositories are listed only to those who may read them.
+        if (settings.private && !(await may({ scope: 'read', repo: name }))) continue;
+        out.push({ name, private: settings.private, owned: settings.owned, url: `/repo/${name}/` });
+      }
+      return { repos: out };
+    },
+  }),
+  route<Record<string, never>, Record<string, never>, CreateRepoBody>({
+    method: 'post',
+    path: '/api/repos',
+    label: 'api_repos_create',
+    summary: 'Create a repository (admin); Cairn owns it from birth',
+    access: { scope: 'admin' },
+    body: {
+      limit: '64kb',
+      json: {
+        type: 'object',
+        required: ['name'],
+        additionalProperties: false,
+        properties: { name: { type: 'string', maxLength: 200 }, collectionId: { type: 'string', maxLength: 255 }, private: { type: 'boolean' } },
+      },
+    },
+    responses: { 201: { description: 'created', schema: { type: 'object', properties: { name: repoName, url: { type: 'string' } } } } },
+    errors: [409],
+    async handler({ ctx, body }) {
+      const repo = await ctx.registry.create(body.name, { collectionId: body.collectionId });
+      if (body.private === true) await ctx.settings.update(repo.name, { private: true });
+      await ctx.signerFor(repo); // generate the keys now, so they can be fetched before the first publish
+      return reply(201, { name: repo.name, url: `/repo/${repo.name}/` });
+    },
+  }),
+  route({
+    method: 'get',
+    path: '/api/repos/:repo/settings',
+    label: 'api_repo_settings',
+    summary: 'Repository settings',
+    access: { repo: 'read' },
+    responses: { 200: { description: 'settings', schema: ref('Settings') } },
+    async handler({ ctx, repo }) {
+      return ctx.settings.get(repo.name);
+    },
+  }),
+  route<Record<string, never>, Record<string, never>, SettingsPatchBody>({
+    method: 'patch',
+    path: '/api/repos/:repo/settings',
+    label: 'api_repo_settings',
+    summary: 'Change settings (admin): private, deltas.scratch, deltas.previousCommits, owned',
+    description:
+      '`owned: true` adopts a repository Cairn did not create (its summary is regenerated and signed once); it cannot be set back to false. Writes into a repository that is not owned (uploads, ref updates, deltas) answer 403 NOT_OWNED.',
+    access: { repo: 'admin' },
+    body: {
+      limit: '64kb',
+      json: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          owned: { type: 'boolean', description: 'true adopts the repository; false is refused once it is owned' },
+          private: { type: 'boolean' },
+          deltas: { type: 'object', additionalProperties: false, properties: { scratch: { type: 'boolean' }, previousCommits: { type: 'integer', minimum: 0, maximum: 50 } } },
+        },
+      },
+    },
+    responses: { 200: { description: 'the new settings', schema: ref('Settings') } },
+    async handler({ ctx, repo, body }) {
+      const { owned, ...patch } = body;
+      const wasOwned = ctx.settings.owned(repo.name);
+      if (wasOwned && owned === false) {
+        throw new CairnError('INVALID_ARGUMENT', `owned cannot be set back to false through the API; edit DATA/settings/${repo.name}.json on the server to give ${repo.name} back`);
+      }
+      // Adoption comes after the other settings are valid and stored.
+      let next = await ctx.settings.update(repo.name, patch);
+      if (owned === true && !wasOwned) {
+        await adoptRepo(ctx, repo);
+        next = await ctx.settings.get(repo.name);
+      }
+      return next;
+    },
+  }),
+];
