@@ -21,7 +21,7 @@ import { backendDeltaSource, describeDelta } from '../storage/deltas/read';
 import { jobsSettled, projectRoot, startCairn, type CairnProcess, type LoggedRequest } from '../test/helpers/cairn-process';
 import { addRemote, initRepo, ostree, ostreeResult, revParse, run } from '../test/helpers/ostree';
 
-export const POLL_MS = 50;
+export const POLL_MS = 10;
 const CLI = path.join(projectRoot(), 'bin', 'cairn.js');
 const log = (s: string) => process.stderr.write(`${s}\n`);
 

@@ -37,7 +37,7 @@
 // for every pair with a from-commit:
 //   - time to delta: `cairn push` of v1, its delta jobs settled, `cairn push` of v2; from the
 //     acknowledged push (the process exited 0, the ref moved) until the v1→v2 superblock answers
-//     200 (polled every 50 ms), against the same run's `ostree static-delta generate` median for the
+//     200 (polled every 10 ms), against the same run's `ostree static-delta generate` median for the
 //     pair (target ≤ 1.0×); and, for rootfs-update, on another fresh server, v2 pushed as soon as
 //     v1 is acknowledged, while v1's from-scratch delta runs (reported on its own row);
 //   - bytes a host downloads, by the real client: a stock bare-user repo at v1 (pulled from that

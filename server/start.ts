@@ -8,6 +8,7 @@ import type { Logger } from './logging';
 import { createMetrics } from './metrics';
 import { instrumentDeltaJobs } from './jobs/metrics';
 import { remoteDeltaJobService, serveDeltaJobCalls } from './jobs/service';
+import { prewarmWorkers } from './jobs/worker';
 
 export interface ServeOptions {
   dataDir: string;
@@ -43,6 +44,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const metrics = createMetrics();
   const jobs = context.deltaJobs!;
   jobs.setLogger(logger);
+  prewarmWorkers(); // the delta compiles' thread, warm before the first push
   instrumentDeltaJobs(metrics.registry, jobs);
   const running = await startPrimary({ workers: opts.workers, logger, metrics, onCall: serveDeltaJobCalls(context.jobs!, opts.registry) });
   logger.always('listening', listeningFields(opts, running.port, await opts.registry.list()));
@@ -61,6 +63,7 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   // A worker's delta jobs run in the primary: the same service, as messages.
   const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) } } : {});
   const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics });
+  if (role === 'single') prewarmWorkers(); // the delta compiles' thread, warm before the first push
   let server;
   try {
     server = await listen(app, { port: opts.port, host: opts.host, front: app.locals.cairn.front });

@@ -11,6 +11,7 @@ import { assertOwned, type SettingsStore } from '../../storage/repo/settings';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { createLogger, type Logger } from '../logging';
 import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
+import { closeWorkers } from './worker';
 import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORITY_OLDER, type JobQueueOptions, type SubmitOutcome } from './queue';
 
 /**
@@ -371,6 +372,7 @@ export class DeltaJobs extends EventEmitter {
   async close(opts: { drain?: boolean } = {}): Promise<void> {
     await Promise.all([...this.pending.keys()]);
     await this.queue.close(opts);
+    await closeWorkers();
   }
 
   private track(p: Promise<void>, msg: string, fields: Record<string, unknown>, repo: string): void {

@@ -45,9 +45,7 @@ import { CairnError } from '../errors';
 import type { VarDict } from '../gvariant';
 import { Variant, parse } from '../gvariant';
 import { checksumToBytes, sha256Hex, validateChecksum } from '../objects/checksum';
-import { decodeCommit } from '../objects/commit';
 import { isSymlink, type FileHeader } from '../objects/content';
-import { decodeDirTree, type DirTree } from '../objects/dirtree';
 import { ObjectType } from '../objects/types';
 import { encodeXattrs } from '../objects/xattrs';
 import type { Repo } from '../repo/repo';
@@ -76,6 +74,7 @@ import {
 import { CLIENT_SUPERBLOCK_LIMIT, MIN_OUTSTANDING, placeParts } from './placement';
 import { CancelledError, signalGate, throwIfCancelled, type NativeGate } from './cancel';
 import { readContent, readMetadataObject, type ContentInfo } from './objects-io';
+import { indexCommit } from './tree-index';
 
 export interface CompileOptions {
   /**
@@ -167,70 +166,7 @@ const S_IROTH = 0o004;
 const LARGE_FILE = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// Trees with paths
-
-interface TreeIndex {
-  /** dirtree and dirmeta checksums, keyed `type:checksum`, with the first path that uses them. */
-  metadata: Map<string, { ref: DeltaObjectRef; path: string }>;
-  /** content checksum → paths using it (sorted walk order). */
-  files: Map<string, string[]>;
-  /** path → content checksum. */
-  byPath: Map<string, string>;
-}
-
-/** Dirtrees read at once per batch while indexing (the walk itself stays sequential and ordered). */
-const DIRTREE_READ_CONCURRENCY = 32;
-
-/**
- * Every dirtree under `root`, read level by level with bounded concurrency:
- * one backend round trip after another made the index of a large tree the
- * biggest cost of a small delta.
- */
-async function loadDirTrees(repo: Repo, commit: string, root: string, known: Map<string, DirTree>): Promise<Map<string, DirTree>> {
-  const trees = known;
-  let level = [root];
-  while (level.length > 0) {
-    const todo = [...new Set(level)].filter((t) => !trees.has(t));
-    for (let i = 0; i < todo.length; i += DIRTREE_READ_CONCURRENCY) {
-      const batch = todo.slice(i, i + DIRTREE_READ_CONCURRENCY);
-      const raws = await Promise.all(batch.map((t) => readMetadataObject(repo, t, ObjectType.DirTree)));
-      batch.forEach((t, k) => {
-        const raw = raws[k];
-        if (!raw) throw new CairnError('MISSING_OBJECTS', `dirtree ${t} of commit ${commit} is missing`, { object: t });
-        trees.set(t, decodeDirTree(raw));
-      });
-    }
-    level = todo.flatMap((t) => trees.get(t)!.dirs.map((d) => d.treeChecksum));
-  }
-  return trees;
-}
-
-/** `trees`: dirtrees already read (by checksum); the ones read here are added (two versions of a tree share most). */
-async function indexTree(repo: Repo, commit: string, trees: Map<string, DirTree>): Promise<{ index: TreeIndex; commitBytes: Buffer }> {
-  const commitBytes = await repo.readMetadata(commit, ObjectType.Commit);
-  if (!commitBytes) throw new CairnError('NOT_FOUND', `commit ${commit} is not in repository ${repo.name}`, { commit });
-  const c = decodeCommit(commitBytes);
-  await loadDirTrees(repo, commit, c.rootTree, trees);
-  const index: TreeIndex = { metadata: new Map(), files: new Map(), byPath: new Map() };
-  const visit = (tree: string, meta: string, dir: string): void => {
-    const mk = `${ObjectType.DirMeta}:${meta}`;
-    if (!index.metadata.has(mk)) index.metadata.set(mk, { ref: { type: ObjectType.DirMeta, checksum: meta }, path: dir });
-    const tk = `${ObjectType.DirTree}:${tree}`;
-    const seenTree = index.metadata.has(tk);
-    if (!seenTree) index.metadata.set(tk, { ref: { type: ObjectType.DirTree, checksum: tree }, path: dir });
-    const dt = trees.get(tree)!;
-    for (const f of dt.files) {
-      const p = `${dir}/${f.name}`;
-      index.byPath.set(p, f.checksum);
-      const paths = index.files.get(f.checksum);
-      if (paths) paths.push(p);
-      else index.files.set(f.checksum, [p]);
-    }
-    for (const d of dt.dirs) visit(d.treeChecksum, d.metaChecksum, `${dir}/${d.name}`);
-  };
-  visit(c.rootTree, c.rootMeta, '');
-  return { index, commitBytes };
-}
+// Paths
 
 function basename(p: string): string {
   return p.slice(p.lastIndexOf('/') + 1);
@@ -511,10 +447,9 @@ export async function compileDelta(repo: Repo, from: string | null, to: string, 
   }
 
   const t0 = Date.now();
-  // One after the other, sharing the dirtrees read: the second tree's unchanged folders cost nothing.
-  const dirTrees = new Map<string, DirTree>();
-  const { index: toIdx, commitBytes } = await indexTree(repo, to, dirTrees);
-  const fromIdx = from ? (await indexTree(repo, from, dirTrees)).index : null;
+  // One after the other, sharing the dirtrees read (tree-index.ts): the second tree's unchanged folders cost nothing.
+  const { index: toIdx, commitBytes } = await indexCommit(repo, to);
+  const fromIdx = from ? (await indexCommit(repo, from)).index : null;
   const stats: CompileStats = {
     metadataObjects: 0,
     splicedFiles: 0,
