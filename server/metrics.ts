@@ -31,9 +31,9 @@ export interface Metrics {
   objectRefused(reason: string): void;
   /**
    * Where repository sizes come from (`cairn_repository_bytes`,
-   * `cairn_repository_objects`): asked on a scrape when its last answer is a
-   * minute old or more, in the background (a scrape shows the last answer; the
-   * very first one waits for it).
+   * `cairn_repository_objects`): asked on a scrape when its last answer is
+   * older than repoSizesMaxAgeMs (a minute); concurrent scrapes share one
+   * computation, and a failed one keeps the last figures.
    */
   setRepositorySizes(source: RepoSizeSource): void;
 }
@@ -56,6 +56,8 @@ export function repoLabel(name: string, isPrivate: boolean): string {
 export interface MetricsOptions {
   /** Process metrics (CPU, memory, event loop…); on by default. */
   defaultMetrics?: boolean;
+  /** How old repository sizes may be before a scrape computes them again (default REPO_SIZES_MAX_AGE_MS). */
+  repoSizesMaxAgeMs?: number;
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -151,20 +153,21 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   let sizes: Awaited<ReturnType<RepoSizeSource>> | undefined;
   let sizesAt = -Infinity;
   let refreshing: Promise<void> | undefined;
+  const sizesMaxAge = opts.repoSizesMaxAgeMs ?? REPO_SIZES_MAX_AGE_MS;
   const currentSizes = async () => {
-    if (sizeSource && !refreshing && Date.now() - sizesAt >= REPO_SIZES_MAX_AGE_MS) {
+    if (sizeSource && !refreshing && Date.now() - sizesAt >= sizesMaxAge) {
       const source = sizeSource;
       refreshing = source()
         .then(
           (s) => void (sizes = s),
-          () => undefined, // keep the last figures; try again in a minute
+          () => undefined, // keep the last figures; try again after maxAge
         )
         .finally(() => {
           sizesAt = Date.now();
           refreshing = undefined;
         });
     }
-    if (sizes === undefined && refreshing) await refreshing;
+    if (refreshing) await refreshing;
     return sizes ?? [];
   };
   // With --workers every process reports the same figures: the cluster's total takes one, not their sum.

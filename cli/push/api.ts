@@ -1,28 +1,16 @@
+import type * as wire from '../../server/api/schema';
 import { ApiClient, ApiError } from './http';
 import { counted, multipartBody, type UploadPart } from './multipart';
 
-export interface RefUpdate {
-  ref: string;
-  commit: string | null;
-  expected: string | null;
-}
+// The wire types are the server's (server/api/schema.ts, next to the JSON
+// Schemas the server validates with); imported as types only, so `cairn push`
+// loads nothing of the server.
+export type RefUpdate = wire.RefUpdate;
+export type RefChange = wire.RefChange;
+export type Conflict = wire.Conflict;
 
-export interface RefChange {
-  ref: string;
-  old: string | null;
-  new: string | null;
-  time?: string;
-  actor?: string;
-}
-
-export interface Conflict {
-  ref: string;
-  expected: string | null;
-  actual: string | null;
-}
-
-/** Most names one missing-objects query may carry (the server's limit). */
-export const MAX_MISSING_QUERY = 100_000;
+/** Most names one missing-objects query may carry (the server's limit: the type makes the compiler hold the two equal). */
+export const MAX_MISSING_QUERY: typeof wire.MAX_MISSING_QUERY = 100_000;
 
 /**
  * Typed calls of the publishing API for one repository (contract: issue 3 §2–3).
@@ -34,22 +22,22 @@ export class PushApi {
   constructor(readonly client: ApiClient) {}
 
   async refs(): Promise<Record<string, string>> {
-    const { body } = await this.client.json<{ refs?: Record<string, string> }>('GET', '/refs');
+    const { body } = await this.client.json<Partial<wire.RefsAnswer>>('GET', '/refs');
     if (!body.refs || typeof body.refs !== 'object') throw badAnswer('GET /refs', 'no "refs" object');
     return body.refs;
   }
 
   /** Which of `names` (`<csum>.<ext>`) the server lacks. */
   async missing(names: readonly string[]): Promise<string[]> {
-    const { body } = await this.client.json<{ missing?: string[] }>('POST', '/objects/missing', { objects: names });
+    const { body } = await this.client.json<Partial<wire.MissingObjectsAnswer>>('POST', '/objects/missing', { objects: [...names] } satisfies wire.MissingObjectsBody);
     if (!Array.isArray(body.missing)) throw badAnswer('POST /objects/missing', 'no "missing" list');
     return body.missing;
   }
 
   /** Many small objects in one multipart request → the names the server stored or already had. */
-  async uploadBatch(parts: readonly UploadPart[], onBytes: (n: number) => void): Promise<{ stored: string[]; present: string[] }> {
+  async uploadBatch(parts: readonly UploadPart[], onBytes: (n: number) => void): Promise<wire.UploadAnswer> {
     let sent = 0;
-    const { body } = await this.client.send<{ stored?: string[]; present?: string[] }>('POST', '/objects', {
+    const { body } = await this.client.send<Partial<wire.UploadAnswer>>('POST', '/objects', {
       body: () => {
         const mp = multipartBody(parts, (n) => {
           sent += n;
@@ -86,7 +74,7 @@ export class PushApi {
   }
 
   async updateRefs(updates: RefUpdate[], force: boolean, onRetry?: () => void): Promise<RefChange[]> {
-    const { body } = await this.client.json<{ changes?: RefChange[] }>('POST', '/refs', { updates, force }, { onRetry });
+    const { body } = await this.client.json<Partial<wire.RefUpdatesAnswer>>('POST', '/refs', { updates, force } satisfies wire.RefUpdatesBody, { onRetry });
     return body.changes ?? [];
   }
 }
