@@ -2,10 +2,12 @@
 # Installs what the test suite and benchmarks need on Debian/Ubuntu (run as root):
 # the real ostree client and libostree's own test suite, getfattr/setfattr for
 # xattrs, gpg for signatures, xz for delta vectors, nginx and wrk for the
-# benchmark baselines (debootstrap builds the root filesystems of bench:delta).
+# benchmark baselines (debootstrap builds the root filesystems of bench:delta),
+# Debian's Chromium for the web UI's browser tests (driven by playwright-core).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  ostree ostree-tests attr gnupg xz-utils e2fsprogs nginx-light wrk debootstrap ca-certificates >/dev/null
+  ostree ostree-tests attr gnupg xz-utils e2fsprogs nginx-light wrk debootstrap ca-certificates chromium >/dev/null
 command -v ostree >/dev/null
+test -x /usr/bin/chromium
