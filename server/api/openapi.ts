@@ -9,9 +9,16 @@ import type { AnyRoute } from './route';
  */
 export function buildOpenApi(routes: readonly AnyRoute[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  const ids = new Set<string>();
   for (const r of routes) {
     const p = r.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
-    (paths[p] ??= {})[r.method] = operation(r);
+    const op = operation(r);
+    // The label, unless another operation has it (GET and PATCH of one resource, two key files): then with method and last segment.
+    let id = op.operationId as string;
+    if (ids.has(id)) id = `${r.label}_${r.method}_${r.path.slice(r.path.lastIndexOf('/') + 1).replace(/[^A-Za-z0-9]+/g, '_')}`;
+    ids.add(id);
+    op.operationId = id;
+    (paths[p] ??= {})[r.method] = op;
   }
   return {
     openapi: '3.1.0',
@@ -32,16 +39,13 @@ function operation(r: AnyRoute): Record<string, unknown> {
   const parameters: Record<string, unknown>[] = [];
   const errors = new Set<number>(r.errors ?? []);
   if (r.path.includes(':repo')) parameters.push({ name: 'repo', in: 'path', required: true, schema: repoName });
-  for (const [name, schema, required] of properties(r.params)) parameters.push({ name, in: 'path', required: true, schema: withoutDescription(schema), ...describe(schema, required) });
-  for (const [name, schema, required] of properties(r.query)) parameters.push({ name, in: 'query', required, schema: withoutDescription(schema), ...describe(schema, false) });
+  for (const [name, schema] of properties(r.params)) parameters.push({ name, in: 'path', required: true, schema: withoutDescription(schema), ...describe(schema) });
+  for (const [name, schema, required] of properties(r.query)) parameters.push({ name, in: 'query', required, schema: withoutDescription(schema), ...describe(schema) });
   if (r.params || r.query || r.body) errors.add(400);
-  if ('repo' in access) {
-    errors.add(404);
-    if (access.repo !== 'read' || access.owned) errors.add(403);
-    errors.add(401).add(403);
-  } else if ('scope' in access) errors.add(401).add(403);
+  if ('repo' in access) errors.add(404).add(401).add(403);
+  else if ('scope' in access) errors.add(401).add(403);
   if (r.body && 'json' in r.body) errors.add(413);
-  const op: Record<string, unknown> = { operationId: r.label + (r.method === 'get' ? '' : `_${r.method}`), summary: r.summary };
+  const op: Record<string, unknown> = { operationId: r.label, summary: r.summary };
   if (r.description) op.description = r.description;
   // Public routes (and readable repositories) need no token; private repositories do.
   if ('public' in access) op.security = [];
@@ -80,7 +84,7 @@ function properties(s: Schema | undefined): Array<[string, Schema, boolean]> {
   return Object.entries(props).map(([k, v]) => [k, v, required.has(k)]);
 }
 
-function describe(s: Schema, _required: boolean): { description?: string } {
+function describe(s: Schema): { description?: string } {
   return typeof s.description === 'string' ? { description: s.description } : {};
 }
 

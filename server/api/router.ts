@@ -3,7 +3,7 @@ import express, { Router, type Request, type Response } from 'express';
 import { CairnError } from '../../storage/errors';
 import type { Repo } from '../../storage/repo/repo';
 import { claimsOf, requireAccess } from '../auth/middleware';
-import { allows, type Scope } from '../auth/tokens';
+import { allows } from '../auth/tokens';
 import { repoParam, requireOwned, type ServerContext } from '../context';
 import { ReplyValue, type AnyRoute, type ApiEnv, type Call } from './route';
 import type { Schema } from './schema';
@@ -182,6 +182,3 @@ function describe(e: ErrorObject, where: string): string {
       return `${at} ${e.message ?? 'is invalid'}`;
   }
 }
-
-/** Whether a token may do `need` (for handlers that filter rather than refuse). */
-export type Need = { scope: Scope; repo?: string; ref?: string };
