@@ -47,6 +47,8 @@ export function describeFailure(e: unknown, step: string, ctx: { tokenGiven: boo
       }
       return `${step}: conflict (409 ${e.code}: ${e.message})`;
     }
+    case 507:
+      return `${step}: the server is out of storage space (507 ${e.code}: ${e.message}); nothing half-written was kept: free space on the server, then push again (objects already stored are not sent twice)`;
     case 422:
       if (Array.isArray(d.missing)) return `${step}: the server lacks ${d.missing.length} object(s) of the commit: ${head(d.missing)} (422 ${e.code}: ${e.message})`;
       break;

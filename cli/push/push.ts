@@ -171,12 +171,11 @@ export async function push(opts: PushOptions): Promise<PushResult> {
     commit = c;
   }
 
-  let refMoved = false;
-  if (old !== commit || opts.force) {
-    progress.stage(`updating ${opts.destRef}`);
-    await step(`updating ref ${opts.destRef}`, () => updateRef(api, opts.destRef, commit, old, opts.force));
-    refMoved = old !== commit;
-  }
+  // Also when the ref already points at the commit: the server then makes sure its summary does too
+  // (a summary left stale by a crash or a full disk is regenerated), and nothing moves.
+  progress.stage(`updating ${opts.destRef}`);
+  await step(`updating ref ${opts.destRef}`, () => updateRef(api, opts.destRef, commit, old, opts.force));
+  const refMoved = old !== commit;
   progress.stop();
   return {
     url: opts.target.repoUrl,

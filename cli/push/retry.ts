@@ -17,8 +17,9 @@ export const DEFAULT_RETRY: RetryPolicy = { retries: 6, baseMs: 250, maxMs: 15_0
 /**
  * Statuses worth another try: timeouts, throttling and the gateway/server
  * errors a restart or an overloaded server produces. Everything else (400
- * bad object, 401/403 auth, 409 conflict, 422 missing objects…) will answer
- * the same way again, so retrying only delays the error.
+ * bad object, 401/403 auth, 409 conflict, 422 missing objects, 507 out of
+ * storage space…) will answer the same way again, so retrying only delays
+ * the error.
  */
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
 

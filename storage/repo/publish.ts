@@ -88,8 +88,11 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
     }
     for (const u of updates) if (u.commit) checkRefBinding(u.ref, u.commit, commits.get(u.commit)!);
 
+    // A request that moves nothing (without --force) re-signs nothing: it only checks the summary.
+    const moving = new Set(updates.filter((u) => u.commit !== null && (opts.force || u.commit !== (current.get(u.ref) ?? null))).map((u) => u.commit!));
     if (opts.signer) {
       for (const [checksum, bytes] of commits) {
+        if (!moving.has(checksum)) continue;
         const old = await repo.readMetadata(checksum, ObjectType.CommitMeta);
         const existing = old ? (parse(OBJECT_GVARIANT_TYPE.commitmeta, old) as VarDict) : null;
         await repo.writeCommitMeta(checksum, await opts.signer.signCommit(bytes, existing));
