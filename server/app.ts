@@ -57,6 +57,7 @@ export function createApp(opts: AppOptions): CairnApp {
     metrics,
     logger,
     onMissing: ctx?.jobs && ((repo, key) => ctx.jobs!.onMissing(repo, key)),
+    traffic: ctx?.traffic,
   });
 
   const app = express() as unknown as CairnApp;

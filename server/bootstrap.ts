@@ -11,6 +11,7 @@ import { CairnError } from '../storage/errors';
 import { requireOwned, type ServerContext } from './context';
 import { DeltaJobs, deltaJobsOptionsFromEnv, type DeltaJobsOptions } from './jobs/deltas';
 import { localDeltaJobService, type DeltaJobService } from './jobs/service';
+import { localTraffic, type TrafficService } from './api/traffic';
 
 /**
  * The ServerContext of a data folder: token secret (env or generated),
@@ -27,6 +28,8 @@ export async function createServerContext(
     signing?: boolean;
     /** The queue's options, false for no delta jobs, or the service of a queue in another process (cluster workers). */
     deltas?: DeltaJobsOptions | false | { remote: DeltaJobService };
+    /** Where update traffic is recorded: by default in this process (a cluster worker passes the primary's). */
+    traffic?: TrafficService;
   } = {},
 ): Promise<ServerContext> {
   const signers = new Map<string, Promise<RepoSigner>>();
@@ -37,6 +40,7 @@ export async function createServerContext(
     settings: new SettingsStore(dataDir),
     auth: { secret: await loadTokenSecret(dataDir), revocations: new RevocationList(dataDir) },
     ingestLimits: DEFAULT_INGEST_LIMITS,
+    traffic: opts.traffic ?? localTraffic(),
     async signerFor(repo) {
       if (opts.signing === false) return undefined;
       // Never undefined ("publish unsigned") for an unowned repository: a caller

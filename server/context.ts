@@ -10,6 +10,7 @@ import { updateSummary } from '../storage/repo/summary';
 import type { Authenticator } from './auth/middleware';
 import type { DeltaJobs } from './jobs/deltas';
 import type { DeltaJobService } from './jobs/service';
+import type { TrafficService } from './api/traffic';
 
 /**
  * What the API routes work with: the repositories, their settings and keys,
@@ -31,6 +32,8 @@ export interface ServerContext {
   deltaJobs?: DeltaJobs;
   /** Background static deltas (policy, on demand, API), wherever the queue runs: what routes and hooks use. */
   jobs?: DeltaJobService;
+  /** Update traffic: what the read path served, per ref (server/api/traffic.ts; in a cluster, the primary's recorder). */
+  traffic?: TrafficService;
   ingestLimits: IngestLimits;
 }
 

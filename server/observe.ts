@@ -44,6 +44,21 @@ export function requestIdOf(header: string | string[] | undefined): string {
 export interface ObservedLabels {
   route?: unknown;
   repo?: unknown;
+  /** A repository file: what the update-traffic recorder is told once the answer is over. */
+  served?: ServedFile;
+}
+
+/** Where update traffic goes: storage/browse TrafficRecorder, or its forwarder to a cluster's primary (server/api/traffic.ts). */
+export interface TrafficSink {
+  record(repo: string, relPath: string, bytes: number, status: number, client?: string): void;
+}
+
+/** A repository file answered: its repository, its path inside it, the client's address, and the sink to tell. */
+export interface ServedFile {
+  traffic: TrafficSink;
+  repo: string;
+  key: string;
+  client?: string;
 }
 
 export interface Observation {
@@ -71,6 +86,7 @@ export function observe(log: Logger, metrics: Metrics | undefined, req: Incoming
       repo: typeof labels.repo === 'string' ? labels.repo : undefined,
       aborted,
       requestId,
+      served: labels.served,
     });
   };
   res.once('close', onClose);
@@ -83,12 +99,13 @@ export function observe(log: Logger, metrics: Metrics | undefined, req: Incoming
 }
 
 /** A request answered: its log line's fields and its metrics route label. */
-export type RecordedRequest = RequestLogFields & { route: string };
+export type RecordedRequest = RequestLogFields & { route: string; served?: ServedFile };
 
-/** The one accounting of an answered request, whichever transport wrote it: the metrics and the request log line. */
+/** The one accounting of an answered request, whichever transport wrote it: the metrics, the request log line, and update traffic (GETs of repository files). */
 export function recordRequest(log: Logger, metrics: Metrics | undefined, r: RecordedRequest): void {
   metrics?.observeRequest({ route: r.route, method: r.method, status: r.status, bytes: r.bytes, durationMs: r.durationMs });
   log.request({ method: r.method, path: r.path, status: r.status, bytes: r.bytes, durationMs: r.durationMs, repo: r.repo, aborted: r.aborted, requestId: r.requestId });
+  if (r.served && r.method === 'GET') r.served.traffic.record(r.served.repo, r.served.key, r.bytes, r.status, r.served.client);
 }
 
 /** Wraps write/end to count body bytes (HEAD bodies are discarded by node, so they count 0). */

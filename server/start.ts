@@ -9,6 +9,7 @@ import { createMetrics } from './metrics';
 import { instrumentDeltaJobs } from './jobs/metrics';
 import { remoteDeltaJobService, serveDeltaJobCalls } from './jobs/service';
 import { prewarmWorkers } from './jobs/worker';
+import { remoteTraffic, serveTrafficCalls } from './api/traffic';
 
 export interface ServeOptions {
   dataDir: string;
@@ -46,7 +47,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   jobs.setLogger(logger);
   prewarmWorkers(); // the delta compiles' thread, warm before the first push
   instrumentDeltaJobs(metrics.registry, jobs);
-  const running = await startPrimary({ workers: opts.workers, logger, metrics, onCall: serveDeltaJobCalls(context.jobs!, opts.registry) });
+  const running = await startPrimary({ workers: opts.workers, logger, metrics, onCall: serveTrafficCalls(context.traffic!, serveDeltaJobCalls(context.jobs!, opts.registry)) });
   logger.always('listening', listeningFields(opts, running.port, await opts.registry.list()));
   await onSignal(logger);
   await running.stop();
@@ -61,7 +62,8 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   let stop: () => void = () => {};
   const channel = role === 'worker' ? workerChannel({ metrics, stop: () => stop() }) : undefined;
   // A worker's delta jobs run in the primary: the same service, as messages.
-  const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) } } : {});
+  // …and so is update traffic (one recorder for every worker: server/api/traffic.ts).
+  const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) }, traffic: remoteTraffic(channel.call) } : {});
   const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics });
   if (role === 'single') prewarmWorkers(); // the delta compiles' thread, warm before the first push
   let server;

@@ -177,3 +177,422 @@ export interface ApiErrorBody {
 export const MAX_MISSING_QUERY = 100_000;
 /** Most ref updates in one request. */
 export const MAX_REF_UPDATES = 1000;
+
+// ---- browsing, operator writes and update traffic (issue 10: server/api/browse.ts, operator.ts, traffic.ts) ----
+
+const nullableString = { type: ['string', 'null'] } as const;
+const nullableInteger = { type: ['integer', 'null'] } as const;
+const count = { type: 'integer', minimum: 0 } as const;
+const countBytes = { type: 'object', required: ['count', 'bytes'], properties: { count, bytes: count } } as const;
+const hexBytes = { type: 'object', required: ['hex', 'bytes'], properties: { hex: { type: 'string' }, bytes: count, truncated: { const: true } }, description: 'bytes as hex (the first ones when truncated)' } as const;
+const xattr = { type: 'object', required: ['name', 'value', 'text'], properties: { name: { type: 'string' }, value: hexBytes, text: { ...nullableString, description: 'the value as text when it is UTF-8 without control characters' } } } as const;
+const metadataEntry = {
+  type: 'object',
+  required: ['key', 'type', 'value'],
+  properties: { key: { type: 'string' }, type: { type: 'string', description: 'GVariant type string' }, value: { description: 'the value as bounded JSON: bytes as hex, 64-bit integers as strings' }, truncated: { const: true } },
+} as const;
+const entryKind = { enum: ['file', 'dir', 'symlink'] } as const;
+/** `next` of a page: pass it back as `cursor`; null at the end. */
+const nextCursor = { ...nullableString, description: 'the cursor of the next page (pass it as `cursor`), null at the end' } as const;
+/** Paths inside a commit (`/usr/bin`); resolved by storage, which refuses `..` and the like. */
+export const commitPath = { type: 'string', minLength: 1, maxLength: 4096, pattern: '^/', description: 'an absolute path inside the commit' } as const;
+
+const sizes = {
+  objects: { ...nullableInteger, description: 'objects of the closure (commit, dirtrees, dirmetas, content), null while pending' },
+  archivedBytes: { ...nullableInteger, description: 'bytes of those objects as stored (.filez compressed), null while pending' },
+  unpackedBytes: { ...nullableInteger, description: 'bytes of the regular files, null while pending' },
+  sizesPending: { type: 'boolean', description: 'the sizes are being computed in the background: ask again' },
+  sizesIncomplete: { type: 'boolean', description: 'some objects of the closure are absent (a shallow or partial copy) or the walk hit its bound: the sizes are lower bounds' },
+};
+
+Object.assign(COMPONENTS, {
+  RepoStats: {
+    type: 'object',
+    description: 'Storage statistics of a repository: objects by type as stored, refs, static deltas. Computed by listing the repository (cached for a minute).',
+    required: ['repo', 'objects', 'objectsTotal', 'refs', 'deltas', 'computedAt'],
+    properties: {
+      repo: repoName,
+      objects: { type: 'object', properties: Object.fromEntries(['commit', 'dirtree', 'dirmeta', 'file', 'commitmeta', 'tombstone-commit'].map((t) => [t, countBytes])) },
+      objectsTotal: countBytes,
+      refs: count,
+      deltas: { ...countBytes, description: 'complete deltas (with a superblock) and the bytes of their files' },
+      deltaLeftovers: { ...countBytes, description: 'files under deltas/ of no complete delta' },
+      computedAt: { type: 'string', format: 'date-time' },
+      durationMs: count,
+      truncated: { type: 'boolean', description: 'the listing stopped at its bound: lower bounds' },
+    },
+  },
+  Branch: {
+    type: 'object',
+    required: ['ref', 'commit', 'subject', 'version', 'timestamp', 'signed'],
+    properties: {
+      ref: refName,
+      commit: checksum,
+      subject: { ...nullableString, description: 'null when the commit object is absent' },
+      version: nullableString,
+      timestamp: { ...nullableInteger, description: 'seconds since the epoch' },
+      date: { ...nullableString, format: 'date-time' },
+      signed: { type: 'boolean', description: 'detached signatures present (verified in the commit detail)' },
+      signatureTypes: { type: 'array', items: { enum: ['gpg', 'ed25519'] } },
+      ...sizes,
+    },
+  },
+  HistoryEntry: {
+    type: 'object',
+    required: ['commit', 'parent', 'subject', 'version', 'timestamp', 'signed'],
+    properties: { commit: checksum, parent: nullableChecksum, subject: { type: 'string' }, version: nullableString, timestamp: { type: 'integer' }, date: { type: 'string' }, signed: { type: 'boolean' } },
+  },
+  Signature: {
+    type: 'object',
+    required: ['kind', 'keyId', 'valid'],
+    properties: {
+      kind: { enum: ['gpg', 'ed25519'] },
+      index: count,
+      keyId: { ...nullableString, description: "GPG: the issuer's long key ID (uppercase hex); ed25519: null" },
+      keyIds: { type: 'array', items: { type: 'string' } },
+      valid: { type: ['boolean', 'null'], description: "verifies with the repository's keys; null: the repository has no key of this kind to check with" },
+      validKeys: { type: 'array', items: { type: 'string' } },
+      bytes: count,
+      error: { type: 'string', description: 'why a malformed signature is not valid' },
+    },
+  },
+  CommitDelta: {
+    type: 'object',
+    required: ['name', 'from', 'to', 'size'],
+    properties: { name: { type: 'string' }, from: { ...nullableChecksum, description: 'null: from scratch' }, to: checksum, size: count, partFiles: count },
+  },
+  CommitDetail: {
+    type: 'object',
+    required: ['commit', 'parent', 'subject', 'body', 'timestamp', 'metadata', 'signatures', 'objects', 'archivedBytes', 'unpackedBytes', 'sizesPending', 'deltas'],
+    properties: {
+      commit: checksum,
+      parent: nullableChecksum,
+      parentPresent: { type: ['boolean', 'null'], description: 'the parent commit is in the repository (null: no parent)' },
+      subject: { type: 'string' },
+      body: { type: 'string' },
+      textTruncated: { type: 'boolean' },
+      version: nullableString,
+      timestamp: { type: 'integer' },
+      date: { type: 'string' },
+      rootTree: checksum,
+      rootMeta: checksum,
+      contentChecksum: { ...checksum, description: 'what `ostree log` prints as ContentChecksum' },
+      metadata: { type: 'array', items: metadataEntry },
+      metadataTruncated: { type: 'boolean' },
+      commitBytes: count,
+      signed: { type: 'boolean' },
+      verified: { type: 'boolean', description: "at least one signature verifies with the repository's keys" },
+      signatures: { type: 'array', items: { $ref: '#/components/schemas/Signature' } },
+      detachedMetadata: { type: 'array', items: metadataEntry, description: 'detached metadata other than signatures' },
+      ...sizes,
+      deltas: {
+        type: 'object',
+        required: ['to', 'from'],
+        properties: { to: { type: 'array', items: { $ref: '#/components/schemas/CommitDelta' }, description: 'deltas to this commit (from scratch included)' }, from: { type: 'array', items: { $ref: '#/components/schemas/CommitDelta' } } },
+      },
+    },
+  },
+  TreeEntry: {
+    type: 'object',
+    required: ['name', 'kind', 'mode', 'uid', 'gid', 'size', 'target', 'xattrs', 'checksum'],
+    properties: {
+      name: { type: 'string' },
+      path: { type: 'string' },
+      kind: entryKind,
+      mode: { type: 'integer', description: 'st_mode, type bits included (0o100644 = 33188)' },
+      permissions: { type: 'string', description: 'octal, e.g. 0755' },
+      uid: count,
+      gid: count,
+      size: { ...count, description: 'file size (0 for directories and symlinks, as ostree ls shows)' },
+      archivedSize: { ...nullableInteger, description: 'bytes of the stored .filez (null for directories)' },
+      target: { ...nullableString, description: 'symlink target' },
+      xattrs: { type: 'array', items: xattr },
+      checksum: { ...checksum, description: 'content checksum, or dirtree checksum of a directory' },
+      metaChecksum: { ...nullableChecksum, description: 'dirmeta checksum of a directory' },
+    },
+  },
+  DiffSide: {
+    type: 'object',
+    required: ['kind', 'size', 'checksum', 'mode', 'uid', 'gid'],
+    properties: {
+      kind: entryKind,
+      size: count,
+      checksum: { ...checksum, description: 'content checksum, or dirmeta checksum of a directory (what ostree compares)' },
+      treeChecksum: nullableChecksum,
+      mode: { type: 'integer' },
+      uid: count,
+      gid: count,
+      target: nullableString,
+    },
+  },
+  Diff: {
+    type: 'object',
+    description: 'What `ostree diff FROM TO` reports: modified, removed and added paths in its order; a removed directory is one entry, an added one comes with everything below it.',
+    required: ['from', 'to', 'added', 'removed', 'modified', 'truncated'],
+    properties: {
+      from: checksum,
+      to: checksum,
+      added: { type: 'array', items: { type: 'object', required: ['path', 'kind', 'checksum', 'size'], properties: { path: { type: 'string' }, kind: entryKind, checksum, size: count } } },
+      removed: { type: 'array', items: { type: 'object', required: ['path', 'kind', 'checksum', 'size'], properties: { path: { type: 'string' }, kind: entryKind, checksum, size: count } } },
+      modified: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['path', 'old', 'new'],
+          properties: {
+            path: { type: 'string' },
+            old: { $ref: '#/components/schemas/DiffSide' },
+            new: { $ref: '#/components/schemas/DiffSide' },
+            kindChanged: { type: 'boolean' },
+            sizeChanged: { type: 'boolean' },
+            modeChanged: { type: 'boolean' },
+            ownerChanged: { type: 'boolean' },
+            targetChanged: { type: 'boolean' },
+            xattrChanges: { type: 'array', items: { type: 'object', required: ['name', 'old', 'new'], properties: { name: { type: 'string' }, old: { oneOf: [hexBytes, { type: 'null' }] }, new: { oneOf: [hexBytes, { type: 'null' }] } } } },
+            textDiff: {
+              type: 'object',
+              required: ['status', 'unified'],
+              description: 'with text=1, for the first modified regular files: a unified diff, or why there is none',
+              properties: { status: { enum: ['ok', 'not-regular', 'too-large', 'binary', 'too-complex'] }, unified: nullableString },
+            },
+          },
+        },
+      },
+      truncated: { type: 'boolean', description: 'the lists stopped at `limit` entries' },
+    },
+  },
+  Traffic: {
+    type: 'object',
+    required: ['ref', 'head', 'window', 'updates', 'objects', 'coverage'],
+    properties: {
+      ref: refName,
+      head: checksum,
+      headVersion: nullableString,
+      window: { type: 'object', required: ['minutes'], properties: { minutes: { type: 'integer' } } },
+      updates: {
+        type: 'array',
+        description: 'most updates first: through a delta (by its from-commit; null from scratch; "other" for pairs over the bounds), or through plain objects',
+        items: {
+          type: 'object',
+          required: ['via', 'from', 'fromVersion', 'to', 'count', 'bytes'],
+          properties: {
+            via: { enum: ['delta', 'objects'] },
+            from: nullableString,
+            fromVersion: nullableString,
+            to: { type: 'string' },
+            toVersion: nullableString,
+            count: { ...count, description: 'updates begun (superblocks, or loose commit objects, served)' },
+            bytes: { ...count, description: "delta: the superblock's and parts' bytes; objects: the commit objects' bytes" },
+            missed: { ...count, description: 'requests for this delta that found none (404)' },
+          },
+        },
+      },
+      objects: { ...countBytes, description: "loose objects fetched by clients updating to the ref's commits (delta fallbacks included)" },
+      totals: { type: 'object', properties: { deltaUpdates: count, deltaBytes: count, plainUpdates: count, objectBytes: count } },
+      coverage: {
+        type: 'array',
+        description: "the ref's commits before its head, newest first: whether a delta from each to the head exists",
+        items: {
+          type: 'object',
+          required: ['commit', 'version', 'delta'],
+          properties: { commit: checksum, version: nullableString, delta: { type: 'object', required: ['exists', 'size'], properties: { exists: { type: 'boolean' }, size: nullableInteger } } },
+        },
+      },
+      scratch: { type: 'object', description: 'the from-scratch delta to the head', properties: { exists: { type: 'boolean' }, size: nullableInteger } },
+    },
+  },
+  OperatorResult: {
+    type: 'object',
+    required: ['ref', 'old', 'new'],
+    properties: {
+      ref: refName,
+      old: { ...nullableChecksum, description: 'the commit before (null: the ref did not exist)' },
+      new: { ...nullableChecksum, description: 'the commit after (null: deleted)' },
+      changes: { type: 'array', items: { $ref: '#/components/schemas/RefChange' } },
+      downgrade: { const: true, description: 'rollback: hosts already on a later commit need --allow-downgrade' },
+      stepsBack: { ...count, description: 'rollback: commits back along parents' },
+      note: { type: 'string' },
+    },
+  },
+} satisfies Record<string, Schema>);
+
+/** A page of a list: pass `next` back as `cursor`. */
+export interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+
+export const pageOf = (items: Schema, extra: Record<string, Schema> = {}, required: string[] = []): Schema => ({
+  type: 'object',
+  required: ['items', 'next', ...required],
+  properties: { items: { type: 'array', items }, next: nextCursor, ...extra },
+});
+
+export interface Sizes {
+  objects: number | null;
+  archivedBytes: number | null;
+  unpackedBytes: number | null;
+  sizesPending: boolean;
+  sizesIncomplete: boolean;
+}
+
+export interface Branch extends Sizes {
+  ref: string;
+  commit: string;
+  subject: string | null;
+  version: string | null;
+  timestamp: number | null;
+  date: string | null;
+  signed: boolean;
+  signatureTypes: Array<'gpg' | 'ed25519'>;
+}
+
+export interface BranchesAnswer extends Page<Branch> {
+  /** Refs (matching the prefix) in all. */
+  total: number;
+}
+
+export interface HistoryItem {
+  commit: string;
+  parent: string | null;
+  subject: string;
+  version: string | null;
+  timestamp: number;
+  date: string;
+  signed: boolean;
+}
+
+export interface HistoryAnswer extends Page<HistoryItem> {
+  ref: string;
+  head: string;
+  /** Why the history ends on this page: no parent ('root'), or a parent not in the repository ('missing'); null: more pages. */
+  end: 'root' | 'missing' | null;
+  missing?: string;
+  tombstone?: boolean;
+}
+
+export interface SignatureItem {
+  kind: 'gpg' | 'ed25519';
+  index: number;
+  keyId: string | null;
+  keyIds: string[];
+  valid: boolean | null;
+  validKeys: string[];
+  bytes: number;
+  error?: string;
+}
+
+export interface CommitDeltaItem {
+  name: string;
+  from: string | null;
+  to: string;
+  size: number;
+  partFiles: number;
+}
+
+export interface CommitAnswer extends Sizes {
+  commit: string;
+  parent: string | null;
+  parentPresent: boolean | null;
+  subject: string;
+  body: string;
+  textTruncated: boolean;
+  version: string | null;
+  timestamp: number;
+  date: string;
+  rootTree: string;
+  rootMeta: string;
+  contentChecksum: string;
+  metadata: unknown[];
+  metadataTruncated: boolean;
+  commitBytes: number;
+  signed: boolean;
+  verified: boolean;
+  signatures: SignatureItem[];
+  detachedMetadata: unknown[];
+  deltas: { to: CommitDeltaItem[]; from: CommitDeltaItem[] };
+}
+
+export interface TreeItem {
+  name: string;
+  path: string;
+  kind: 'file' | 'dir' | 'symlink';
+  mode: number;
+  permissions: string;
+  uid: number;
+  gid: number;
+  size: number;
+  archivedSize: number | null;
+  target: string | null;
+  xattrs: unknown[];
+  checksum: string;
+  metaChecksum: string | null;
+}
+
+export interface TreeAnswer extends Page<TreeItem> {
+  commit: string;
+  path: string;
+  /** The directory itself. */
+  dir: TreeItem;
+  /** Entries of the directory in all. */
+  total: number;
+}
+
+export interface TrafficUpdate {
+  via: 'delta' | 'objects';
+  from: string | null;
+  fromVersion: string | null;
+  to: string;
+  toVersion: string | null;
+  count: number;
+  bytes: number;
+  missed: number;
+}
+
+export interface TrafficAnswer {
+  ref: string;
+  head: string;
+  headVersion: string | null;
+  window: { minutes: number };
+  updates: TrafficUpdate[];
+  objects: { count: number; bytes: number };
+  totals: { deltaUpdates: number; deltaBytes: number; plainUpdates: number; objectBytes: number };
+  coverage: Array<{ commit: string; version: string | null; delta: { exists: boolean; size: number | null } }>;
+  scratch: { exists: boolean; size: number | null };
+}
+
+export interface PromoteBody {
+  commit: string;
+  /** The ref to point at the commit. */
+  to: string;
+  /** What `to` holds now (null: absent). */
+  expected: string | null;
+  /** The ref whose history holds the commit; omitted: a ref whose head is the commit. */
+  fromRef?: string;
+}
+
+export interface RollbackBody {
+  ref: string;
+  /** An earlier commit of the ref's history. */
+  commit: string;
+  /** What the ref holds now. */
+  expected: string;
+}
+
+export interface DeleteRefBody {
+  ref: string;
+  expected: string;
+}
+
+export interface OperatorAnswer {
+  ref: string;
+  old: string | null;
+  new: string | null;
+  changes: RefChange[];
+}
+
+export interface RollbackAnswer extends OperatorAnswer {
+  downgrade: true;
+  stepsBack: number;
+  note: string;
+}

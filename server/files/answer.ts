@@ -11,7 +11,7 @@ import { describeError, fileErrorHeaders, type HttpErrorInfo } from '../errors';
 import type { Answerer, FrontAnswer } from '../http1/front';
 import type { Logger } from '../logging';
 import type { Metrics } from '../metrics';
-import { observe, recordRequest, REQUEST_ID_HEADER, requestIdOf } from '../observe';
+import { observe, recordRequest, REQUEST_ID_HEADER, requestIdOf, type ServedFile, type TrafficSink } from '../observe';
 import type { FileCache } from './cache';
 import { decodePathSegments } from './paths';
 import { answerFile, releaseAnswer, writeAnswer, type FileAnswer } from './serve';
@@ -46,6 +46,8 @@ export interface FilesOptions {
   logger: Logger;
   /** Told after a 404 for an existing repository's file (on-demand deltas); never awaited. */
   onMissing?(repo: string, key: string): void;
+  /** Told of every GET of a data-folder repository's file once answered (update traffic, server/api/traffic.ts). */
+  traffic?: TrafficSink;
 }
 
 /** The request as far as the decision goes. */
@@ -63,6 +65,8 @@ export interface Answer extends FileAnswer {
   /** For the request log and metrics. */
   route: string;
   repo?: string;
+  /** The file's path inside the repository (repository files), for update traffic. */
+  key?: string;
 }
 
 export interface Files {
@@ -172,9 +176,9 @@ export function createFiles(opts: FilesOptions): Files {
     const route = `${label}_${cls.area}`;
     if (cls.kind === 'local') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo);
     const done = (a: FileAnswer | null): Answer => {
-      if (a) return Object.assign(a, { route, repo });
+      if (a) return Object.assign(a, { route, repo, key });
       if (repo !== undefined) queueMicrotask(() => opts.onMissing?.(repo, key));
-      return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo);
+      return Object.assign(errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo), { key });
     };
     try {
       const opts = { cache, metrics, privateRepo };
@@ -197,10 +201,14 @@ export function createFiles(opts: FilesOptions): Files {
     return errorAnswer(info, route, repo);
   }
 
-  function account(a: Answer, method: string, path: string, start: bigint, requestId: string) {
+  function account(a: Answer, method: string, path: string, start: bigint, requestId: string, served: ServedFile | undefined) {
     return (bytes: number, aborted: boolean) =>
-      recordRequest(logger, metrics, { route: a.route, repo: a.repo, method, path, status: a.status, bytes, aborted, durationMs: Number(process.hrtime.bigint() - start) / 1e6, requestId });
+      recordRequest(logger, metrics, { route: a.route, repo: a.repo, method, path, status: a.status, bytes, aborted, durationMs: Number(process.hrtime.bigint() - start) / 1e6, requestId, served });
   }
+
+  /** What update traffic is told about answer `a` (a repository file), from the connection's remote address. */
+  const servedOf = (a: Answer, socket: { remoteAddress?: string } | undefined): ServedFile | undefined =>
+    opts.traffic && a.repo !== undefined && a.key !== undefined ? { traffic: opts.traffic, repo: a.repo, key: a.key, client: socket?.remoteAddress } : undefined;
 
   const handleNode = (req: IncomingMessage, res: ServerResponse): boolean => {
     const start = process.hrtime.bigint();
@@ -210,12 +218,13 @@ export function createFiles(opts: FilesOptions): Files {
     if (a === null) return false;
     const id = requestIdOf(req.headers['x-request-id']);
     const write = (x: Answer) => {
+      const served = servedOf(x, req.socket);
       if (res.destroyed) {
         releaseAnswer(x);
-        account(x, method, pathOf(target), start, id)(0, true);
+        account(x, method, pathOf(target), start, id, served)(0, true);
         return;
       }
-      observe(logger, metrics, req, res, { route: x.route, repo: x.repo }, start, id, target);
+      observe(logger, metrics, req, res, { route: x.route, repo: x.repo, served }, start, id, target);
       writeAnswer(res, x, id);
     };
     if (a instanceof Promise) void a.then(write);
@@ -236,7 +245,7 @@ export function createFiles(opts: FilesOptions): Files {
       body: x.body,
       stream: x.stream,
       file: x.file,
-      done: account(x, head.method, path, start, id),
+      done: account(x, head.method, path, start, id, servedOf(x, (conn as { socket?: { remoteAddress?: string } } | undefined)?.socket)),
     });
     return a instanceof Promise ? a.then(toFront) : toFront(a);
   };
