@@ -35,6 +35,7 @@ import { refRoutes } from './refs';
 import { repoRoutes } from './repos';
 import { route, type AnyRoute } from './route';
 import { tokenRoutes } from './tokens';
+import { uiRoutes } from './ui';
 
 let openapi: Record<string, unknown> | undefined;
 
@@ -48,4 +49,4 @@ const openapiRoute = route({
   handler: () => (openapi ??= buildOpenApi(ROUTES)),
 });
 
-export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes];
+export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes];
