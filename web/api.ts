@@ -113,6 +113,10 @@ export interface Branch {
   version?: string | null;
   timestamp?: number | null;
   signed?: boolean;
+  objects?: number | null;
+  archivedBytes?: number | null;
+  unpackedBytes?: number | null;
+  sizesPending?: boolean;
 }
 
 export interface HistoryItem {

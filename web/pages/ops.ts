@@ -1,14 +1,16 @@
 /** Update traffic and delta coverage of a ref (with "build delta"), background jobs, and the token. */
-import { api, getJson, getToken, sendJson, setToken, urls, type Job } from '../api.js';
+import { api, getJson, getToken, isChecksum, sendJson, setToken, urls, type Job } from '../api.js';
 import { code, describe, errorBox, facts, fmtBytes, fmtTime, h, link, note, replace, row, shortSum, table } from '../dom.js';
 import { heading, outcome, tokenField, type PageContext } from '../page.js';
 
 interface Traffic {
   window?: unknown;
-  updates?: Array<{ from?: string | null; fromVersion?: string | null; via?: string; count?: number; bytes?: number; to?: string | null }>;
+  updates?: Array<{ from?: string | null; fromVersion?: string | null; to?: string | null; toVersion?: string | null; via?: string; count?: number; bytes?: number; missed?: number }>;
   objects?: { count?: number; bytes?: number };
   coverage?: Array<{ commit: string; version?: string | null; delta?: { exists?: boolean; size?: number | null } | null }>;
+  scratch?: { exists?: boolean; size?: number | null };
   head?: string;
+  headVersion?: string | null;
   [k: string]: unknown;
 }
 
@@ -34,16 +36,27 @@ export async function trafficPage(ctx: PageContext, repo: string): Promise<void>
 
   const served = h('section', { 'aria-labelledby': 'served-h' }, h('h2', { id: 'served-h' }, `Updates served over ${windowText(t.window)}`));
   const updates = t.updates ?? [];
+  const commitCell = (c: string | null | undefined, version: string | null | undefined, none: string) =>
+    c && isChecksum(c) ? [link(urls.commit(repo, c, ref), code(shortSum(c), c)), version ? ` (${version})` : ''] : c ? c : none;
   if (updates.length === 0) served.append(note('No update was served in this window.'));
   else {
-    const tb = table(['From', 'From version', 'Through', 'Updates', 'Bytes'], 'updates');
+    const tb = table(['Through', 'From', 'To', 'Updates', 'Bytes', 'Delta asked for but missing'], 'updates');
     for (const u of updates)
-      tb.body.append(row(u.from ? link(urls.commit(repo, u.from, ref), code(shortSum(u.from), u.from)) : 'scratch', u.fromVersion ?? '', u.via === 'delta' ? 'static delta' : 'plain objects', String(u.count ?? 0), fmtBytes(u.bytes)));
+      tb.body.append(
+        row(
+          u.via === 'delta' ? 'static delta' : 'plain objects',
+          u.via === 'delta' ? commitCell(u.from, u.fromVersion, 'scratch') : '—',
+          commitCell(u.to, u.toVersion, '—'),
+          String(u.count ?? 0),
+          fmtBytes(u.bytes),
+          u.missed ? String(u.missed) : '',
+        ),
+      );
     served.append(tb.table);
   }
-  if (t.objects) served.append(facts([['Loose objects served', `${t.objects.count ?? 0} (${fmtBytes(t.objects.bytes)})`]]));
+  if (t.objects) served.append(facts([['Loose objects served for these updates', `${t.objects.count ?? 0} (${fmtBytes(t.objects.bytes)})`]]));
 
-  const cov = h('section', { 'aria-labelledby': 'cov-h' }, h('h2', { id: 'cov-h' }, 'Delta coverage of the head'), head ? h('p', null, 'Head: ', link(urls.commit(repo, head, ref), code(shortSum(head), head))) : null);
+  const cov = h('section', { 'aria-labelledby': 'cov-h' }, h('h2', { id: 'cov-h' }, 'Delta coverage of the head'), head ? h('p', null, 'Head: ', link(urls.commit(repo, head, ref), code(shortSum(head), head)), t.headVersion ? ` (${t.headVersion})` : '') : null);
   const coverage = t.coverage ?? [];
   if (coverage.length === 0) cov.append(note('No earlier version to cover.'));
   else {
@@ -65,6 +78,7 @@ export async function trafficPage(ctx: PageContext, repo: string): Promise<void>
     }
     cov.append(tb.table);
   }
+  if (t.scratch) cov.append(facts([['From scratch', t.scratch.exists ? `a delta of ${fmtBytes(t.scratch.size)}` : 'no delta']]));
   ctx.main.append(served, cov);
 }
 

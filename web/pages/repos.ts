@@ -38,7 +38,7 @@ export async function repoPage(ctx: PageContext, repo: string): Promise<void> {
     },
   );
 
-  const t = table(['Ref', 'Commit', 'Subject', 'Version', 'Date', 'Signed', ''], 'refs');
+  const t = table(['Ref', 'Commit', 'Subject', 'Version', 'Date', 'Signed', 'Size', ''], 'refs');
   const list = pagedList<Branch>({
     noun: 'refs',
     into: t.body,
@@ -52,6 +52,7 @@ export async function repoPage(ctx: PageContext, repo: string): Promise<void> {
         b.version ?? '',
         fmtTime(b.timestamp),
         b.signed ? 'signed' : 'unsigned',
+        b.sizesPending ? 'being computed…' : typeof b.archivedBytes === 'number' ? `${fmtBytes(b.archivedBytes)} (${b.objects ?? '?'} objects)` : '—',
         link(urls.traffic(repo, b.ref), 'Traffic & deltas'),
       ),
   });
