@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Request, Response } from 'express';
 import { LRUCache } from 'lru-cache';
@@ -184,7 +183,7 @@ async function sendHeld(stream: Readable, res: Response): Promise<void> {
   try {
     for await (const chunk of stream) {
       if (res.destroyed) return;
-      if (held && !res.write(held)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (held && !res.write(held)) await drained(res);
       held = chunk as Buffer;
     }
     if (!res.destroyed) res.end(held ?? undefined);
@@ -194,6 +193,19 @@ async function sendHeld(stream: Readable, res: Response): Promise<void> {
     res.off('close', gone);
     stream.destroy();
   }
+}
+
+/** Resolves when `res` can take more, or is gone (its listeners removed either way). */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 async function readAll(stream: Readable, max: number): Promise<Buffer> {
