@@ -43,7 +43,7 @@ interface Bundle {
 const TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
+  '.svg': 'image/svg+xml; charset=utf-8',
   '.png': 'image/png',
   '.ico': 'image/x-icon',
 };
@@ -77,6 +77,7 @@ export function loadBundle(folders = uiFolders()): Bundle | Error {
     const url = (n: string) => `${ASSETS}${build}/${n}`;
     const modules = names.filter((n) => n.endsWith('.js') && n !== 'app.js');
     const css = names.filter((n) => n.endsWith('.css'));
+    const icon = names.find((n) => n.endsWith('.svg'));
     const html = Buffer.from(
       [
         '<!doctype html>',
@@ -87,6 +88,7 @@ export function loadBundle(folders = uiFolders()): Bundle | Error {
         '<meta name="referrer" content="no-referrer">',
         '<title>Cairn</title>',
         ...css.map((n) => `<link rel="stylesheet" href="${url(n)}">`),
+        ...(icon ? [`<link rel="icon" href="${url(icon)}">`] : []),
         ...modules.map((n) => `<link rel="modulepreload" href="${url(n)}">`),
         `<script type="module" src="${url('app.js')}"></script>`,
         '</head>',

@@ -50,7 +50,7 @@ test('assets: every one the HTML names is served with its type, immutable for a 
   assert.ok(assets.some((a) => a.endsWith('/app.js')) && assets.some((a) => a.endsWith('.css')), assets.join());
   for (const a of assets) {
     const r = await request(app).get(a).expect(200);
-    assert.match(r.headers['content-type'], a.endsWith('.js') ? /^text\/javascript/ : /^text\/css/, a);
+    assert.match(r.headers['content-type'], a.endsWith('.js') ? /^text\/javascript/ : a.endsWith('.css') ? /^text\/css/ : /^image\/svg\+xml/, a);
     assert.equal(r.headers['cache-control'], 'public, max-age=31536000, immutable');
     assert.ok(r.headers.etag);
     await request(app).get(a).set('If-None-Match', r.headers.etag).expect(304);

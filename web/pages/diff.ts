@@ -162,7 +162,11 @@ function modifiedView(repo: string, d: Diff, m: Modified): HTMLElement {
 function unifiedView(text: string): HTMLElement {
   const pre = h('pre', { class: 'udiff', tabindex: 0 });
   const frag = document.createDocumentFragment();
-  for (const line of text.split('\n')) {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  for (const line of lines) {
+    // jsdiff's header (`Index:`, `====`) says nothing the heading does not.
+    if (line.startsWith('Index: ') || /^=+$/.test(line)) continue;
     const cls = line.startsWith('+++') || line.startsWith('---') ? 'file' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : line.startsWith('@@') ? 'hunk' : line.startsWith('=') || line.startsWith('Index:') ? 'file' : 'ctx';
     frag.append(h('span', { class: cls }, line), '\n');
   }
