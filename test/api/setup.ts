@@ -65,6 +65,14 @@ export async function uploadCommit(app: CairnApp, token: string, repoName: strin
   }
 }
 
+/** `ostree commit` without ref bindings (so that a commit may be promoted to another ref) → its checksum. */
+async function commitUnbound(repo: string, branch: string, tree: string, subject: string, timestamp: number, version: string): Promise<string> {
+  const ts = new Date(timestamp * 1000).toISOString();
+  const out = (await ostree(['commit', '--no-bindings', `--branch=${branch}`, `--tree=dir=${tree}`, `--subject=${subject}`, `--timestamp=${ts}`, `--add-metadata-string=version=${version}`], { repo })).trim();
+  assert.match(out, /^[0-9a-f]{64}$/);
+  return out;
+}
+
 export async function makeApiBed(): Promise<ApiBed> {
   const work = await makeTempDir('cairn-api-');
   const data = makeDataDir();
@@ -90,7 +98,7 @@ export async function makeApiBed(): Promise<ApiBed> {
   await fsp.mkdir(path.join(tree, 'empty'), { recursive: true });
   await fsp.symlink('README', path.join(tree, 'link'));
   const srcDir = await initRepo(path.join(work, 'src-repo'), 'archive');
-  const v1 = await commitTree(srcDir, { branch: 'os/main', tree, subject: 'v1', timestamp: 1700000000, metadata: { version: '1' } });
+  const v1 = await commitUnbound(srcDir, 'os/main', tree, 'v1', 1700000000, '1');
 
   await write(tree, 'README', 'hello\nthere\nworld\n');
   await fsp.chmod(path.join(tree, 'bin/script'), 0o755);
@@ -100,7 +108,7 @@ export async function makeApiBed(): Promise<ApiBed> {
   await fsp.symlink('README', path.join(tree, 'becomes-link'));
   await write(tree, 'new/nested/deep/file', 'new\n');
   await write(tree, 'added.txt', 'added\n');
-  const v2 = await commitTree(srcDir, { branch: 'os/main', tree, subject: 'v2', timestamp: 1700000100, metadata: { version: '2' } });
+  const v2 = await commitUnbound(srcDir, 'os/main', tree, 'v2', 1700000100, '2');
 
   const push = await token('push', { prefixes: ['os/'] });
   await uploadCommit(app, push, 'main', srcDir, v1);
@@ -113,9 +121,9 @@ export async function makeApiBed(): Promise<ApiBed> {
   // v3: the ostree CLI, straight into Cairn's repository (its parent is the ref's value, v2).
   await write(tree, 'etc/os-release', 'ID=cairntest\nVERSION_ID=3\n');
   for (let i = 0; i < 25; i++) await write(tree, `many/f-${String(i).padStart(2, '0')}`, `file ${i}\n`);
-  const v3 = await commitTree(mainDir, { branch: 'os/main', tree, subject: 'v3', timestamp: 1700000200, metadata: { version: '3' } });
+  const v3 = await commitUnbound(mainDir, 'os/main', tree, 'v3', 1700000200, '3');
 
-  // os/other: a commit signed by a key the repository does not know.
+  // os/other: a commit bound to its ref (ostree commit's default) and signed by a key the repository does not know.
   const other = path.join(work, 'other');
   await write(other, 'only', 'other\n');
   const foreign = await commitTree(mainDir, { branch: 'os/other', tree: other, subject: 'other', timestamp: 1700000300 });
