@@ -50,4 +50,19 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: 'let Cairn publish into a repository it did not create',
     load: () => (require('./adopt') as typeof import('./adopt')).adopt,
   },
+  {
+    name: 'prune',
+    summary: 'cut the history of refs (keep the last N commits or the younger ones)',
+    load: () => (require('./prune') as typeof import('./prune')).pruneCommand,
+  },
+  {
+    name: 'gc',
+    summary: 'delete unreachable objects of a repository (safe while publishing)',
+    load: () => (require('./gc') as typeof import('./gc')).gcCommand,
+  },
+  {
+    name: 'fsck',
+    summary: 'verify every object and ref closure; --repair quarantines corrupt objects',
+    load: () => (require('./fsck') as typeof import('./fsck')).fsckCommand,
+  },
 ];

@@ -1,0 +1,176 @@
+import { CairnError } from '../errors';
+import { isChecksum } from '../objects/checksum';
+import { verifyFilez } from '../objects/filez';
+import { MAX_METADATA_SIZE, ObjectType } from '../objects/types';
+import { DEFAULT_INGEST_LIMITS } from '../repo/ingest';
+import type { Repo } from '../repo/repo';
+import { validateMetadataObject } from '../repo/repo';
+import { verifyObject } from '../repo/verify';
+import { MarkSet } from './markset';
+import { Marker, objectLabel, parseObjectKey } from './reach';
+
+/**
+ * fsck: every object of the repository checked against its name with the
+ * verification uploads go through (storage/repo/verify.ts: metadata in
+ * normal form hashing to its name; a `.filez` inflated under its declared
+ * size, its content checksum recomputed; large ones streamed), detached
+ * metadata and tombstones parsed; then every ref's closure (tree and present
+ * history) walked for objects that are missing or cannot be decoded.
+ *
+ * With `repair`, each corrupt object is moved out of objects/ into the
+ * repository's local-only `state/cairn/quarantine/` (never served, not
+ * looked at by `ostree fsck`): from then on it answers 404 instead of bad
+ * bytes, and since an upload is skipped only when the object is present,
+ * the next push of a commit that holds it uploads it again.
+ */
+
+export interface FsckOptions {
+  repair?: boolean;
+  onProgress?(line: string): void;
+  /** Largest file a `.filez` may declare (the upload limit by default). */
+  maxFileSize?: number;
+}
+
+export interface FsckProblem {
+  object: string;
+  error: string;
+}
+
+export interface FsckReport {
+  repo: string;
+  objects: number;
+  bytes: number;
+  refs: number;
+  /** Objects whose bytes are not what their name says (first MAX_LISTED). */
+  corrupt: FsckProblem[];
+  corruptCount: number;
+  /** Objects a ref's closure needs that are not there (first MAX_LISTED), with the commit that needs them. */
+  missing: Array<{ object: string; commit: string }>;
+  missingCount: number;
+  /** Ref files that hold no checksum. */
+  damagedRefs: string[];
+  /** Where each corrupt object went (`repair`). */
+  quarantined: Array<{ object: string; to: string }>;
+  ok: boolean;
+  seconds: number;
+}
+
+export const MAX_LISTED = 10_000;
+export const QUARANTINE_PREFIX = 'state/cairn/quarantine';
+/** `.filez` up to this size are read whole and verified in one piece; larger ones stream. */
+const WHOLE_BYTES = 4 * 1024 * 1024;
+
+export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckReport> {
+  const started = performance.now();
+  const progress = opts.onProgress ?? (() => undefined);
+  const maxFileSize = opts.maxFileSize ?? DEFAULT_INGEST_LIMITS.maxFileSize;
+  const report: FsckReport = { repo: repo.name, objects: 0, bytes: 0, refs: 0, corrupt: [], corruptCount: 0, missing: [], missingCount: 0, damagedRefs: [], quarantined: [], ok: false, seconds: 0 };
+  const corruptNames = new Set<string>();
+  const addCorrupt = (object: string, error: string) => {
+    if (corruptNames.has(object)) return;
+    report.corruptCount++;
+    if (report.corrupt.length < MAX_LISTED) {
+      report.corrupt.push({ object, error });
+      corruptNames.add(object);
+    }
+  };
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+
+  // 1. Every object against its name.
+  progress(`checking the objects of ${repo.name}`);
+  let last = performance.now();
+  for await (const key of repo.backend.list('objects')) {
+    const o = parseObjectKey(key);
+    if (!o) continue;
+    const name = objectLabel(o.checksum, o.type);
+    let size = 0;
+    let error: string | null;
+    try {
+      const r = await checkObject(repo, key, o.checksum, o.type, maxFileSize);
+      if (r === null) continue; // removed meanwhile (gc, prune)
+      size = r;
+      error = null;
+    } catch (e) {
+      error = e instanceof CairnError ? e.message : (e as Error).message;
+    }
+    report.objects++;
+    report.bytes += size;
+    if (error !== null) {
+      addCorrupt(name, error);
+      progress(`corrupt: ${name}: ${error}`);
+      if (opts.repair) {
+        const to = `${QUARANTINE_PREFIX}/${stamp}/${name}`;
+        await quarantine(repo, key, to);
+        report.quarantined.push({ object: name, to });
+        progress(`quarantined ${name} -> ${to}`);
+      }
+    }
+    if (performance.now() - last > 2000) {
+      progress(`checked ${report.objects} objects (${(report.bytes / 1048576).toFixed(0)} MiB), ${report.corruptCount} corrupt`);
+      last = performance.now();
+    }
+  }
+
+  // 2. Every ref's closure, with its present history.
+  const refs = new Map<string, string>();
+  for await (const key of repo.backend.list('refs')) {
+    const got = await repo.backend.read(key);
+    if (!got) continue;
+    const c = got.data.toString('utf8').trim();
+    if (isChecksum(c)) refs.set(key.slice('refs/'.length), c);
+    else report.damagedRefs.push(key);
+  }
+  report.refs = refs.size;
+  progress(`walking the closures of ${refs.size} refs`);
+  const marker = new Marker(repo, new MarkSet(), {
+    checkContent: true,
+    onMissing: (object, commit) => {
+      report.missingCount++;
+      if (report.missing.length < MAX_LISTED) report.missing.push({ object, commit });
+    },
+    onCorrupt: (object, error) => addCorrupt(object, error),
+  });
+  for (const [, commit] of refs) await marker.markCommit(commit, true);
+
+  report.ok = report.corruptCount === 0 && report.missingCount === 0 && report.damagedRefs.length === 0;
+  report.seconds = (performance.now() - started) / 1000;
+  progress(
+    `${repo.name}: ${report.objects} objects, ${report.refs} refs: ${report.corruptCount} corrupt, ${report.missingCount} missing, ${report.damagedRefs.length} damaged refs` +
+      (opts.repair ? `, ${report.quarantined.length} quarantined` : ''),
+  );
+  return report;
+}
+
+/** Checks one object; its size, or null when it is gone. Throws what is wrong with it. */
+async function checkObject(repo: Repo, key: string, checksum: string, type: ObjectType, maxFileSize: number): Promise<number | null> {
+  const info = await repo.backend.stat(key);
+  if (!info) return null;
+  if (type === ObjectType.File && info.size > WHOLE_BYTES) {
+    const opened = await repo.backend.openRead(key);
+    if (!opened) return null;
+    let actual: string;
+    try {
+      actual = (await verifyFilez(opened.stream, { maxSize: maxFileSize })).checksum;
+    } finally {
+      opened.stream.destroy();
+    }
+    if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `content hashes to ${actual}`);
+    return opened.info.size;
+  }
+  if (type !== ObjectType.File && info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `metadata object of ${info.size} bytes (the limit is ${MAX_METADATA_SIZE})`);
+  const got = await repo.backend.read(key);
+  if (!got) return null;
+  if (type === ObjectType.CommitMeta || type === ObjectType.TombstoneCommit) validateMetadataObject(type, got.data);
+  else await verifyObject({ checksum, type, data: got.data, maxFileSize });
+  // verifyObject is synchronous for small objects: let other work in.
+  await new Promise<void>((r) => setImmediate(r));
+  return got.data.length;
+}
+
+/** Moves an object aside, through the backend: copied into `to`, then removed from objects/. */
+export async function quarantine(repo: Repo, key: string, to: string): Promise<void> {
+  const opened = await repo.backend.openRead(key);
+  if (!opened) return;
+  await repo.backend.write(to, opened.stream);
+  await repo.backend.remove(key);
+}

@@ -1,0 +1,205 @@
+import { pruneDeltas } from '../deltas/prune';
+import { CairnError } from '../errors';
+import { ObjectType, objectKey } from '../objects/types';
+import { withRepoLock } from '../repo/mutex';
+import type { Repo } from '../repo/repo';
+import { updateSummary, type SummarySigner } from '../repo/summary';
+import { MarkSet } from './markset';
+import { listAllRefs, Marker, objectLabel, parseObjectKey } from './reach';
+
+/**
+ * Garbage collection of unreachable objects, safe while publishers push.
+ *
+ * Reachable (kept) is:
+ *  - the closure of every ref (refs/heads, mirrors, remotes) with its whole
+ *    present history: GC never cuts history, prune does (prune.ts);
+ *  - every object whose file is younger than the grace window (default 1 h,
+ *    by mtime): a push uploads its objects first and moves the ref last, so
+ *    the objects of a push in flight are kept as long as the push takes less
+ *    than the grace window;
+ *  - whatever a ref update needs: deletions are made in short rounds under
+ *    the repository's `refs` lock (the lock every ref update holds from its
+ *    completeness check to the switch), each round first marking the
+ *    closures of refs that moved since the mark; so a ref update either ran
+ *    before a round (its commit is marked, nothing of it goes) or after (it
+ *    finds what the round deleted missing and refuses with 422 instead of
+ *    publishing a broken commit). A round holds the lock for at most
+ *    ROUND_MS, so publishing never waits longer than that.
+ *  - detached metadata (.commitmeta) of kept commits, and every
+ *    .tombstone-commit (they record pruned commits for clients).
+ *
+ * The mark holds a MarkSet (16 bytes a slot, 32 MiB for a million objects),
+ * not every checksum as strings; the sweep streams the listing of objects/
+ * and holds one round's deletions at a time. Deltas whose commits went are
+ * removed afterwards and the summary regenerated (signed with `signer`).
+ */
+
+export interface GcOptions {
+  /** Objects younger than this are kept whatever (default 1 h). */
+  graceMs?: number;
+  /** Report what would go, delete nothing. */
+  dryRun?: boolean;
+  /** Re-signs the summary when deltas go. */
+  signer?: SummarySigner;
+  /** Progress lines (stderr of the CLI). */
+  onProgress?(line: string): void;
+  /** Test hook: called after the mark, before the sweep. */
+  afterMark?(): Promise<void> | void;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
+export interface GcReport {
+  repo: string;
+  dryRun: boolean;
+  graceSeconds: number;
+  refs: number;
+  /** Objects marked reachable. */
+  marked: number;
+  /** Objects looked at in objects/. */
+  scanned: number;
+  /** Unreachable but younger than the grace window: kept. */
+  young: number;
+  /** Deleted (or that would be, on a dry run), by type, and their bytes. */
+  deleted: Record<string, number>;
+  deletedObjects: number;
+  deletedBytes: number;
+  /** Up to 1,000 of the names deleted. */
+  sample: string[];
+  /** Deltas removed because a commit of theirs went. */
+  deltas: string[];
+  /** Memory of the mark set, bytes. */
+  markBytes: number;
+  seconds: number;
+}
+
+export const DEFAULT_GRACE_MS = 60 * 60_000;
+/** Longest a sweep round holds the `refs` lock. */
+const ROUND_MS = 100;
+/** Candidates gathered before a round. */
+const ROUND_OBJECTS = 512;
+
+export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+  if (!(graceMs >= 0)) throw new CairnError('INVALID_ARGUMENT', 'the grace window must be 0 or more');
+  const progress = opts.onProgress ?? (() => undefined);
+  const set = new MarkSet();
+  const corrupt: string[] = [];
+  const marker = new Marker(repo, set, { onCorrupt: (name, err) => corrupt.push(`${name}: ${err}`) });
+
+  // Mark: every ref's closure with its history.
+  const marked = new Map<string, string>();
+  const markRefs = async (refs: Map<string, string>) => {
+    for (const [ref, commit] of refs) {
+      if (marked.get(ref) === commit) continue;
+      await marker.markCommit(commit, true);
+      marked.set(ref, commit);
+    }
+    if (corrupt.length) {
+      throw new CairnError('INVALID_OBJECT', `garbage collection of ${repo.name} stopped: ${corrupt.length} reachable metadata object(s) cannot be read (${corrupt[0]}); their children are unknown. Run 'cairn fsck --repair' and push them again`, {
+        corrupt: corrupt.slice(0, 100),
+      });
+    }
+  };
+  const refs = await listAllRefs(repo);
+  progress(`marking the closures of ${refs.size} refs`);
+  await markRefs(refs);
+  progress(`marked ${set.size} objects (${(set.bytes / 1048576).toFixed(1)} MiB)`);
+  await opts.afterMark?.();
+
+  const report: GcReport = {
+    repo: repo.name,
+    dryRun: opts.dryRun === true,
+    graceSeconds: graceMs / 1000,
+    refs: refs.size,
+    marked: 0,
+    scanned: 0,
+    young: 0,
+    deleted: {},
+    deletedObjects: 0,
+    deletedBytes: 0,
+    sample: [],
+    deltas: [],
+    markBytes: 0,
+    seconds: 0,
+  };
+  let commitsDeleted = 0;
+  let pending: Array<{ key: string; checksum: string; type: ObjectType; size: number }> = [];
+
+  const isKept = (checksum: string, type: ObjectType): boolean => {
+    if (type === ObjectType.TombstoneCommit) return true;
+    if (type === ObjectType.CommitMeta) return set.has(checksum, ObjectType.Commit);
+    return set.has(checksum, type);
+  };
+  const count = (p: { key: string; checksum: string; type: ObjectType; size: number }) => {
+    const ext = p.key.slice(p.key.lastIndexOf('.') + 1);
+    report.deleted[ext] = (report.deleted[ext] ?? 0) + 1;
+    report.deletedObjects++;
+    report.deletedBytes += p.size;
+    if (report.sample.length < 1000) report.sample.push(objectLabel(p.checksum, p.type));
+    if (p.type === ObjectType.Commit) commitsDeleted++;
+  };
+
+  /** One or more rounds deleting `pending`, each under the refs lock, after marking refs that moved. */
+  const flush = async () => {
+    if (opts.dryRun) {
+      pending.forEach(count);
+      pending = [];
+      return;
+    }
+    while (pending.length > 0) {
+      await withRepoLock(repo.backend, 'refs', async () => {
+        await markRefs(await listAllRefs(repo));
+        const until = performance.now() + ROUND_MS;
+        while (pending.length > 0 && performance.now() < until) {
+          const p = pending.pop()!;
+          if (isKept(p.checksum, p.type)) continue;
+          // A commit goes with its detached metadata (and ostree's partial marker).
+          if (p.type === ObjectType.Commit) {
+            await repo.backend.remove(objectKey(p.checksum, ObjectType.CommitMeta));
+            await repo.backend.remove(`state/${p.checksum}.commitpartial`);
+          }
+          await repo.backend.remove(p.key);
+          count(p);
+        }
+      });
+      if (pending.length > 0) await new Promise<void>((r) => setImmediate(r));
+    }
+  };
+
+  progress('sweeping objects/');
+  const cutoff = started - graceMs;
+  const statOf = repo.backend.statNow ? (k: string) => Promise.resolve(repo.backend.statNow!(k)) : (k: string) => repo.backend.stat(k);
+  let lastLine = performance.now();
+  for await (const key of repo.backend.list('objects')) {
+    const o = parseObjectKey(key);
+    if (!o) continue;
+    report.scanned++;
+    if (performance.now() - lastLine > 2000) {
+      progress(`swept ${report.scanned} objects, ${report.deletedObjects + pending.length} unreachable`);
+      lastLine = performance.now();
+    }
+    if (isKept(o.checksum, o.type)) continue;
+    const info = await statOf(key);
+    if (!info) continue;
+    if (info.mtimeMs >= cutoff) {
+      report.young++;
+      continue;
+    }
+    pending.push({ key, ...o, size: info.size });
+    if (pending.length >= ROUND_OBJECTS) await flush();
+  }
+  await flush();
+
+  if (!opts.dryRun && commitsDeleted > 0) {
+    report.deltas = await pruneDeltas(repo);
+    if (report.deltas.length) await updateSummary(repo, opts.signer);
+  }
+  report.marked = set.size;
+  report.markBytes = set.bytes;
+  report.seconds = (now() - started) / 1000;
+  progress(`${opts.dryRun ? 'would delete' : 'deleted'} ${report.deletedObjects} objects (${report.deletedBytes} bytes); kept ${report.young} younger than the grace window`);
+  return report;
+}
