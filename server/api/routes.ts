@@ -35,6 +35,9 @@ import { refRoutes } from './refs';
 import { repoRoutes } from './repos';
 import { route, type AnyRoute } from './route';
 import { tokenRoutes } from './tokens';
+import { browseRoutes } from './browse';
+import { operatorRoutes } from './operator';
+import { trafficRoutes } from './traffic';
 import { uiRoutes } from './ui';
 
 let openapi: Record<string, unknown> | undefined;
@@ -49,4 +52,4 @@ const openapiRoute = route({
   handler: () => (openapi ??= buildOpenApi(ROUTES)),
 });
 
-export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes];
+export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes];
