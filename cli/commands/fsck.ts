@@ -16,8 +16,10 @@ Names every corrupt and missing object and every damaged ref file.
   --repair   move each corrupt object out of objects/ into the repository's
              state/cairn/quarantine/ (never served; 'ostree fsck' does not
              look there): it is answered 404 from then on, and the next push
-             of a commit holding it uploads it again. Only repositories Cairn
-             owns are repaired.
+             of a commit holding it uploads it again. When nothing is corrupt,
+             the partial marker ostree's fsck leaves on a damaged commit
+             (state/C.commitpartial) is removed once the commit is whole
+             again. Only repositories Cairn owns are repaired.
 
 Options:
   --data DIR     data folder (env CAIRN_DATA, default ./data)
@@ -55,6 +57,8 @@ export const fsckCommand: Command = {
         for (const c of r.corrupt) process.stdout.write(`${name}: corrupt ${c.object}: ${c.error}\n`);
         for (const m of r.missing) process.stdout.write(`${name}: missing ${m.object} (needed by commit ${m.commit})\n`);
         for (const d of r.damagedRefs) process.stdout.write(`${name}: damaged ref ${d}\n`);
+        for (const c of r.partialCommits) if (!r.partialCleared.includes(c)) process.stdout.write(`${name}: commit ${c} is marked partial (state/${c}.commitpartial)\n`);
+        for (const c of r.partialCleared) process.stdout.write(`${name}: commit ${c} is whole: partial marker removed\n`);
         for (const q of r.quarantined) process.stdout.write(`${name}: quarantined ${q.object} -> ${q.to}\n`);
       }
     }

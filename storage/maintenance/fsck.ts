@@ -49,6 +49,13 @@ export interface FsckReport {
   missingCount: number;
   /** Ref files that hold no checksum. */
   damagedRefs: string[];
+  /**
+   * Commits of ref closures marked partial (`state/C.commitpartial`, as ostree's fsck marks a
+   * damaged commit): a served commit must be whole. With `repair`, the marker of a commit found
+   * whole is removed (`partialCleared`); the others stay damage until a push completes them.
+   */
+  partialCommits: string[];
+  partialCleared: string[];
   /** Where each corrupt object went (`repair`). */
   quarantined: Array<{ object: string; to: string }>;
   ok: boolean;
@@ -64,7 +71,7 @@ export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckRepo
   const started = performance.now();
   const progress = opts.onProgress ?? (() => undefined);
   const maxFileSize = opts.maxFileSize ?? DEFAULT_INGEST_LIMITS.maxFileSize;
-  const report: FsckReport = { repo: repo.name, objects: 0, bytes: 0, refs: 0, corrupt: [], corruptCount: 0, missing: [], missingCount: 0, damagedRefs: [], quarantined: [], ok: false, seconds: 0 };
+  const report: FsckReport = { repo: repo.name, objects: 0, bytes: 0, refs: 0, corrupt: [], corruptCount: 0, missing: [], missingCount: 0, damagedRefs: [], partialCommits: [], partialCleared: [], quarantined: [], ok: false, seconds: 0 };
   const corruptNames = new Set<string>();
   const addCorrupt = (object: string, error: string) => {
     if (corruptNames.has(object)) return;
@@ -122,20 +129,32 @@ export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckRepo
   }
   report.refs = refs.size;
   progress(`walking the closures of ${refs.size} refs`);
+  const incomplete = new Set<string>();
   const marker = new Marker(repo, new MarkSet(), {
     checkContent: true,
+    onPartial: (commit) => report.partialCommits.length < MAX_LISTED && report.partialCommits.push(commit),
     onMissing: (object, commit) => {
+      if (incomplete.size < MAX_LISTED) incomplete.add(commit);
       report.missingCount++;
       if (report.missing.length < MAX_LISTED) report.missing.push({ object, commit });
     },
     onCorrupt: (object, error) => addCorrupt(object, error),
   });
   for (const [, commit] of refs) await marker.markCommit(commit, true);
+  if (opts.repair && report.corruptCount === 0) {
+    for (const c of report.partialCommits) {
+      if (incomplete.has(c)) continue;
+      await repo.backend.remove(`state/${c}.commitpartial`);
+      report.partialCleared.push(c);
+      progress(`commit ${c} is whole: removed its partial marker`);
+    }
+  }
 
-  report.ok = report.corruptCount === 0 && report.missingCount === 0 && report.damagedRefs.length === 0;
+  const partialLeft = report.partialCommits.length - report.partialCleared.length;
+  report.ok = report.corruptCount === 0 && report.missingCount === 0 && report.damagedRefs.length === 0 && partialLeft === 0;
   report.seconds = (performance.now() - started) / 1000;
   progress(
-    `${repo.name}: ${report.objects} objects, ${report.refs} refs: ${report.corruptCount} corrupt, ${report.missingCount} missing, ${report.damagedRefs.length} damaged refs` +
+    `${repo.name}: ${report.objects} objects, ${report.refs} refs: ${report.corruptCount} corrupt, ${report.missingCount} missing, ${report.damagedRefs.length} damaged refs, ${partialLeft} partial commits` +
       (opts.repair ? `, ${report.quarantined.length} quarantined` : ''),
   );
   return report;

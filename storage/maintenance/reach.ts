@@ -44,6 +44,8 @@ export interface MarkOptions {
   onMissing?(name: string, from: string): void;
   /** A metadata object of the closure that cannot be decoded: its children are unknown. */
   onCorrupt?(name: string, error: string): void;
+  /** A commit walked that ostree marked partial (`state/C.commitpartial`). */
+  onPartial?(commit: string): void;
   /** Called every few milliseconds with the objects marked so far (progress). */
   onProgress?(marked: number): void;
 }
@@ -52,7 +54,9 @@ export interface MarkOptions {
  * Marks closures into `set`. `markCommit(c, history)` marks commit `c`, its
  * detached metadata's slot (the commit's), its whole tree, and with
  * `history` its parents' too, as far as they are present. Commits ostree
- * marked partial (`state/C.commitpartial`) may lack objects: not reported.
+ * marked partial (`state/C.commitpartial`) may lack objects: not reported,
+ * unless `checkContent` (fsck: a ref's closure must be whole, whatever a
+ * marker says; ostree's own fsck marks a damaged commit partial).
  */
 export class Marker {
   /** Objects of the walked closures that are absent (fsck's `missing`), and decoded metadata that failed. */
@@ -75,7 +79,8 @@ export class Marker {
       const parsed = await this.readCommit(c, n === 1 ? 'ref' : 'history');
       if (!parsed) break;
       const partial = (await this.repo.backend.stat(`state/${c}.commitpartial`)) !== null;
-      await this.markTree(parsed.rootTree, parsed.rootMeta, c, partial);
+      if (partial) this.opts.onPartial?.(c);
+      await this.markTree(parsed.rootTree, parsed.rootMeta, c, partial && this.opts.checkContent !== true);
       c = history ? parsed.parent : null;
     }
     return n;
