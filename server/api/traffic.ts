@@ -132,6 +132,7 @@ export const trafficRoutes: AnyRoute[] = [
       },
     },
     responses: { 200: { description: "the ref's update traffic", schema: ref('Traffic') } },
+    errors: [501],
     async handler({ ctx, repo, query }): Promise<TrafficAnswer> {
       if (!ctx.traffic) throw new CairnError('UNSUPPORTED', 'update traffic is not recorded by this server');
       const page = await refHistory(repo, query.ref, { limit: query.commits + 1 });
