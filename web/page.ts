@@ -78,6 +78,8 @@ export function pagedList<T>(o: ListOptions<T>): List {
         more.hidden = !next;
         more.disabled = false;
         o.onPage?.(page, shown);
+        // The moment the operator first sees the list (bench:ui reads it).
+        if (cursor === null) performance.mark('cairn:list-rendered');
       },
       (e: unknown) => {
         if (o.signal.aborted) return;
