@@ -8,6 +8,7 @@ COPY server ./server
 COPY cli ./cli
 COPY test ./test
 COPY bench ./bench
+COPY web ./web
 RUN npm ci && npm run build && npm prune --omit=dev
 
 # Runtime stage: compiled code and production dependencies only, as a non-root user.
@@ -22,6 +23,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/storage ./dist/storage
 COPY --from=build /app/dist/server ./dist/server
 COPY --from=build /app/dist/cli ./dist/cli
+COPY --from=build /app/dist/web ./dist/web
+COPY web/static ./web/static
 COPY bin ./bin
 RUN groupadd --system cairn && useradd --system --gid cairn --home-dir /data cairn \
     && mkdir -p /data && chown cairn:cairn /data

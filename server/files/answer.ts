@@ -78,8 +78,8 @@ export interface Files {
   answerer: Answerer;
 }
 
-/** Paths the app's own routes take before any mount. */
-const BUILT_IN = /^\/(?:repo|api)(?:\/|$)|^\/(?:healthz|readyz|metrics)$/;
+/** Paths the app's own routes take before any mount (the web UI: `/` and `/ui/…`). */
+const BUILT_IN = /^\/(?:repo|api|ui)(?:\/|$)|^\/(?:healthz|readyz|metrics)?$/;
 
 interface Target {
   /** The data-folder repository, if the file is one of a repository's. */

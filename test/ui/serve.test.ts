@@ -4,9 +4,12 @@
 // nothing taken from the API's or the repositories' paths.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import request from 'supertest';
 import type { CairnApp } from '../../server/app';
-import { makeApp, makeDataDir, type TestData } from '../http/helpers';
+import { binary, makeApp, makeDataDir, type TestData } from '../http/helpers';
 
 let data: TestData;
 let app: CairnApp;
@@ -75,4 +78,20 @@ test('the UI takes only its own paths: unknown /api/ paths are 404 JSON, other p
   await request(app).get('/repo/main/config').expect(200);
   await request(app).get('/healthz').expect(200);
   await request(app).post('/').expect(404);
+});
+
+test('the UI wins over a --mount whose prefix covers its paths, as /api/ does; the mount serves the rest', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cairn-ui-mount-'));
+  try {
+    mkdirSync(path.join(dir, 'ui'), { recursive: true });
+    writeFileSync(path.join(dir, 'ui', 'jobs'), 'a file of the mount');
+    writeFileSync(path.join(dir, 'other'), 'served by the mount');
+    const mounted = makeApp(data, { mounts: [{ prefix: '/', dir }] });
+    const html = (await request(app).get('/').expect(200)).text;
+    assert.equal((await request(mounted).get('/').expect(200)).text, html);
+    assert.equal((await request(mounted).get('/ui/jobs').expect(200)).text, html);
+    assert.equal(String((await request(mounted).get('/other').buffer(true).parse(binary).expect(200)).body), 'served by the mount');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

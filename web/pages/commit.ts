@@ -114,7 +114,8 @@ function signaturesView(d: CommitDetail): HTMLElement {
   const t = table(['Kind', 'Key', 'Verifies with the repository’s keys']);
   for (const sig of list) {
     const valid = sig.valid === true ? 'yes' : sig.valid === false ? 'no' : 'unknown';
-    t.body.append(row(String(sig.kind ?? '?'), sig.keyId ? code(String(sig.keyId)) : '—', h('span', { class: `sig-${valid}` }, valid)));
+    const why = sig.valid === null || sig.valid === undefined ? ' (the repository has no key of this kind)' : typeof sig.error === 'string' && sig.error ? ` (${sig.error})` : '';
+    t.body.append(row(String(sig.kind ?? '?'), sig.keyId ? code(String(sig.keyId)) : '—', [h('span', { class: `sig-${valid}` }, valid), why]));
   }
   s.append(t.table);
   return s;
