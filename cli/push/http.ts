@@ -105,8 +105,12 @@ export class ApiClient {
   private async attempt<T>(method: string, path: string, label: string, opts: SendOptions): Promise<{ status: number; body: T }> {
     const ctrl = new AbortController();
     let timer: NodeJS.Timeout | undefined;
+    let settled = false;
     const stalled = () => {
       clearTimeout(timer);
+      // Once answered, a body still being pulled (the server answered early, e.g. 507) arms nothing:
+      // a timer armed then would keep the process alive for stallTimeoutMs after the push is over.
+      if (settled) return;
       timer = setTimeout(() => ctrl.abort(new TransportError(`no progress for ${Math.round(this.stallTimeoutMs / 1000)} s`, label)), this.stallTimeoutMs);
     };
     stalled();
@@ -151,6 +155,7 @@ export class ApiClient {
         throw new ApiError(res.status, 'BAD_RESPONSE', `server answered ${res.status} with something that is not JSON: ${snippet(text)}`, undefined, label);
       }
     } finally {
+      settled = true;
       clearTimeout(timer);
     }
   }
