@@ -1,0 +1,143 @@
+// Garbage collection while publishing: a ref that moves between gc's mark and its sweep keeps its
+// objects (the sweep's rounds re-mark moved refs under the ref lock), objects within the grace
+// window survive, and end to end: `cairn gc` runs in a loop against the data folder of a listening
+// `cairn serve` while `cairn push` publishes commit after commit; every push succeeds, each gc
+// deletes the old garbage put there for it, and the stock client pulls the last commit and fscks.
+//
+// Run: npx tsc -p . && node --test dist/test/maintenance/gc.test.js
+
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { FsBackend } from '../../storage/backends/fs';
+import { gc } from '../../storage/maintenance/gc';
+import { objectName, walkCommitTree } from '../../storage/repo/closure';
+import { updateRefs } from '../../storage/repo/publish';
+import { Repo } from '../../storage/repo/repo';
+import { startCairn } from '../helpers/cairn-process';
+import { addRemote, commitTree, initRepo, ostree, ostreeResult, pseudoRandomBytes, removeTempDirs } from '../helpers/ostree';
+import { cairn, cairnOk, commitVersion, objectNames, ownedData } from './helpers';
+
+after(removeTempDirs);
+
+const HOUR = 3_600_000;
+
+/** An orphan commit (no ref) of a tree nothing else holds, written by `ostree commit` into `repo`; its object names. */
+async function garbage(work: string, repo: string, seed: number): Promise<string[]> {
+  const dir = path.join(work, `garbage-${seed}`);
+  await fsp.mkdir(path.join(dir, `g${seed}`), { recursive: true });
+  await fsp.writeFile(path.join(dir, `g${seed}`, `junk-${seed}.bin`), pseudoRandomBytes(90_000 + seed, 5000));
+  await fsp.writeFile(path.join(dir, `junk-${seed}.txt`), `garbage ${seed}\n`);
+  const commit = (await ostree(['commit', '--orphan', '--no-bindings', `--tree=dir=${dir}`, `--subject=garbage ${seed}`], { repo })).trim();
+  // Its objects by its tree (not by what appeared meanwhile: pushes run beside it), but the
+  // folders' dirmeta, which every tree of these tests shares.
+  const walk = await walkCommitTree(new Repo('g', new FsBackend(repo)), commit);
+  return walk.objects
+    .map(objectName)
+    .filter((n) => !n.endsWith('.dirmeta'))
+    .map((n) => `${n.slice(0, 2)}/${n.slice(2)}`);
+}
+
+/** Sets the mtime of these objects (`XX/REST.EXT`) `ageMs` into the past. */
+async function age(repo: string, names: string[], ageMs: number): Promise<void> {
+  const t = new Date(Date.now() - ageMs);
+  for (const n of names) await fsp.utimes(path.join(repo, 'objects', n), t, t);
+}
+
+async function present(repo: string, names: string[]): Promise<string[]> {
+  const all = new Set(await objectNames(repo));
+  return names.filter((n) => all.has(n));
+}
+
+test('a ref moved between the mark and the sweep keeps its old, unreachable-at-mark objects; garbage and the grace window', async () => {
+  const { work, repo } = await ownedData('cairn-gc-race-unit-');
+  await commitVersion(work, repo, 'os/a', 1);
+  const adopted = await garbage(work, repo, 1); // will be published during the gc
+  const junk = await garbage(work, repo, 2); // stays garbage
+  const fresh = await garbage(work, repo, 3); // garbage, but young
+  await age(repo, [...adopted, ...junk], 2 * HOUR);
+  const commit = adopted.find((n) => n.endsWith('.commit'))!;
+  const checksum = commit.slice(0, 2) + commit.slice(3, -'.commit'.length);
+  const r = new Repo('main', new FsBackend(repo));
+
+  let moved = false;
+  const report = await gc(r, {
+    afterMark: async () => {
+      // A publish lands after the mark: it points a ref at the old, unmarked commit.
+      await updateRefs(r, [{ ref: 'os/b', commit: checksum, expected: null }], { actor: 'test' });
+      moved = true;
+    },
+  });
+  assert.ok(moved);
+  assert.deepEqual(await present(repo, adopted), adopted, 'the commit published during the gc is whole');
+  assert.deepEqual(await present(repo, junk), [], 'old garbage went');
+  assert.deepEqual(await present(repo, fresh), fresh, 'young garbage stays (grace window)');
+  assert.equal(report.deletedObjects, junk.length);
+  assert.equal(report.young, fresh.length);
+  assert.equal((await ostreeResult(['fsck'], { repo })).code, 0);
+  // A dry run deletes nothing; a grace of 0 then takes the young garbage too.
+  const dry = await gc(r, { graceMs: 0, dryRun: true });
+  assert.equal(dry.deletedObjects, fresh.length);
+  assert.deepEqual(await present(repo, fresh), fresh);
+  await gc(r, { graceMs: 0 });
+  assert.deepEqual(await present(repo, fresh), []);
+  assert.equal((await ostreeResult(['fsck'], { repo })).code, 0);
+});
+
+test('cairn gc in a loop while cairn push publishes: every push succeeds, old garbage goes, the stock client pulls and fscks', async () => {
+  const { work, data, repo } = await ownedData('cairn-gc-race-');
+  const token = (await cairnOk(['token', '--data', data, '--scope', 'push', '--repo', 'main', '--prefix', 'os/', '--ttl', '1h'])).stdout.trim();
+  const local = await initRepo(path.join(work, 'local'), 'archive');
+  const server = await startCairn({ dataDir: data });
+  try {
+    const url = `${server.url}/repo/main`;
+    const push = async (n: number) => {
+      const dir = path.join(work, `v${n}`);
+      await fsp.mkdir(path.join(dir, 'usr', `lib${n}`), { recursive: true });
+      await fsp.writeFile(path.join(dir, 'usr', 'version'), `${n}\n`);
+      await fsp.writeFile(path.join(dir, 'usr', `lib${n}`, 'blob.bin'), pseudoRandomBytes(500 + n, 200_000));
+      for (let i = 0; i < 40; i++) await fsp.writeFile(path.join(dir, 'usr', `lib${n}`, `f${i}.txt`), `file ${i} of ${n}\n`.repeat(i + 1));
+      const c = await commitTree(local, { branch: 'os/stable', tree: dir, subject: `v${n}` });
+      const r = await cairn(['push', '--url', url, '--token', token, '--repo', local, 'os/stable']);
+      assert.equal(r.code, 0, `push of v${n} failed:\n${r.stderr}\n${server.output().split('\n').slice(-10).join('\n')}`);
+      return c;
+    };
+    await push(0); // the tree's folders' dirmeta is reachable from now on
+
+    let pushing = true;
+    const gcRuns: Array<{ deleted: number; garbage: number; left: number }> = [];
+    const gcLoop = (async () => {
+      for (let i = 10; pushing || gcRuns.length < 3; i++) {
+        const junk = await garbage(work, repo, i);
+        await age(repo, junk, 2 * HOUR);
+        const r = await cairn(['gc', '--data', data, '--repo', 'main', '--json']);
+        assert.equal(r.code, 0, r.stderr);
+        const rep = JSON.parse(r.stdout) as { deletedObjects: number };
+        gcRuns.push({ deleted: rep.deletedObjects, garbage: junk.length, left: (await present(repo, junk)).length });
+      }
+    })();
+    let last = '';
+    try {
+      for (let n = 1; n <= 6; n++) last = await push(n);
+    } finally {
+      pushing = false;
+    }
+    await gcLoop;
+    assert.ok(gcRuns.length >= 3, `gc ran ${gcRuns.length} times`);
+    for (const g of gcRuns) assert.equal(g.left, 0, `each gc deleted the old garbage put there for it: ${JSON.stringify(gcRuns)}`);
+    assert.ok(gcRuns.every((g) => g.deleted >= g.garbage));
+
+    const fsck = await ostreeResult(['fsck'], { repo });
+    assert.equal(fsck.code, 0, fsck.stderr);
+    assert.equal((await cairn(['fsck', '--data', data, '--repo', 'main'])).code, 0);
+    const client = await initRepo(path.join(work, 'client'), 'archive');
+    await addRemote(client, 'cairn', url);
+    await ostree(['pull', 'cairn', 'os/stable'], { repo: client });
+    assert.equal((await ostree(['rev-parse', 'cairn:os/stable'], { repo: client })).trim(), last);
+    assert.equal((await ostreeResult(['fsck'], { repo: client })).code, 0);
+    assert.equal((await ostree(['log', 'cairn:os/stable'], { repo: client })).match(/^commit /gm)?.length, 1, 'a plain pull fetches the head only');
+  } finally {
+    await server.stop();
+  }
+});
