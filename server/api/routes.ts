@@ -29,6 +29,7 @@
 import { healthRoutes } from './health';
 import { jobRoutes } from './jobs';
 import { keyRoutes } from './keys';
+import { maintenanceRoutes } from './maintenance';
 import { objectRoutes } from './objects';
 import { buildOpenApi } from './openapi';
 import { refRoutes } from './refs';
@@ -52,4 +53,4 @@ const openapiRoute = route({
   handler: () => (openapi ??= buildOpenApi(ROUTES)),
 });
 
-export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes];
+export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes, ...maintenanceRoutes];
