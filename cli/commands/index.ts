@@ -52,7 +52,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'prune',
-    summary: 'cut the history of refs (keep the last N commits or the younger ones)',
+    summary: 'cut the history of refs, keeping the last N commits and/or the younger ones',
     load: () => (require('./prune') as typeof import('./prune')).pruneCommand,
   },
   {

@@ -30,7 +30,7 @@ At least one of --keep and --keep-younger-than is needed.`;
 
 export const pruneCommand: Command = {
   name: 'prune',
-  summary: 'cut the history of refs (keep the last N commits or the younger ones)',
+  summary: 'cut the history of refs, keeping the last N commits and/or the younger ones',
   usage,
   async run(args) {
     const { values, positionals } = parseCommandLine('prune', args, {
