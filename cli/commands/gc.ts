@@ -34,7 +34,7 @@ Progress goes to stderr. Exit status 0 when done, 1 on failure.`;
 
 export const gcCommand: Command = {
   name: 'gc',
-  summary: 'delete unreachable objects of a repository (safe while publishing)',
+  summary: 'delete unreachable objects of a repository, safe while publishing',
   usage,
   async run(args) {
     const { values, positionals } = parseCommandLine('gc', args, {

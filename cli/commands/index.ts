@@ -57,7 +57,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'gc',
-    summary: 'delete unreachable objects of a repository (safe while publishing)',
+    summary: 'delete unreachable objects of a repository, safe while publishing',
     load: () => (require('./gc') as typeof import('./gc')).gcCommand,
   },
   {
