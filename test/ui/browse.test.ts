@@ -56,6 +56,11 @@ test('web UI: repositories → refs → history → commit → tree → file, a 
   const work = await makeTempDir('cairn-ui-');
   const data = path.join(work, 'data');
   await cairn(['init-repo', 'os', '--data', data]);
+  // Deltas only from a ref's previous head (no older commits, no scratch), so v1 → v3 is missing and asked for from the UI.
+  const settingsFile = path.join(data, 'settings', 'os.json');
+  const settings = JSON.parse(await fsp.readFile(settingsFile, 'utf8')) as { deltas: { scratch: boolean; previousCommits: number } };
+  settings.deltas = { scratch: false, previousCommits: 0 };
+  await fsp.writeFile(settingsFile, JSON.stringify(settings));
   const commits: string[] = [];
   for (const v of [1, 2, 3]) {
     const src = path.join(work, `v${v}`);
@@ -211,6 +216,34 @@ test('web UI: repositories → refs → history → commit → tree → file, a 
     assert.match((await refused.textContent())!, /moved since this page was drawn/);
     const after = (await (await fetch(`${base}/api/repos/os/refs`)).json()) as { refs: Record<string, string> };
     assert.equal(after.refs['os/stable'], c3, 'the refused rollback changed nothing');
+
+    // The ref log shows the moves, who made them (the tab's push token may see it), newest first.
+    await page.goto(`${base}/ui/repos/os/reflog?ref=os%2Fstable`);
+    await drawn(page, 'ref log');
+    const moves = page.locator('table.reflog tbody tr');
+    assert.ok((await moves.count()) >= 5, `moves: ${await moves.count()}`);
+    const newest = (await moves.first().textContent())!;
+    assert.ok(newest.includes(c2.slice(0, 12)) && newest.includes(c3.slice(0, 12)) && newest.includes('ui-test'), newest);
+    assert.ok((await moves.nth(1).textContent())!.includes('ui-test'), 'the rollback, by the token typed in');
+
+    // Traffic and delta coverage of the ref: a delta from v1 to the head is asked for with the button.
+    await page.goto(`${base}/ui/repos/os/traffic?ref=os%2Fstable`);
+    await drawn(page, 'traffic');
+    const v1Row = page.locator('table.coverage tbody tr', { hasText: c1.slice(0, 12) });
+    await v1Row.waitFor();
+    assert.match((await v1Row.textContent())!, /none/, 'no delta from v1 to the head yet');
+    const build = v1Row.locator('button', { hasText: 'Build delta' });
+    await build.focus();
+    await page.keyboard.press('Enter');
+    await v1Row.locator('[role=status]', { hasText: /queued|duplicate|exists/ }).waitFor({ timeout: 30_000 });
+    await shot(page, '9-traffic');
+    // The jobs page lists the job asked for.
+    await page.goto(`${base}/ui/jobs?repo=os`);
+    await drawn(page, 'jobs');
+    const job = page.locator('table.jobs tbody tr', { hasText: c1.slice(0, 12) });
+    assert.equal(await job.count(), 1, 'the job asked for is listed');
+    assert.ok((await job.textContent())!.includes(c3.slice(0, 12)));
+    await shot(page, '10-jobs');
 
     // Nothing ran: no injected script, no dialog, no policy violation.
     assert.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
