@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { FsBackend } from '../../storage/backends/fs';
 import { objectName, walkCommitTree } from '../../storage/repo/closure';
 import { Repo } from '../../storage/repo/repo';
-import { jobsSettled, projectRoot, startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { projectRoot, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import {
   addRemote,
   assertCheckoutEquals,
@@ -138,10 +138,6 @@ async function pullAndCompare(ref: string, source: string): Promise<void> {
     gpgAsc = path.join(work, 'gpg.asc');
     await fsp.writeFile(gpgAsc, Buffer.from(await res.arrayBuffer()));
   }
-  // Delta jobs regenerate the summary after a push; a verifying pull that straddles such a
-  // regeneration can meet a summary and a summary.sig of two versions (issue #11, item 0):
-  // these tests are about pushing, so they pull once the background work is over.
-  await jobsSettled(cairn.url);
   const client = path.join(work, 'clients', String(++clients));
   await initRepo(client, 'archive');
   await addRemote(client, 'cairn', repoUrl(), { gpgImport: gpgAsc, set: { 'gpg-verify': 'true', 'gpg-verify-summary': 'true' } });
@@ -273,10 +269,6 @@ test('--tree publishes a plain folder (parent: the server commit of the ref)', a
   const r2 = await pushOk(['--tree', src, 'os/tree']);
   assert.equal(r2.old, r.commit);
   assert.ok(r2.uploaded <= 4, `a one-file change sends a handful of objects, not ${r2.uploaded}`);
-  // Delta jobs regenerate the summary after a push; a verifying pull that straddles such a
-  // regeneration can meet a summary and a summary.sig of two versions (issue #11, item 0):
-  // these tests are about pushing, so they pull once the background work is over.
-  await jobsSettled(cairn.url);
   const client = path.join(work, 'clients', String(++clients));
   await initRepo(client, 'archive');
   await addRemote(client, 'cairn', repoUrl(), { gpgImport: gpgAsc!, set: { 'gpg-verify-summary': 'true' } });
