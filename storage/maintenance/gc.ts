@@ -76,6 +76,8 @@ export interface GcReport {
 export const DEFAULT_GRACE_MS = 60 * 60_000;
 /** Longest a sweep round holds the `refs` lock. */
 const ROUND_MS = 100;
+/** Removals in flight at once. */
+const PARALLEL_REMOVES = 32;
 /** Candidates gathered before a round. */
 const ROUND_OBJECTS = 512;
 
@@ -154,15 +156,19 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
         await markRefs(await listAllRefs(repo));
         const until = performance.now() + ROUND_MS;
         while (pending.length > 0 && performance.now() < until) {
-          const p = pending.pop()!;
-          if (isKept(p.checksum, p.type)) continue;
-          // A commit goes with its detached metadata (and ostree's partial marker).
-          if (p.type === ObjectType.Commit) {
-            await repo.backend.remove(objectKey(p.checksum, ObjectType.CommitMeta));
-            await repo.backend.remove(`state/${p.checksum}.commitpartial`);
-          }
-          await repo.backend.remove(p.key);
-          count(p);
+          // Several at once: each removal syncs its folder, and concurrent syncs share the journal's commits.
+          const batch = pending.splice(-PARALLEL_REMOVES).filter((p) => !isKept(p.checksum, p.type));
+          await Promise.all(
+            batch.map(async (p) => {
+              // A commit goes with its detached metadata (and ostree's partial marker).
+              if (p.type === ObjectType.Commit) {
+                await repo.backend.remove(objectKey(p.checksum, ObjectType.CommitMeta));
+                await repo.backend.remove(`state/${p.checksum}.commitpartial`);
+              }
+              await repo.backend.remove(p.key);
+              count(p);
+            }),
+          );
         }
       });
       if (pending.length > 0) await new Promise<void>((r) => setImmediate(r));

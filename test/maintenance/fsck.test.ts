@@ -43,10 +43,10 @@ function fsckJson(stdout: string): FsckReport {
   return (JSON.parse(stdout) as { repos: FsckReport[] }).repos[0]!;
 }
 
-test('cairn fsck names a flipped .filez byte, a truncated dirtree, a missing object and a damaged ref; exit 0 clean, 1 damaged', async () => {
+test('cairn fsck names a flipped .filez byte (small and streamed), a truncated dirtree, a missing object and a damaged ref; exit 0 clean, 1 damaged', async () => {
   const { work, data, repo } = await ownedData('cairn-fsck-');
   const c1 = await commitVersion(work, repo, 'os/a', 1, { size: 200_000 });
-  await commitVersion(work, repo, 'os/b', 2);
+  const c2 = await commitVersion(work, repo, 'os/b', 2, { size: 5_000_000 }); // a .filez over 4 MiB: checked streaming
   const clean = await cairn(['fsck', '--data', data]);
   assert.equal(clean.code, 0, clean.stderr);
   assert.match(clean.stderr, /no damage/);
@@ -56,6 +56,8 @@ test('cairn fsck names a flipped .filez byte, a truncated dirtree, a missing obj
   const shared = root.files.get('shared.txt')!;
   const dir1 = root.dirs.get('dir1')!;
   await flipByte(objectFile(repo, big, 'filez'), (n) => Math.floor(n / 2));
+  const huge = (await rootOf(repo, c2)).files.get('v2.bin')!;
+  await flipByte(objectFile(repo, huge, 'filez'), (n) => n - 10);
   const dt = objectFile(repo, dir1, 'dirtree');
   await fsp.truncate(dt, Math.floor((await fsp.stat(dt)).size / 2));
   await fsp.rm(objectFile(repo, shared, 'filez'));
@@ -66,7 +68,7 @@ test('cairn fsck names a flipped .filez byte, a truncated dirtree, a missing obj
   const rep = fsckJson(r.stdout);
   assert.equal(rep.ok, false);
   const corrupt = rep.corrupt.map((c) => c.object).sort();
-  assert.deepEqual(corrupt, [`${big}.filez`, `${dir1}.dirtree`].sort());
+  assert.deepEqual(corrupt, [`${big}.filez`, `${huge}.filez`, `${dir1}.dirtree`].sort());
   assert.deepEqual(rep.missing.map((m) => m.object), [`${shared}.filez`]);
   assert.equal(rep.missing[0]!.commit, c1);
   assert.deepEqual(rep.damagedRefs, ['refs/heads/os/b']);
