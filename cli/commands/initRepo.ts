@@ -1,8 +1,9 @@
 import * as path from 'node:path';
 import { RepoRegistry } from '../../storage/repo/registry';
+import { validateRemoteConfigPatch, writeRemoteConfig } from '../../storage/flatpak/config';
 import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 
-const usage = `Usage: cairn init-repo NAME [--data DIR] [--collection-id ID]
+const usage = `Usage: cairn init-repo NAME [--data DIR] [--collection-id ID] [--flatpak [--title T]]
 
 Creates an empty archive repository at DIR/repos/NAME, served at /repo/NAME/.
 Cairn owns it from the start: it publishes into it (see 'cairn adopt' for
@@ -10,7 +11,12 @@ repositories made by other tools).
 
 Options:
   --data DIR            data folder (env CAIRN_DATA, default ./data)
-  --collection-id ID    set core.collection-id (reverse-DNS, e.g. org.example.Os)`;
+  --collection-id ID    set core.collection-id (reverse-DNS, e.g. org.example.Os)
+  --flatpak             a flatpak repository: its summary carries what flatpak
+                        reads (xa.cache, summary.idx, summaries/, appstream),
+                        and /repo/NAME.flatpakrepo adds it in one command
+  --title T             with --flatpak: the remote's title (xa.title); the other
+                        keys through PATCH /api/repos/NAME/settings`;
 
 export const initRepo: Command = {
   name: 'init-repo',
@@ -20,11 +26,16 @@ export const initRepo: Command = {
     const { values, positionals } = parseCommandLine('init-repo', args, {
       data: { type: 'string' },
       'collection-id': { type: 'string' },
+      flatpak: { type: 'boolean' },
+      title: { type: 'string' },
     }, true);
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing repository NAME' : `unexpected argument "${positionals[1]}"`, 'init-repo');
     const dataDir = dataDirOption(values.data);
+    if (values.title !== undefined && !values.flatpak) throw new UsageError('--title goes with --flatpak', 'init-repo');
+    if (values.title !== undefined) validateRemoteConfigPatch({ title: values.title });
     const registry = new RepoRegistry(dataDir);
-    await registry.create(positionals[0], { collectionId: values['collection-id'] });
+    const repo = await registry.create(positionals[0], { collectionId: values['collection-id'] });
+    if (values.flatpak) await writeRemoteConfig(repo, values.title !== undefined ? { title: values.title } : {});
     process.stdout.write(`created repository ${positionals[0]} at ${path.join(registry.reposDir, positionals[0])}\n`);
     return 0;
   },

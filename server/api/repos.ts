@@ -1,5 +1,7 @@
 import { CairnError } from '../../storage/errors';
-import { adoptRepo } from '../context';
+import { adoptRepo, requireOwned } from '../context';
+import { flatpakSettings, validateRemoteConfigPatch, writeRemoteConfig } from '../../storage/flatpak/config';
+import { updateSummary } from '../../storage/repo/summary';
 import { reply, route, type AnyRoute } from './route';
 import { ref, repoName, type CreateRepoBody, type SettingsPatchBody } from './schema';
 
@@ -73,7 +75,7 @@ export const repoRoutes: AnyRoute[] = [
     access: { repo: 'read' },
     responses: { 200: { description: 'settings', schema: ref('Settings') } },
     async handler({ ctx, repo }) {
-      return ctx.settings.get(repo.name);
+      return { ...(await ctx.settings.get(repo.name)), ...(await flatpakSettings(repo)) };
     },
   }),
   route<Record<string, never>, Record<string, never>, SettingsPatchBody>({
@@ -93,23 +95,39 @@ export const repoRoutes: AnyRoute[] = [
           owned: { type: 'boolean', description: 'true adopts the repository; false is refused once it is owned' },
           private: { type: 'boolean' },
           deltas: { type: 'object', additionalProperties: false, properties: { scratch: { type: 'boolean' }, previousCommits: { type: 'integer', minimum: 0, maximum: 50 } } },
+          kind: { type: 'string', enum: ['flatpak'], description: 'make the repository a flatpak repository (README "Flatpak"); there is no way back through the API' },
+          flatpak: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'remote configuration (xa.title, …; null removes a key); makes the repository a flatpak repository',
+            properties: Object.fromEntries(['title', 'comment', 'description', 'homepage', 'icon', 'defaultBranch', 'redirectUrl'].map((k) => [k, { type: ['string', 'null'], maxLength: 2048 }])),
+          },
         },
       },
     },
     responses: { 200: { description: 'the new settings', schema: ref('Settings') } },
     async handler({ ctx, repo, body }) {
-      const { owned, ...patch } = body;
+      const { owned, kind, flatpak, ...patch } = body;
       const wasOwned = ctx.settings.owned(repo.name);
       if (wasOwned && owned === false) {
         throw new CairnError('INVALID_ARGUMENT', `owned cannot be set back to false through the API; edit DATA/settings/${repo.name}.json on the server to give ${repo.name} back`);
       }
+      if (kind !== undefined || flatpak !== undefined) {
+        // Written into the repository's config ([flatpak]), so Cairn must own it (or be adopting it now).
+        if (!wasOwned && owned !== true) requireOwned(ctx, repo);
+        validateRemoteConfigPatch(flatpak ?? {});
+      }
       // Adoption comes after the other settings are valid and stored.
       let next = await ctx.settings.update(repo.name, patch);
+      if (kind !== undefined || flatpak !== undefined) await writeRemoteConfig(repo, flatpak ?? {});
       if (owned === true && !wasOwned) {
         await adoptRepo(ctx, repo);
         next = await ctx.settings.get(repo.name);
+      } else if (kind !== undefined || flatpak !== undefined) {
+        // The summary and index carry the remote configuration: publish it now.
+        await updateSummary(repo, (await ctx.signerFor(repo))?.signSummary);
       }
-      return next;
+      return { ...next, ...(await flatpakSettings(repo)) };
     },
   }),
 ];

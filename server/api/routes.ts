@@ -40,6 +40,7 @@ import { browseRoutes } from './browse';
 import { operatorRoutes } from './operator';
 import { trafficRoutes } from './traffic';
 import { uiRoutes } from './ui';
+import { flatpakRoutes } from './flatpak';
 
 let openapi: Record<string, unknown> | undefined;
 
@@ -53,4 +54,4 @@ const openapiRoute = route({
   handler: () => (openapi ??= buildOpenApi(ROUTES)),
 });
 
-export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes, ...maintenanceRoutes];
+export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes, ...maintenanceRoutes, ...flatpakRoutes];

@@ -77,6 +77,8 @@ export const COMPONENTS: Record<string, Schema> = {
     properties: {
       private: { type: 'boolean', description: 'reads need a read token' },
       owned: { type: 'boolean', description: 'Cairn created or adopted the repository and may write into it' },
+      kind: { type: 'string', enum: ['ostree', 'flatpak'], description: 'flatpak: the summary carries what flatpak reads (README "Flatpak")' },
+      flatpak: { type: 'object', description: 'remote configuration of a flatpak repository (xa.title, …)', additionalProperties: { type: 'string' } },
       deltas: {
         type: 'object',
         properties: { scratch: { type: 'boolean', description: 'build a from-scratch delta to each new head' }, previousCommits: { type: 'integer', minimum: 0, maximum: 50, description: 'deltas from this many previous commits of the ref' } },
@@ -156,6 +158,8 @@ export interface CreateRepoBody {
 export interface SettingsPatchBody {
   private?: boolean;
   owned?: boolean;
+  kind?: 'flatpak';
+  flatpak?: Partial<Record<'title' | 'comment' | 'description' | 'homepage' | 'icon' | 'defaultBranch' | 'redirectUrl', string | null>>;
   deltas?: { scratch?: boolean; previousCommits?: number };
 }
 

@@ -134,11 +134,15 @@ export function createFiles(opts: FilesOptions): Files {
     if (path.startsWith('/repo/')) {
       const key = keyOf(path.slice('/repo/'.length));
       const slash = key === null ? -1 : key.indexOf('/');
+      // `/repo/NAME.flatpakrepo`: the flatpak route (server/api/flatpak.ts).
+      if (key !== null && slash === -1 && key.endsWith('.flatpakrepo')) return null;
       if (key === null || slash === -1) return 'repo-not-found';
       const name = key.slice(0, slash);
       const rest = key.slice(slash + 1);
       // `/repo/NAME/keys/FILE`: the key routes.
       if (rest.startsWith('keys/') && rest.indexOf('/', 5) === -1) return null;
+      // `/repo/NAME/flatpak/ID.flatpakref`: the flatpak route.
+      if (rest.startsWith('flatpak/') && rest.indexOf('/', 8) === -1 && rest.endsWith('.flatpakref')) return null;
       return { repo: name, key: rest, label: 'repo' };
     }
     if (mounts.length === 0 || BUILT_IN.test(path)) return null;

@@ -54,6 +54,8 @@ export function classifyRepoKey(key: string): RepoFileClass {
   // from the backend's version rather than the path (no contentId).
   if (top === 'deltas' && slash !== -1) return { kind: 'immutable', area: 'delta' };
   if (top === 'delta-indexes') return { kind: 'mutable', area: 'delta' };
+  // A flatpak repository's subsummaries, their deltas and index signatures are named by content (storage/flatpak/index.ts).
+  if (top === 'summaries' && /^summaries\/[0-9a-f]{64}(?:\.gz|-[0-9a-f]{64}\.delta|\.idx\.sig)$/.test(key)) return { kind: 'immutable', area: 'file' };
   return { kind: 'mutable', area: 'file' };
 }
 

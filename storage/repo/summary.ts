@@ -11,6 +11,7 @@ import { JOURNAL_KEY, newJournalId, readJournal, sha256OrNull, type Journal, typ
 import { withRepoLock } from './mutex';
 import { refLogBytes, refLogFileName, refLogKey, type RefLogEntry } from './reflog';
 import { compareBytes, type Repo } from './repo';
+import { isFlatpakRepo, planFlatpakPublish, indexSignature, sweepSummaries, SUMMARY_INDEX, SUMMARY_INDEX_SIG } from '../flatpak/index';
 
 /** Produces the bytes of summary.sig for given summary bytes (an a{sv} of signatures). */
 export type SummarySigner = (summary: Buffer) => Promise<Buffer>;
@@ -52,7 +53,7 @@ function deltaDict(entries: StaticDeltaEntry[]): VarDict {
  * the exact commit size (little-endian), checksum, and the commit's timestamp
  * ([BE]) and version; then repository metadata and the static deltas.
  */
-export async function buildSummary(repo: Repo, opts: { now?: Date; deltas?: StaticDeltaEntry[]; refs?: Map<string, string> } = {}): Promise<Buffer> {
+export async function buildSummary(repo: Repo, opts: { now?: Date; deltas?: StaticDeltaEntry[]; refs?: Map<string, string>; extra?: VarDict } = {}): Promise<Buffer> {
   const config = await repo.readConfig();
   const refs = opts.refs ?? (await repo.listRefs());
   const entries: unknown[] = [];
@@ -82,6 +83,8 @@ export async function buildSummary(repo: Repo, opts: { now?: Date; deltas?: Stat
     // Cairn publishes only its own collection, and ostree omits an empty map.
     extra.push(['ostree.summary.collection-id', new Variant('s', collectionId)]);
   }
+  // A flatpak repository's keys (storage/flatpak/index.ts: xa.cache, remote configuration).
+  if (opts.extra) extra.push(...opts.extra);
   return serialize(OBJECT_GVARIANT_TYPE.summary, [entries, extra]);
 }
 
@@ -152,6 +155,10 @@ const SUMMARY_SIG = 'summary.sig';
  *    names and the digests of the old and new summary pairs: the commit point.
  * 4. Renames only (no space needed): refs (deletions first), summary, then
  *    summary.sig, then the ref-log entries; the journal is removed.
+ * A flatpak repository (storage/flatpak/index.ts) also gets its
+ * content-addressed summaries/ files written before step 3 (nothing names
+ * them yet) and summary.idx + summary.idx.sig renamed after summary.sig, so
+ * an index never names a subsummary that is not there.
  * A failure after 3 rolls forward at once (as after a crash); if that fails
  * too, the journal stays for the next start or publish and the error goes
  * to the caller. Readers keep serving the old pair while the files switch
@@ -168,7 +175,10 @@ export async function switchPublished(repo: Repo, opts: SwitchOptions): Promise<
     else refs.set(c.ref, c.new);
   }
   const sorted = new Map([...refs].sort(([a], [z]) => compareBytes(a, z)));
-  const summary = await buildSummary(repo, { deltas, refs: sorted });
+  // A flatpak repository also publishes an index of per-architecture summaries (storage/flatpak/).
+  const config = await repo.readConfig();
+  const flatpak = (await isFlatpakRepo(repo, config)) ? await planFlatpakPublish(repo, { refs: sorted, config, sign: opts.signer }) : null;
+  const summary = await buildSummary(repo, { deltas, refs: sorted, extra: flatpak?.summaryMetadata });
   const sig = opts.signer ? await opts.signer(summary) : null;
   const prev = { summary: sha256OrNull((await b.read(SUMMARY))?.data), sig: sha256OrNull((await b.read(SUMMARY_SIG))?.data) };
 
@@ -178,9 +188,16 @@ export async function switchPublished(repo: Repo, opts: SwitchOptions): Promise<
   const order = [...changes.filter((c) => c.new === null), ...changes.filter((c) => c.new !== null)];
   const staged: Array<{ key: string; write: PreparedWrite | null }> = [];
   try {
+    // Content-addressed summaries/ files first: nothing names them until the index switches.
+    for (const f of flatpak?.files ?? []) await b.write(f.key, f.data);
     for (const c of order) staged.push({ key: refKey(c.ref), write: c.new === null ? null : await stage(b, refKey(c.ref), Buffer.from(c.new + '\n')) });
     staged.push({ key: SUMMARY, write: await stage(b, SUMMARY, summary) });
     staged.push({ key: SUMMARY_SIG, write: sig ? await stage(b, SUMMARY_SIG, sig) : null });
+    if (flatpak) {
+      const idxSig = indexSignature(flatpak);
+      staged.push({ key: SUMMARY_INDEX, write: await stage(b, SUMMARY_INDEX, flatpak.index) });
+      staged.push({ key: SUMMARY_INDEX_SIG, write: idxSig ? await stage(b, SUMMARY_INDEX_SIG, idxSig) : null });
+    }
     for (const c of changes) staged.push({ key: refLogKey(c.file), write: await stage(b, refLogKey(c.file), refLogBytes(c)) });
     const journal: Journal = { version: 1, id, time: new Date().toISOString(), changes, next: { summary: sha256OrNull(summary), sig: sha256OrNull(sig) }, prev };
     faultPoint('write journal');
@@ -209,6 +226,8 @@ export async function switchPublished(repo: Repo, opts: SwitchOptions): Promise<
       throw e;
     }
   }
+  // Subsummaries, deltas and index signatures neither this index nor the one it replaced names.
+  if (flatpak) await sweepSummaries(repo, flatpak.keep).catch(() => undefined);
   return summary;
 }
 
