@@ -255,9 +255,38 @@ function normalizeMulterError(err: unknown): unknown {
   return new CairnError('INVALID_ARGUMENT', `malformed multipart body: ${why.slice(0, 200)}`);
 }
 
-/** After a refused body, do not keep reading what the client still sends: close once answered. */
+/** How long a refused upload's remaining body is read and discarded after the answer, at most. */
+export const LINGER_MS = 10_000;
+
+/**
+ * After a refused body: answer at once, then close as nginx's lingering close
+ * does. Node closes the socket as soon as the answer is written when the
+ * client asked for `Connection: close` (as clients without an agent do), and
+ * a socket closed with the client's bytes still arriving makes the kernel
+ * send a reset, which can destroy the answer in the client's buffers before
+ * it was read (the client sees EPIPE, not the 400). So the answer is written
+ * as a keep-alive one (node then leaves the socket open), the rest of the body
+ * is read and discarded (bounded by the upload size limit checked before), and
+ * the socket ends once the request ended when the client asked to close, or is
+ * destroyed after LINGER_MS if the body never ends.
+ */
 function closeAfterResponse(req: Request): void {
-  req.res?.setHeader('Connection', 'close');
+  const res = req.res;
   req.unpipe();
   req.resume();
+  if (!res || res.headersSent) return;
+  const clientCloses = !res.shouldKeepAlive;
+  res.shouldKeepAlive = true;
+  const socket = req.socket;
+  res.once('finish', () => {
+    const ended = () => {
+      clearTimeout(timer);
+      if (clientCloses) socket.end();
+    };
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    if (req.complete) ended();
+    else req.once('end', ended);
+  });
 }
