@@ -1,7 +1,11 @@
 import { validateRefName } from '../../storage/repo/names';
 import { type Command, parseCommandLine, UsageError } from '../command';
 import { DEFAULT_LIMITS } from '../push/plan';
-import { push, type PushResult } from '../push/push';
+import { push, updateRefsTogether, type PushResult } from '../push/push';
+import { PushApi } from '../push/api';
+import { ApiClient } from '../push/http';
+import { describeFailure, PushError } from '../push/errors';
+import { openLocalRepo } from '../push/local';
 import { QuietProgress, TerminalProgress } from '../push/progress';
 import { DEFAULT_RETRY } from '../push/retry';
 import { summaryLine } from '../push/summary';
@@ -9,6 +13,7 @@ import { parsePushUrl } from '../push/target';
 import { commitTreeToTempRepo, type TreeRepo } from '../push/tree';
 
 const usage = `Usage: cairn push --url URL [--repo LOCAL_REPO | --tree DIR] [options] REF
+       cairn push --url URL --repo LOCAL_REPO --all [options]
 
 Publishes the commit at REF of a local archive OSTree repository with its whole
 tree to a Cairn server, then moves the server's ref with a compare-and-swap
@@ -24,6 +29,9 @@ are sent; an interrupted push resumes where it stopped when run again.
   --tree DIR       publish folder DIR: commit it (parent: the server's current
                    commit of the ref) and push that; REF is the ref to publish
   --to REF         server ref to move (default: REF)
+  --all            every ref of --repo (e.g. a flatpak build repository's apps,
+                   runtimes, extensions, locales, debug): all objects first,
+                   then one ref update moving them all together
   --force          move the ref whatever it holds now (no compare-and-swap)
   --jobs N         parallel upload requests (default 4)
   --batch-size N   most objects per multipart upload request (default ${DEFAULT_LIMITS.maxBatchObjects})
@@ -55,7 +63,9 @@ export const pushCommand: Command = {
       body: { type: 'string' },
       version: { type: 'string' },
       json: { type: 'boolean' },
+      all: { type: 'boolean' },
     }, true);
+    if (values.all) return pushAll(values, positionals);
     if (!values.url) throw new UsageError('missing --url http://HOST:PORT/repo/NAME', 'push');
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing REF' : `unexpected argument "${positionals[1]}"`, 'push');
     if (values.repo && values.tree) throw new UsageError('--repo and --tree exclude each other', 'push');
@@ -110,4 +120,55 @@ function count(raw: string | undefined, name: string, dflt: number, min: number,
   if (raw === undefined) return dflt;
   if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new UsageError(`--${name} takes a whole number from ${min} to ${max}`, 'push');
   return Number(raw);
+}
+
+/** `cairn push --all`: every local ref's objects, then one atomic update of all the refs. */
+async function pushAll(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> {
+  if (!values.url) throw new UsageError('missing --url http://HOST:PORT/repo/NAME', 'push');
+  if (!values.repo) throw new UsageError('--all needs --repo LOCAL_REPO', 'push');
+  if (positionals.length) throw new UsageError(`--all takes no REF (got "${positionals[0]}")`, 'push');
+  if (values.tree || values.to || values.subject || values.body || values.version) throw new UsageError('--all goes with neither --tree, --to, --subject, --body nor --version', 'push');
+  const jobs = count(values.jobs as string | undefined, 'jobs', 4, 1, 64);
+  const batchSize = count(values['batch-size'] as string | undefined, 'batch-size', DEFAULT_LIMITS.maxBatchObjects, 1, 10_000);
+  const retries = count(values.retries as string | undefined, 'retries', DEFAULT_RETRY.retries, 0, 100);
+  const target = parsePushUrl(values.url as string);
+  const token = (values.token as string | undefined) ?? process.env.CAIRN_TOKEN ?? undefined;
+  const { repo } = await openLocalRepo(values.repo as string);
+  const refs = [...(await repo.listRefs()).keys()];
+  if (refs.length === 0) throw new UsageError(`${values.repo as string} has no refs`, 'push');
+  const progress = process.stderr.isTTY && !values.json ? new TerminalProgress(process.stderr) : new QuietProgress(process.stderr);
+  const results: PushResult[] = [];
+  try {
+    for (const ref of refs) {
+      results.push(
+        await push({
+          target,
+          token: token || undefined,
+          localRepo: values.repo as string,
+          ref,
+          destRef: validateRefName(ref),
+          force: !!values.force,
+          jobs,
+          retry: { ...DEFAULT_RETRY, retries },
+          limits: { ...DEFAULT_LIMITS, maxBatchObjects: batchSize },
+          progress,
+          uploadOnly: true,
+        }),
+      );
+    }
+    progress.stage(`updating ${refs.length} refs together`);
+    const client = new ApiClient({ apiBase: target.apiBase, token: token || undefined, retry: { ...DEFAULT_RETRY, retries } });
+    try {
+      await updateRefsTogether(new PushApi(client), results.map((r) => ({ ref: r.ref, commit: r.commit, expected: r.old })), !!values.force);
+    } catch (e) {
+      throw new PushError(describeFailure(e, `updating ${refs.length} refs`, { tokenGiven: !!token }), e);
+    }
+  } finally {
+    progress.stop();
+  }
+  for (const r of results) {
+    const done = { ...r, refMoved: r.old !== r.commit };
+    process.stdout.write(values.json ? JSON.stringify(done) + '\n' : summaryLine(done) + '\n');
+  }
+  return 0;
 }

@@ -31,6 +31,8 @@ export interface PushOptions {
    * and returns the scratch repository to push from.
    */
   onStart?: (current: string | null) => Promise<string | void>;
+  /** Upload only: the caller moves this ref together with others (`cairn push --all`, updateRefsTogether). */
+  uploadOnly?: boolean;
 }
 
 /** What a push did; printed as the summary line or as JSON (--json). */
@@ -173,9 +175,11 @@ export async function push(opts: PushOptions): Promise<PushResult> {
 
   // Also when the ref already points at the commit: the server then makes sure its summary does too
   // (a summary left stale by a crash or a full disk is regenerated), and nothing moves.
-  progress.stage(`updating ${opts.destRef}`);
-  await step(`updating ref ${opts.destRef}`, () => updateRef(api, opts.destRef, commit, old, opts.force));
-  const refMoved = old !== commit;
+  if (!opts.uploadOnly) {
+    progress.stage(`updating ${opts.destRef}`);
+    await step(`updating ref ${opts.destRef}`, () => updateRef(api, opts.destRef, commit, old, opts.force));
+  }
+  const refMoved = !opts.uploadOnly && old !== commit;
   progress.stop();
   return {
     url: opts.target.repoUrl,
@@ -200,13 +204,21 @@ export async function push(opts: PushOptions): Promise<PushResult> {
  * "actual" is our own commit. That is our success, not a conflict.
  */
 export async function updateRef(api: PushApi, ref: string, commit: string, expected: string | null, force: boolean): Promise<RefChange[]> {
+  return updateRefsTogether(api, [{ ref, commit, expected }], force);
+}
+
+/** updateRef for several refs moved in one compare-and-swap (all or none). */
+export async function updateRefsTogether(api: PushApi, updates: Array<{ ref: string; commit: string; expected: string | null }>, force: boolean): Promise<RefChange[]> {
   let retried = false;
   try {
-    return await api.updateRefs([{ ref, commit, expected }], force, () => (retried = true));
+    return await api.updateRefs(updates, force, () => (retried = true));
   } catch (e) {
     if (retried && e instanceof ApiError && e.status === 409) {
       const conflicts = (e.details?.conflicts ?? []) as Array<{ ref?: string; actual?: string | null }>;
-      if (conflicts.length > 0 && conflicts.every((c) => c.ref === ref && c.actual === commit)) return [{ ref, old: expected, new: commit }];
+      const ours = new Map(updates.map((u) => [u.ref, u.commit]));
+      if (conflicts.length > 0 && conflicts.every((c) => c.ref !== undefined && ours.get(c.ref) === c.actual)) {
+        return updates.map((u) => ({ ref: u.ref, old: u.expected, new: u.commit }));
+      }
     }
     throw e;
   }

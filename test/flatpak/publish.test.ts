@@ -1,0 +1,162 @@
+// A flatpak repository served by Cairn, driven by Debian's flatpak 1.14 as a publisher and as a user:
+// a tiny runtime (static busybox) and an app built with plain `flatpak build-*` commands, pushed with
+// `cairn push --all` to a running `cairn serve`; then `flatpak remote-add --from` the .flatpakrepo
+// (GPG verification on), `remote-ls -d` (sizes, title), install, run, an update through a Cairn
+// delta, end of life; and Cairn's summary keys against what `flatpak build-update-repo` writes.
+
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { parse, Variant, type VarDict } from '../../storage/gvariant';
+import { OBJECT_GVARIANT_TYPE } from '../../storage/objects/types';
+import { SUMMARY_INDEX_TYPE, parseIndex } from '../../storage/flatpak/index';
+import { startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { cli } from '../e2e/publish-helpers';
+
+const ARCH = 'x86_64';
+const RUNTIME = 'org.cairn.Platform';
+const APP = 'org.cairn.Hello';
+
+function need(bin: string): string {
+  const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${bin} is not installed: run scripts/install-test-deps.sh (apt-get install flatpak busybox-static)`);
+  return r.stdout.trim();
+}
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-flatpak-'));
+const buildRepo = path.join(work, 'build-repo');
+const data = path.join(work, 'data');
+let cairn: CairnProcess;
+let token: string;
+
+/** flatpak as a user with its own HOME and XDG_DATA_HOME (nothing leaks between tests or into the machine's). */
+function flatpak(home: string, args: string[], opts: { ok?: boolean } = {}): { code: number; out: string; err: string } {
+  fs.mkdirSync(home, { recursive: true });
+  const r = spawnSync('flatpak', args, {
+    encoding: 'utf8',
+    env: { ...process.env, HOME: home, XDG_DATA_HOME: path.join(home, 'data'), XDG_CACHE_HOME: path.join(home, 'cache'), XDG_CONFIG_HOME: path.join(home, 'config'), LC_ALL: 'C.UTF-8' },
+    timeout: 180_000,
+  });
+  const res = { code: r.status ?? -1, out: r.stdout ?? '', err: r.stderr ?? '' };
+  if (opts.ok !== false) assert.equal(res.code, 0, `flatpak ${args.join(' ')}\n${res.out}\n${res.err}`);
+  return res;
+}
+
+const builder = path.join(work, 'builder');
+
+function buildApp(version: string): void {
+  const appDir = path.join(work, `app-${version}`);
+  flatpak(builder, ['build-init', appDir, APP, RUNTIME, RUNTIME, 'stable']);
+  fs.mkdirSync(path.join(appDir, 'files', 'bin'), { recursive: true });
+  fs.writeFileSync(path.join(appDir, 'files', 'bin', 'hello'), `#!/bin/sh\necho "hello from ${version}"\n`, { mode: 0o755 });
+  flatpak(builder, ['build-finish', '--command=hello', appDir]);
+  flatpak(builder, ['build-export', '--no-update-summary', buildRepo, appDir, 'stable']);
+}
+
+async function push(): Promise<void> {
+  const r = await cli(['push', '--url', `${cairn.url}/repo/apps`, '--token', token, '--repo', buildRepo, '--all']);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+function summaryMeta(bytes: Buffer): Map<string, Variant> {
+  const [, md] = parse(OBJECT_GVARIANT_TYPE.summary, bytes) as [unknown, VarDict];
+  return new Map(md);
+}
+
+before(async () => {
+  need('flatpak');
+  const busybox = need('busybox');
+  // The runtime: busybox and sh, no SDK needed.
+  const rt = path.join(work, 'runtime');
+  fs.mkdirSync(path.join(rt, 'files', 'bin'), { recursive: true });
+  fs.copyFileSync(fs.realpathSync(busybox), path.join(rt, 'files', 'bin', 'busybox'));
+  fs.chmodSync(path.join(rt, 'files', 'bin', 'busybox'), 0o755);
+  fs.symlinkSync('busybox', path.join(rt, 'files', 'bin', 'sh'));
+  fs.writeFileSync(path.join(rt, 'metadata'), `[Runtime]\nname=${RUNTIME}\nruntime=${RUNTIME}/${ARCH}/stable\nsdk=${RUNTIME}/${ARCH}/stable\n`);
+  flatpak(builder, ['build-export', '--no-update-summary', '--runtime', '--files=files', buildRepo, rt, 'stable']);
+  // build-init needs the runtime installed: from the build repository itself.
+  execFileSync('ostree', ['summary', '-u', `--repo=${buildRepo}`]);
+  flatpak(builder, ['remote-add', '--user', '--no-gpg-verify', 'local', `file://${buildRepo}`]);
+  flatpak(builder, ['install', '--user', '-y', '--noninteractive', 'local', `runtime/${RUNTIME}/${ARCH}/stable`]);
+  buildApp('v1');
+
+  const init = await cli(['init-repo', 'apps', '--data', data, '--flatpak', '--title', 'Cairn Apps']);
+  assert.equal(init.code, 0, init.stderr);
+  const t = await cli(['token', '--data', data, '--scope', 'push', '--repo', 'apps', '--ttl', '1h', '--sub', 'flatpak-e2e']);
+  assert.equal(t.code, 0, t.stderr);
+  token = t.stdout.trim();
+  cairn = await startCairn({ dataDir: data, env: { CAIRN_LOG: 'info' } });
+});
+
+after(async () => {
+  await cairn?.stop();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+test('cairn push --all publishes the runtime and the app in one ref update, with flatpak summary, index and subsummaries', async () => {
+  await push();
+  const repoDir = path.join(data, 'repos', 'apps');
+  const refs = execFileSync('ostree', ['refs', `--repo=${repoDir}`], { encoding: 'utf8' }).trim().split('\n').sort();
+  assert.deepEqual(refs, [`app/${APP}/${ARCH}/stable`, `runtime/${RUNTIME}/${ARCH}/stable`]);
+  const log = fs.readdirSync(path.join(repoDir, 'state', 'cairn', 'reflog'));
+  const entries = log.map((f) => JSON.parse(fs.readFileSync(path.join(repoDir, 'state', 'cairn', 'reflog', f), 'utf8')) as { time: string });
+  assert.equal(new Set(entries.map((e) => e.time)).size, 1, 'both refs moved in one update');
+
+  const md = summaryMeta(fs.readFileSync(path.join(repoDir, 'summary')));
+  assert.equal(md.get('xa.title')?.value, 'Cairn Apps');
+  const cache = md.get('xa.cache')!.value as Variant;
+  assert.equal(cache.type, 'a{s(tts)}');
+  assert.deepEqual((cache.value as Array<[string]>).map(([r]) => r).sort(), refs);
+  const idxBytes = fs.readFileSync(path.join(repoDir, 'summary.idx'));
+  const idx = parseIndex(idxBytes)!;
+  assert.deepEqual([...idx.subsummaries.keys()], [ARCH]);
+  const sub = gunzipSync(fs.readFileSync(path.join(repoDir, 'summaries', `${idx.subsummaries.get(ARCH)!.digest}.gz`)));
+  const [subRefs] = parse(OBJECT_GVARIANT_TYPE.summary, sub) as [Array<[string, [bigint, Buffer, VarDict]]>];
+  assert.deepEqual(subRefs.map(([r]) => r), refs);
+  for (const [, [, , m]] of subRefs) assert.ok(new Map(m).has('xa.data'));
+  assert.ok(fs.existsSync(path.join(repoDir, 'summary.idx.sig')));
+  assert.ok(fs.existsSync(path.join(repoDir, 'summaries', `${idx.digest}.idx.sig`)));
+  void SUMMARY_INDEX_TYPE;
+});
+
+const user = path.join(work, 'user');
+
+test('a user adds the remote from /repo/apps.flatpakrepo (GPG on), sees sizes and the title, installs and runs the app', async () => {
+  const fr = await fetch(`${cairn.url}/repo/apps.flatpakrepo`);
+  assert.equal(fr.status, 200);
+  const text = await fr.text();
+  assert.match(text, /^\[Flatpak Repo\]\nTitle=Cairn Apps\n/);
+  assert.match(text, /\nGPGKey=[A-Za-z0-9+/=]{40,}\n/);
+  const file = path.join(work, 'apps.flatpakrepo');
+  fs.writeFileSync(file, text);
+  flatpak(user, ['remote-add', '--user', '--from', 'cairn', `${cairn.url}/repo/apps.flatpakrepo`]);
+  const remotes = flatpak(user, ['remotes', '--user', '--columns=name,title,url']).out;
+  assert.match(remotes, /cairn\s+Cairn Apps\s+http:\/\/127\.0\.0\.1:\d+\/repo\/apps\//);
+  const ls = flatpak(user, ['remote-ls', '--user', '-d', '--columns=ref,download-size,installed-size', 'cairn']).out;
+  assert.match(ls, new RegExp(`app/${APP.replace(/\./g, '\\.')}/${ARCH}/stable\\s+\\S+.*[kK]?B`));
+  flatpak(user, ['install', '--user', '-y', '--noninteractive', 'cairn', APP]);
+  assert.equal(flatpak(user, ['run', APP]).out.trim(), 'hello from v1');
+});
+
+test('v2 pushed: flatpak update fetches a Cairn static delta and runs the new version', async () => {
+  buildApp('v2');
+  await push();
+  const head = execFileSync('ostree', ['rev-parse', `--repo=${path.join(data, 'repos', 'apps')}`, `app/${APP}/${ARCH}/stable`], { encoding: 'utf8' }).trim();
+  // The policy delta from v1 to v2 is built in the background: wait for its superblock.
+  const deadline = Date.now() + 60_000;
+  let found = false;
+  while (Date.now() < deadline && !found) {
+    const out = execFileSync('ostree', ['static-delta', 'list', `--repo=${path.join(data, 'repos', 'apps')}`], { encoding: 'utf8' });
+    found = out.split('\n').some((l) => l.trim().endsWith(`-${head}`));
+    if (!found) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(found, 'a delta to the new head was built');
+  flatpak(user, ['update', '--user', '-y', '--noninteractive']);
+  assert.equal(flatpak(user, ['run', APP]).out.trim(), 'hello from v2');
+  const got = await cairn.waitForRequest((r) => r.path.includes('/deltas/') && r.path.endsWith('/superblock') && r.status === 200, 5_000);
+  assert.ok(got, `the update fetched a delta superblock; requests: ${cairn.requests().map((r) => r.path).filter((p) => !p.includes('/objects/')).join(' ')}`);
+});
