@@ -68,28 +68,38 @@ export class SummaryPairs {
    * driver without blocking reads, or a file over the metadata limit), or a
    * promise while a switch in progress is awaited.
    */
-  entry(backend: Backend, base: string, file: PairFile, method: string, conn: object | undefined): CacheEntry | null | 'unsupported' | Promise<CacheEntry | null | 'unsupported'> {
+  entry(
+    backend: Backend,
+    base: string,
+    file: PairFile,
+    method: string,
+    conn: object | undefined,
+    count?: (hit: boolean) => void,
+  ): CacheEntry | null | 'unsupported' | Promise<CacheEntry | null | 'unsupported'> {
     if (!backend.statNow || !backend.readNow) return 'unsupported';
     const id = `${backend.location}\0${base}`;
     const now = Date.now();
     if (file === 'summary' && conn) {
       const pin = this.pins.get(conn);
-      if (pin && pin.snap.id === id && now - pin.at < PIN_MS) return pin.snap.summary;
+      if (pin && pin.snap.id === id && now - pin.at < PIN_MS) {
+        count?.(true);
+        return pin.snap.summary;
+      }
     }
-    const got = this.snapshot(backend, base, id);
+    const got = this.snapshot(backend, base, id, false, count);
     const pick = (snap: PairSnapshot | 'unsupported'): CacheEntry | null | 'unsupported' => {
       if (snap === 'unsupported') return snap;
       if (file === 'summary.sig' && conn && method === 'GET') this.pins.set(conn, { snap, at: Date.now() });
       return file === 'summary' ? snap.summary : snap.sig;
     };
     if (got !== 'wait') return pick(got);
-    return this.waitForSwitch(backend, base, id, now + SWITCH_WAIT_MS).then(pick);
+    return this.waitForSwitch(backend, base, id, now + SWITCH_WAIT_MS, count).then(pick);
   }
 
-  private async waitForSwitch(backend: Backend, base: string, id: string, deadline: number): Promise<PairSnapshot | 'unsupported'> {
+  private async waitForSwitch(backend: Backend, base: string, id: string, deadline: number, count?: (hit: boolean) => void): Promise<PairSnapshot | 'unsupported'> {
     for (;;) {
       await new Promise((r) => setTimeout(r, 10));
-      const got = this.snapshot(backend, base, id, Date.now() >= deadline);
+      const got = this.snapshot(backend, base, id, Date.now() >= deadline, count);
       if (got !== 'wait') return got;
     }
   }
@@ -99,7 +109,7 @@ export class SummaryPairs {
    * mid-switch and this process has no earlier snapshot (with `force`: the
    * files as they are). Synchronous: two stats when nothing changed.
    */
-  private snapshot(backend: Backend, base: string, id: string, force = false): PairSnapshot | 'unsupported' | 'wait' {
+  private snapshot(backend: Backend, base: string, id: string, force = false, count?: (hit: boolean) => void): PairSnapshot | 'unsupported' | 'wait' {
     const statNow = backend.statNow!.bind(backend);
     const readNow = backend.readNow!.bind(backend);
     const sKey = `${base}summary`;
@@ -110,7 +120,10 @@ export class SummaryPairs {
       const gi = statNow(gKey);
       if ((si && si.size > MAX_METADATA_SIZE) || (gi && gi.size > MAX_METADATA_SIZE)) return 'unsupported';
       const versions = `${si?.version ?? '-'}|${gi?.version ?? '-'}`;
-      if (cur && cur.versions === versions) return cur;
+      if (cur && cur.versions === versions) {
+        count?.(true);
+        return cur;
+      }
       const s = si ? readNow(sKey) : null;
       const g = gi ? readNow(gKey) : null;
       if ((si && s?.info.version !== si.version) || (gi && g?.info.version !== gi.version)) continue;
@@ -125,6 +138,7 @@ export class SummaryPairs {
       const snap: PairSnapshot = { id, versions, summary: s ? entryOf(s.data, s.info) : null, sig: g ? entryOf(g.data, g.info) : null };
       if (!cur && this.current.size >= 1024) this.current.clear();
       this.current.set(id, snap);
+      count?.(false);
       return snap;
     }
     throw new CairnError('IO', `${sKey} and ${gKey} kept changing while being read`);
@@ -155,7 +169,9 @@ export function answerPairFile(
 ): FileAnswer | null | undefined | Promise<FileAnswer | null | undefined> {
   const which = pairs ? pairFileOf(key) : null;
   if (!which) return undefined;
-  const got = pairs!.entry(backend, which.base, which.file, req.method, conn);
+  // Counted as the file cache's hits and misses (a snapshot is that cache for these two files).
+  const count = opts.metrics ? (hit: boolean) => (hit ? opts.metrics!.cacheHit('files') : opts.metrics!.cacheMiss('files')) : undefined;
+  const got = pairs!.entry(backend, which.base, which.file, req.method, conn, count);
   const toAnswer = (e: CacheEntry | null | 'unsupported'): FileAnswer | null | undefined => (e === 'unsupported' ? undefined : e ? answerEntry(req, cls, e, opts) : null);
   return got instanceof Promise ? got.then(toAnswer) : toAnswer(got);
 }

@@ -354,7 +354,12 @@ export class FsBackend implements Backend {
       await fh.sync();
       await fh.close();
       fh = undefined;
-      if (makeDir) await this.ensureDir(dir);
+      // A folder that cannot be made yet (a file of that name that the same switch removes first:
+      // ref `a` goes, `a/b` comes) is made by commit() when the rename finds it missing.
+      if (makeDir) await this.ensureDir(dir).catch((e: unknown) => {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST' && code !== 'ENOTDIR') throw e;
+      });
     } catch (e) {
       if (fh) await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true }).catch(() => {});

@@ -90,10 +90,11 @@ function failingOn(keys: Set<string>): Backend {
   const inner = main.backend;
   return new Proxy(inner, {
     get(target, prop, receiver) {
-      if (prop === 'write') {
+      // Publishing stages its files (prepare) before it switches them: a failure there is a write failing midway.
+      if (prop === 'write' || prop === 'prepare') {
         return async (key: string, d: WriteSource) => {
           if (keys.has(key)) throw new CairnError('IO', `injected failure writing ${key}`);
-          return target.write(key, d);
+          return prop === 'write' ? target.write(key, d) : target.prepare!(key, d);
         };
       }
       const v = Reflect.get(target, prop, receiver);
@@ -118,8 +119,7 @@ test('a write that fails midway is rolled back: refs, summary and reflog as befo
     (e: unknown) => e instanceof CairnError && e.code === 'IO',
   );
   assert.deepEqual(await state(), before, 'the failed update left changes behind');
-  // The summary is written last, and a failure there undoes the refs too (the
-  // summary is then regenerated for the old refs: same refs, a new timestamp).
+  // A failure staging the summary (the last file staged before anything switches) leaves the refs too.
   const signer = await ctx.signerFor(main);
   const noSummary = new Repo('main', failingOn(new Set(['summary'])));
   await assert.rejects(updateRefs(noSummary, [{ ref: 'z/first', commit: C, expected: null }], { actor: 'test', signer }));
