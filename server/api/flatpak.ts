@@ -2,6 +2,7 @@ import { CairnError } from '../../storage/errors';
 import { readRemoteConfig } from '../../storage/flatpak/config';
 import { flatpakRefFile, flatpakRepoFile, pickRef } from '../../storage/flatpak/flatpakrepo';
 import { isFlatpakRepo } from '../../storage/flatpak/index';
+import { markEndOfLife } from '../../storage/flatpak/eol';
 import type { Repo } from '../../storage/repo/repo';
 import { route, type AnyRoute, type Call } from './route';
 
@@ -12,7 +13,46 @@ import { route, type AnyRoute, type Call } from './route';
  * from the repository's remote configuration and public GPG key on each
  * request; their URL is the one the client used to reach Cairn.
  */
+interface EndOfLifeBody {
+  ref: string;
+  reason: string;
+  rebase?: string;
+  expected: string;
+}
+
 export const flatpakRoutes: AnyRoute[] = [
+  route<Record<string, never>, Record<string, never>, EndOfLifeBody>({
+    method: 'post',
+    path: '/api/repos/:repo/end-of-life',
+    label: 'api_end_of_life',
+    summary: 'Mark a flatpak app or runtime branch end-of-life (a new commit on its head, as `flatpak build-commit-from --end-of-life`)',
+    description: '`reason` is shown to users; `rebase` names the id that replaces it. 409 CONFLICT when the ref no longer holds `expected`.',
+    access: { repo: 'push', owned: true, refs: (b: EndOfLifeBody) => [b.ref] },
+    body: {
+      limit: '16kb',
+      json: {
+        type: 'object',
+        required: ['ref', 'reason', 'expected'],
+        additionalProperties: false,
+        properties: {
+          ref: { type: 'string', maxLength: 1024 },
+          reason: { type: 'string', minLength: 1, maxLength: 1024 },
+          rebase: { type: 'string', maxLength: 255 },
+          expected: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+        },
+      },
+    },
+    responses: { 200: { description: 'the ref moved to the end-of-life commit', schema: { type: 'object', properties: { ref: { type: 'string' }, old: { type: 'string' }, new: { type: 'string' } } } } },
+    errors: [409],
+    async handler({ ctx, repo, body, claims }) {
+      const r = await markEndOfLife(repo, body, {
+        actor: (await claims())!.sub,
+        signer: await ctx.signerFor(repo),
+        onPublished: (c) => ctx.onPublished?.(repo, c),
+      });
+      return { ref: body.ref, old: body.expected, new: r.commit };
+    },
+  }),
   route({
     method: 'get',
     path: '/repo/:repo.flatpakrepo',

@@ -160,3 +160,54 @@ test('v2 pushed: flatpak update fetches a Cairn static delta and runs the new ve
   const got = await cairn.waitForRequest((r) => r.path.includes('/deltas/') && r.path.endsWith('/superblock') && r.status === 200, 5_000);
   assert.ok(got, `the update fetched a delta superblock; requests: ${cairn.requests().map((r) => r.path).filter((p) => !p.includes('/objects/')).join(' ')}`);
 });
+
+test('the summary keys and index layout are those flatpak build-update-repo writes for the same repository', () => {
+  const repoDir = path.join(data, 'repos', 'apps');
+  const copy = path.join(work, 'reference-repo');
+  execFileSync('cp', ['-a', repoDir, copy]);
+  execFileSync('flatpak', ['build-update-repo', '--no-update-appstream', copy], { env: { ...process.env, HOME: builder } });
+  const ours = summaryMeta(fs.readFileSync(path.join(repoDir, 'summary')));
+  const theirs = summaryMeta(fs.readFileSync(path.join(copy, 'summary')));
+  const flatpakKeys = (m: Map<string, Variant>) => [...m.keys()].filter((k) => k.startsWith('xa.')).sort();
+  assert.deepEqual(flatpakKeys(ours), flatpakKeys(theirs));
+  const cacheOf = (m: Map<string, Variant>) => new Map(((m.get('xa.cache')!.value as Variant).value as Array<[string, [bigint, bigint, string]]>).map(([r, v]) => [r, v]));
+  assert.deepEqual(cacheOf(ours), cacheOf(theirs), 'same xa.cache per ref (sizes and metadata)');
+  const ourIdx = parseIndex(fs.readFileSync(path.join(repoDir, 'summary.idx')))!;
+  const theirIdx = parseIndex(fs.readFileSync(path.join(copy, 'summary.idx')))!;
+  assert.deepEqual([...ourIdx.subsummaries.keys()], [...theirIdx.subsummaries.keys()]);
+  assert.deepEqual(ourIdx.metadata.map(([k]) => k).sort(), theirIdx.metadata.map(([k]) => k).sort());
+  const refsOf = (repo: string, digest: string) => {
+    const [refs, md] = parse(OBJECT_GVARIANT_TYPE.summary, gunzipSync(fs.readFileSync(path.join(repo, 'summaries', `${digest}.gz`)))) as [Array<[string, [bigint, Buffer, VarDict]]>, VarDict];
+    return { refs: refs.map(([r, [size, csum, m]]) => [r, size, csum.toString('hex'), new Map(m).get('xa.data')?.value]), keys: md.map(([k]) => k) };
+  };
+  assert.deepEqual(refsOf(repoDir, ourIdx.subsummaries.get(ARCH)!.digest), refsOf(copy, theirIdx.subsummaries.get(ARCH)!.digest));
+});
+
+test('end of life from the API: flatpak remote-info and update report it', async () => {
+  const ref = `app/${APP}/${ARCH}/stable`;
+  const head = execFileSync('ostree', ['rev-parse', `--repo=${path.join(data, 'repos', 'apps')}`, ref], { encoding: 'utf8' }).trim();
+  const bad = await fetch(`${cairn.url}/api/repos/apps/end-of-life`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ ref, reason: 'stale', expected: '0'.repeat(64) }),
+  });
+  assert.equal(bad.status, 409);
+  const res = await fetch(`${cairn.url}/api/repos/apps/end-of-life`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ ref, reason: 'Replaced by org.cairn.Hello2', expected: head }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const info = flatpak(user, ['remote-info', '--user', 'cairn', APP]).out;
+  assert.match(info, /Replaced by org\.cairn\.Hello2/);
+  const up = flatpak(user, ['update', '--user', '-y', '--noninteractive']);
+  assert.match(up.out + up.err, /end-of-life|end of life/i);
+  // remote-ls hides end-of-life refs unless asked for all of them.
+  assert.doesNotMatch(flatpak(user, ['remote-ls', '--user', '--columns=ref', 'cairn']).out, new RegExp(`app/${APP}`));
+  const ls = flatpak(user, ['remote-ls', '--user', '--all', '--columns=ref,options', 'cairn']).out;
+  assert.match(ls, /eol=Replaced by org\.cairn\.Hello2/);
+  // The sparse cache carries it (what remote-ls reads without fetching the commit).
+  const md = summaryMeta(fs.readFileSync(path.join(data, 'repos', 'apps', 'summary')));
+  const sparse = new Map(md.get('xa.sparse-cache')!.value as Array<[string, VarDict]>);
+  assert.equal(new Map(sparse.get(ref)!).get('eol')?.value, 'Replaced by org.cairn.Hello2');
+});
