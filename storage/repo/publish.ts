@@ -10,6 +10,7 @@ import { recoverBeforePublish, summaryAgrees } from './recovery';
 import type { RefLogEntry } from './reflog';
 import type { Repo } from './repo';
 import { switchPublished, type SummarySigner } from './summary';
+import { appstreamChanges } from '../flatpak/appstream';
 
 /** Signs what a repository publishes; see storage/signing. */
 export interface RepoSigner {
@@ -114,6 +115,9 @@ export async function updateRefs(repo: Repo, updates: RefUpdate[], opts: UpdateR
       });
       return changes;
     }
+    // A flatpak repository's appstream branches follow its apps, in the same switch (storage/flatpak/appstream.ts).
+    const signer = opts.signer;
+    changes.push(...(await appstreamChanges(repo, changes, { time, actor: opts.actor, signCommit: signer ? (c) => signer.signCommit(c, null) : undefined })));
     // Refs, ref log, summary and summary.sig switch together (summary.ts: staged, journalled, renamed).
     await withRepoLock(repo.backend, 'summary', () => switchPublished(repo, { changes, signer: opts.signer?.signSummary }));
     await opts.onPublished?.(changes);

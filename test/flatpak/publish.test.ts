@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { parse, Variant, type VarDict } from '../../storage/gvariant';
 import { OBJECT_GVARIANT_TYPE } from '../../storage/objects/types';
 import { SUMMARY_INDEX_TYPE, parseIndex } from '../../storage/flatpak/index';
@@ -18,6 +18,8 @@ import { startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { cli } from '../e2e/publish-helpers';
 
 const ARCH = 'x86_64';
+/** A 1×1 PNG. */
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
 const RUNTIME = 'org.cairn.Platform';
 const APP = 'org.cairn.Hello';
 
@@ -53,6 +55,17 @@ function buildApp(version: string): void {
   flatpak(builder, ['build-init', appDir, APP, RUNTIME, RUNTIME, 'stable']);
   fs.mkdirSync(path.join(appDir, 'files', 'bin'), { recursive: true });
   fs.writeFileSync(path.join(appDir, 'files', 'bin', 'hello'), `#!/bin/sh\necho "hello from ${version}"\n`, { mode: 0o755 });
+  // Appstream data as flatpak-builder composes it (share/app-info), with an icon.
+  const info = path.join(appDir, 'files', 'share', 'app-info');
+  fs.mkdirSync(path.join(info, 'xmls'), { recursive: true });
+  fs.mkdirSync(path.join(info, 'icons', 'flatpak', '64x64'), { recursive: true });
+  fs.writeFileSync(
+    path.join(info, 'xmls', `${APP}.xml.gz`),
+    gzipSync(
+      `<?xml version="1.0" encoding="UTF-8"?>\n<components version="0.8" origin="flatpak">\n  <component type="desktop-application">\n    <id>${APP}</id>\n    <name>Hello</name>\n    <summary>Greets cheerfully from a Cairn repository</summary>\n    <metadata_license>CC0-1.0</metadata_license>\n    <project_license>MIT</project_license>\n    <launchable type="desktop-id">${APP}.desktop</launchable>\n    <releases><release version="${version}" timestamp="1700000000"/></releases>\n  </component>\n</components>\n`,
+    ),
+  );
+  fs.writeFileSync(path.join(info, 'icons', 'flatpak', '64x64', `${APP}.png`), PNG);
   flatpak(builder, ['build-finish', '--command=hello', appDir]);
   flatpak(builder, ['build-export', '--no-update-summary', buildRepo, appDir, 'stable']);
 }
@@ -93,6 +106,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (process.env.FLATPAK_TEST_DUMP) fs.writeFileSync(process.env.FLATPAK_TEST_DUMP, cairn.requests().map((r) => `${r.method} ${r.status} ${r.path}`).join('\n'));
   await cairn?.stop();
   fs.rmSync(work, { recursive: true, force: true });
 });
@@ -101,10 +115,15 @@ test('cairn push --all publishes the runtime and the app in one ref update, with
   await push();
   const repoDir = path.join(data, 'repos', 'apps');
   const refs = execFileSync('ostree', ['refs', `--repo=${repoDir}`], { encoding: 'utf8' }).trim().split('\n').sort();
-  assert.deepEqual(refs, [`app/${APP}/${ARCH}/stable`, `runtime/${RUNTIME}/${ARCH}/stable`]);
+  // The appstream branches come with the publish.
+  assert.deepEqual(refs, [`app/${APP}/${ARCH}/stable`, `appstream/${ARCH}`, `appstream2/${ARCH}`, `runtime/${RUNTIME}/${ARCH}/stable`]);
   const log = fs.readdirSync(path.join(repoDir, 'state', 'cairn', 'reflog'));
   const entries = log.map((f) => JSON.parse(fs.readFileSync(path.join(repoDir, 'state', 'cairn', 'reflog', f), 'utf8')) as { time: string });
-  assert.equal(new Set(entries.map((e) => e.time)).size, 1, 'both refs moved in one update');
+  assert.equal(entries.length, 4);
+  assert.equal(new Set(entries.map((e) => e.time)).size, 1, 'every ref moved in one update');
+  const xml = execFileSync('ostree', ['cat', `--repo=${repoDir}`, `appstream2/${ARCH}`, '/appstream.xml'], { encoding: 'utf8' });
+  assert.match(xml, new RegExp(`<bundle type="flatpak" runtime="${RUNTIME}/${ARCH}/stable" sdk="${RUNTIME}/${ARCH}/stable">app/${APP}/${ARCH}/stable</bundle>`));
+  assert.deepEqual(execFileSync('ostree', ['cat', `--repo=${repoDir}`, `appstream2/${ARCH}`, `/icons/64x64/${APP}.png`]), PNG);
 
   const md = summaryMeta(fs.readFileSync(path.join(repoDir, 'summary')));
   assert.equal(md.get('xa.title')?.value, 'Cairn Apps');
@@ -142,6 +161,12 @@ test('a user adds the remote from /repo/apps.flatpakrepo (GPG on), sees sizes an
   assert.equal(flatpak(user, ['run', APP]).out.trim(), 'hello from v1');
 });
 
+test('flatpak search finds the app by a word of its appstream summary', () => {
+  flatpak(user, ['update', '--user', '--appstream', 'cairn']);
+  const out = flatpak(user, ['search', '--user', '--columns=application,remotes', 'cheerfully']).out;
+  assert.match(out, new RegExp(`${APP.replace(/\./g, '\\.')}\\s+cairn`));
+});
+
 test('v2 pushed: flatpak update fetches a Cairn static delta and runs the new version', async () => {
   buildApp('v2');
   await push();
@@ -159,6 +184,9 @@ test('v2 pushed: flatpak update fetches a Cairn static delta and runs the new ve
   assert.equal(flatpak(user, ['run', APP]).out.trim(), 'hello from v2');
   const got = await cairn.waitForRequest((r) => r.path.includes('/deltas/') && r.path.endsWith('/superblock') && r.status === 200, 5_000);
   assert.ok(got, `the update fetched a delta superblock; requests: ${cairn.requests().map((r) => r.path).filter((p) => !p.includes('/objects/')).join(' ')}`);
+  // The client held v1's subsummary: it took the summary delta to v2's instead of the whole one.
+  const sd = await cairn.waitForRequest((r) => /^\/repo\/apps\/summaries\/[0-9a-f]{64}-[0-9a-f]{64}\.delta$/.test(r.path) && r.status === 200, 5_000);
+  assert.ok(sd, 'the update fetched a summaries/OLD-NEW.delta');
 });
 
 test('the summary keys and index layout are those flatpak build-update-repo writes for the same repository', () => {
