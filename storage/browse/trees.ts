@@ -1,26 +1,14 @@
 /**
- * Reading a commit's tree: its dirtrees and dirmetas, memoised. Objects are
- * immutable (named by their hash), so a decoded dirtree can be kept as long
- * as memory allows; the cache is keyed by repository location and checksum
- * (a repository that lacks an object must not see another's copy).
+ * Reading a commit's tree: paths resolved through dirtrees only. Commits,
+ * dirtrees and dirmetas come decoded, checked and memoised from
+ * storage/repo/metadata-cache.ts (shared with the delta compiler).
  */
-import { LRUCache } from 'lru-cache';
 import { CairnError } from '../errors';
-import { decodeCommit, type Commit } from '../objects/commit';
-import { decodeDirMeta, type DirMeta } from '../objects/dirmeta';
-import { decodeDirTree, type DirTree } from '../objects/dirtree';
-import { validateChecksum } from '../objects/checksum';
-import { ObjectType } from '../objects/types';
+import type { Commit } from '../objects/commit';
+import type { DirMeta } from '../objects/dirmeta';
+import type { DirTree } from '../objects/dirtree';
+import { readCommit, readDirMeta, readDirTree } from '../repo/metadata-cache';
 import type { Repo } from '../repo/repo';
-
-const trees = new LRUCache<string, DirTree>({
-  // Decoded, a dirtree takes about three times its serialized size.
-  maxSize: 64 * 1024 * 1024,
-  sizeCalculation: (t) => 64 + (t.files.length + t.dirs.length) * 200,
-});
-// Sized by their serialized bytes: a commit or dirmeta may legally carry megabytes of metadata.
-const metas = new LRUCache<string, DirMeta>({ maxSize: 8 * 1024 * 1024 });
-const commits = new LRUCache<string, Commit>({ maxSize: 32 * 1024 * 1024 });
 
 /** A commit; NOT_FOUND when absent. */
 export async function loadCommit(repo: Repo, checksum: string): Promise<Commit> {
@@ -31,38 +19,20 @@ export async function loadCommit(repo: Repo, checksum: string): Promise<Commit> 
 
 /** A commit, or null when absent. */
 export async function findCommit(repo: Repo, checksum: string): Promise<Commit | null> {
-  validateChecksum(checksum);
-  const k = `${repo.backend.location}\0${checksum}`;
-  const hit = commits.get(k);
-  if (hit) return hit;
-  const raw = await repo.readMetadata(checksum, ObjectType.Commit);
-  if (!raw) return null;
-  const c = decodeCommit(raw);
-  commits.set(k, c, { size: 256 + raw.length * 3 });
-  return c;
+  return (await readCommit(repo, checksum))?.commit ?? null;
 }
 
 /** A dirtree; NOT_FOUND when absent (a shallow or broken repository). */
 export async function loadDirTree(repo: Repo, checksum: string): Promise<DirTree> {
-  const k = `${repo.backend.location}\0${checksum}`;
-  const hit = trees.get(k);
-  if (hit) return hit;
-  const raw = await repo.readMetadata(checksum, ObjectType.DirTree);
-  if (!raw) throw new CairnError('NOT_FOUND', `dirtree ${checksum} is not in repository ${repo.name}`, { object: `${checksum}.dirtree` });
-  const t = decodeDirTree(raw);
-  trees.set(k, t);
+  const t = await readDirTree(repo, checksum);
+  if (!t) throw new CairnError('NOT_FOUND', `dirtree ${checksum} is not in repository ${repo.name}`, { object: `${checksum}.dirtree` });
   return t;
 }
 
 /** A dirmeta; NOT_FOUND when absent. */
 export async function loadDirMeta(repo: Repo, checksum: string): Promise<DirMeta> {
-  const k = `${repo.backend.location}\0${checksum}`;
-  const hit = metas.get(k);
-  if (hit) return hit;
-  const raw = await repo.readMetadata(checksum, ObjectType.DirMeta);
-  if (!raw) throw new CairnError('NOT_FOUND', `dirmeta ${checksum} is not in repository ${repo.name}`, { object: `${checksum}.dirmeta` });
-  const m = decodeDirMeta(raw);
-  metas.set(k, m, { size: 64 + raw.length * 3 });
+  const m = await readDirMeta(repo, checksum);
+  if (!m) throw new CairnError('NOT_FOUND', `dirmeta ${checksum} is not in repository ${repo.name}`, { object: `${checksum}.dirmeta` });
   return m;
 }
 

@@ -3,24 +3,22 @@
  * path that uses it, every content object with its paths, and path → content.
  *
  * Commits and dirtrees are content-addressed and immutable, so what was read
- * once stays true: decoded dirtrees and whole indexes are kept in two bounded
- * LRU caches of this module (per process or worker thread; the job runner
- * keeps its compile thread warm, server/jobs/worker.ts). The delta from a ref's
- * previous head then indexes only the folders the push changed: the previous
- * head was indexed when its own deltas were made. Bytes are checked against
- * their checksum before anything read is cached (and used), so a corrupt
- * object in one repository can never stand for a good one in another.
+ * once stays true: decoded commits and dirtrees come from the shared metadata
+ * cache (storage/repo/metadata-cache.ts: checked against their checksums,
+ * keyed by repository), and whole indexes are kept in a bounded LRU cache of
+ * this module (per process or worker thread; the job runner keeps its compile
+ * thread warm, server/jobs/worker.ts). The delta from a ref's previous head
+ * then indexes only the folders the push changed: the previous head was
+ * indexed when its own deltas were made.
  */
 
 import { LRUCache } from 'lru-cache';
 import { CairnError } from '../errors';
-import { sha256Hex } from '../objects/checksum';
-import { decodeCommit } from '../objects/commit';
-import { decodeDirTree, type DirTree } from '../objects/dirtree';
+import type { DirTree } from '../objects/dirtree';
 import { ObjectType } from '../objects/types';
+import { clearMetadataCache, metadataCacheStats, readCommit, readDirTree } from '../repo/metadata-cache';
 import type { Repo } from '../repo/repo';
 import type { DeltaObjectRef } from './format';
-import { readMetadataObject } from './objects-io';
 
 export interface TreeIndex {
   /** dirtree and dirmeta checksums, keyed `type:checksum`, with the first path that uses them. */
@@ -40,25 +38,18 @@ export interface IndexedCommit {
 /** Dirtrees read at once per batch while indexing (the walk itself stays sequential and ordered). */
 const DIRTREE_READ_CONCURRENCY = 32;
 
-/** Decoded dirtrees, weighed by their encoded size (decoded objects take a few times more). */
-const dirTrees = new LRUCache<string, DirTree>({ maxSize: 16 << 20, sizeCalculation: (t) => 64 + 96 * (t.files.length + t.dirs.length) });
-/** Whole indexes of recent commits, weighed by their entries. */
+/** Whole indexes of recent commits (keyed by repository location and commit), weighed by their entries. */
 const indexes = new LRUCache<string, IndexedCommit>({ max: 8, maxSize: 64 << 20, sizeCalculation: (c) => 1024 + 160 * (c.index.byPath.size + c.index.metadata.size) });
 
-/** Forgets what was cached (tests that corrupt objects behind the compiler's back). */
+/** Forgets what was cached, indexes and decoded objects (tests that corrupt objects behind the compiler's back). */
 export function clearTreeIndexCache(): void {
-  dirTrees.clear();
   indexes.clear();
+  clearMetadataCache();
 }
 
 /** What the caches hold (tests). */
 export function treeIndexCacheStats(): { dirTrees: number; indexes: number } {
-  return { dirTrees: dirTrees.size, indexes: indexes.size };
-}
-
-function checked(bytes: Buffer, checksum: string, what: string): Buffer {
-  if (sha256Hex(bytes) !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `${what} ${checksum} is corrupt (its bytes do not match its checksum)`, { object: checksum });
-  return bytes;
+  return { dirTrees: metadataCacheStats().dirTrees, indexes: indexes.size };
 }
 
 /**
@@ -70,37 +61,29 @@ async function loadDirTrees(repo: Repo, commit: string, root: string): Promise<M
   const trees = new Map<string, DirTree>();
   let level = [root];
   while (level.length > 0) {
-    const todo: string[] = [];
-    for (const t of new Set(level)) {
-      if (trees.has(t)) continue;
-      const hit = dirTrees.get(t);
-      if (hit) trees.set(t, hit);
-      else todo.push(t);
-    }
+    const todo = [...new Set(level)].filter((t) => !trees.has(t));
     for (let i = 0; i < todo.length; i += DIRTREE_READ_CONCURRENCY) {
       const batch = todo.slice(i, i + DIRTREE_READ_CONCURRENCY);
-      const raws = await Promise.all(batch.map((t) => readMetadataObject(repo, t, ObjectType.DirTree)));
+      const got = await Promise.all(batch.map((t) => readDirTree(repo, t)));
       batch.forEach((t, k) => {
-        const raw = raws[k];
-        if (!raw) throw new CairnError('MISSING_OBJECTS', `dirtree ${t} of commit ${commit} is missing`, { object: t });
-        const tree = decodeDirTree(checked(raw, t, 'dirtree'));
+        const tree = got[k];
+        if (!tree) throw new CairnError('MISSING_OBJECTS', `dirtree ${t} of commit ${commit} is missing`, { object: t });
         trees.set(t, tree);
-        dirTrees.set(t, tree);
       });
     }
-    level = [...new Set(level)].flatMap((t) => trees.get(t)!.dirs.map((d) => d.treeChecksum));
+    level = todo.flatMap((t) => trees.get(t)!.dirs.map((d) => d.treeChecksum));
   }
   return trees;
 }
 
 /** The index of `commit` (from the cache when it was indexed lately). */
 export async function indexCommit(repo: Repo, commit: string): Promise<IndexedCommit> {
-  const hit = indexes.get(commit);
+  const key = `${repo.backend.location}\0${commit}`;
+  const hit = indexes.get(key);
   if (hit) return hit;
-  const raw = await repo.readMetadata(commit, ObjectType.Commit);
-  if (!raw) throw new CairnError('NOT_FOUND', `commit ${commit} is not in repository ${repo.name}`, { commit });
-  const commitBytes = checked(raw, commit, 'commit');
-  const c = decodeCommit(commitBytes);
+  const read = await readCommit(repo, commit);
+  if (!read) throw new CairnError('NOT_FOUND', `commit ${commit} is not in repository ${repo.name}`, { commit });
+  const { commit: c, bytes: commitBytes } = read;
   const trees = await loadDirTrees(repo, commit, c.rootTree);
   const index: TreeIndex = { metadata: new Map(), files: new Map(), byPath: new Map() };
   const visit = (tree: string, meta: string, dir: string): void => {
@@ -120,6 +103,6 @@ export async function indexCommit(repo: Repo, commit: string): Promise<IndexedCo
   };
   visit(c.rootTree, c.rootMeta, '');
   const out = { index, commitBytes };
-  indexes.set(commit, out);
+  indexes.set(key, out);
   return out;
 }
