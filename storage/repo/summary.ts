@@ -189,7 +189,10 @@ export async function switchPublished(repo: Repo, opts: SwitchOptions): Promise<
   const staged: Array<{ key: string; write: PreparedWrite | null }> = [];
   try {
     // Content-addressed summaries/ files first: nothing names them until the index switches.
-    for (const f of flatpak?.files ?? []) await b.write(f.key, f.data);
+    for (const f of flatpak?.files ?? []) {
+      faultPoint(`write ${f.key}`);
+      await b.write(f.key, f.data);
+    }
     for (const c of order) staged.push({ key: refKey(c.ref), write: c.new === null ? null : await stage(b, refKey(c.ref), Buffer.from(c.new + '\n')) });
     staged.push({ key: SUMMARY, write: await stage(b, SUMMARY, summary) });
     staged.push({ key: SUMMARY_SIG, write: sig ? await stage(b, SUMMARY_SIG, sig) : null });
