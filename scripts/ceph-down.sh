@@ -7,6 +7,8 @@ DIR=${1:-${CAIRN_CEPH_DIR:-/tmp/cairn-ceph}}
 keep=${2:-}
 [ -d "$DIR" ] || exit 0
 pids=()
+# running: exists and is not a zombie (an exited daemon whose parent has not reaped it yet)
+running() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/^.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
 for d in rgw osd mgr mon; do
   f=$DIR/run/$d.pid
   [ -f "$f" ] || continue
@@ -17,11 +19,11 @@ for d in rgw osd mgr mon; do
   fi
 done
 for p in "${pids[@]}"; do
-  for _ in $(seq 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null || true
+  for _ in $(seq 20); do running "$p" || break; sleep 0.1; done
+  running "$p" && kill -9 "$p" 2>/dev/null
 done
 for p in "${pids[@]}"; do
-  for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 50); do running "$p" || break; sleep 0.1; done
 done
 if [ "$keep" = --keep-logs ]; then
   rm -rf "$DIR"/{mon,osd,mgr,rgw,run}
