@@ -127,23 +127,35 @@ function refused(env: ApiEnv, e: unknown): unknown {
  * synchronously (the filesystem: one lstat, a few µs) is asked in slices of
  * 1,024 between which other requests run; through the thread pool the same
  * answer for an incremental push's 10,000 names took ~0.35 s instead of ~0.05 s.
+ *
+ * Objects found present and older than TOUCH_OLDER_MS get their mtime
+ * refreshed (Backend.touch, 32 at a time), so that the push that will rely on
+ * them is inside gc's grace window (storage/maintenance/gc.ts): an old object
+ * no ref reaches (a pruned commit's) is not deleted between this answer and
+ * the push's ref update.
  */
 async function missingObjects(repo: Repo, objects: ReturnType<typeof parseObjectName>[]): Promise<string[]> {
   const missing: string[] = [];
   const backend = repo.backend;
   const SLICE = backend.statNow ? 1024 : 256;
+  const old = Date.now() - TOUCH_OLDER_MS;
   for (let i = 0; i < objects.length; i += SLICE) {
     const slice = objects.slice(i, i + SLICE);
     if (i > 0 && backend.statNow) await new Promise<void>((r) => setImmediate(r));
-    const present = backend.statNow
-      ? slice.map((o) => backend.statNow!(objectKey(o.checksum, o.type)) !== null)
-      : await Promise.all(slice.map((o) => repo.hasObject(o.checksum, o.type)));
+    const infos = backend.statNow ? slice.map((o) => backend.statNow!(objectKey(o.checksum, o.type))) : await Promise.all(slice.map((o) => backend.stat(objectKey(o.checksum, o.type))));
+    const stale: string[] = [];
     slice.forEach((o, j) => {
-      if (!present[j]) missing.push(o.name);
+      const info = infos[j];
+      if (!info) missing.push(o.name);
+      else if (info.mtimeMs < old) stale.push(objectKey(o.checksum, o.type));
     });
+    if (backend.touch) for (let k = 0; k < stale.length; k += 32) await Promise.all(stale.slice(k, k + 32).map((key) => backend.touch!(key)));
   }
   return missing;
 }
+
+/** Present objects older than this are touched by a missing-objects check (gc's default grace is 1 h). */
+const TOUCH_OLDER_MS = 10 * 60_000;
 
 function nameOf(r: IngestResult): string {
   return `${r.checksum}.${['', 'filez', 'dirtree', 'dirmeta', 'commit', 'tombstone-commit', 'commitmeta'][r.type]}`;

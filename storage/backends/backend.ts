@@ -98,6 +98,12 @@ export interface Backend {
    * thread-pool round trip per call costs more than the call itself.
    */
   statNow?(key: string): BlobInfo | null;
+  /**
+   * Optional: sets the blob's mtime to now (bytes unchanged; absent is not an
+   * error). Garbage collection keeps whatever is younger than its grace
+   * window, so a push told an object is present touches it (server/api/objects.ts).
+   */
+  touch?(key: string): Promise<void>;
   readNow?(key: string): { data: Buffer; info: BlobInfo } | null;
 }
 

@@ -183,6 +183,17 @@ export class FsBackend implements Backend {
     }
   }
 
+  async touch(key: string): Promise<void> {
+    const file = this.resolve(key);
+    try {
+      const now = new Date();
+      await fsp.utimes(file, now, now);
+    } catch (e) {
+      if (isNotFoundErrno(e)) return;
+      throw ioError(e, key);
+    }
+  }
+
   statNow(key: string): BlobInfo | null {
     const file = this.resolve(key);
     try {

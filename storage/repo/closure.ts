@@ -1,6 +1,7 @@
 import { decodeCommit } from '../objects/commit';
 import { decodeDirTree } from '../objects/dirtree';
-import { ObjectType, ARCHIVE_EXTENSION } from '../objects/types';
+import { QUARANTINE_PREFIX } from '../maintenance/fsck';
+import { ObjectType, ARCHIVE_EXTENSION, objectTypeFromExtension } from '../objects/types';
 import type { Repo } from './repo';
 
 export interface ObjectRef {
@@ -119,10 +120,16 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
   return { objects, missing };
 }
 
-/** The root of `base` when it can serve as a walk's base: readable, and not marked partial by ostree. */
+/**
+ * The root of `base` when it can serve as a walk's base: readable, not marked
+ * partial by ostree, and no object of the repository is in quarantine
+ * (fsck --repair or the background scrub moved a corrupt object aside and no
+ * upload restored it yet): the base's closure may lack it, so walk everything.
+ */
 async function readBase(repo: Repo, base: string): Promise<{ rootTree: string; rootMeta: string } | null> {
   try {
     if (await repo.backend.stat(`state/${base}.commitpartial`)) return null;
+    if (await quarantineUnrestored(repo)) return null;
     const data = await repo.readMetadata(base, ObjectType.Commit);
     if (!data) return null;
     const b = decodeCommit(data);
@@ -130,6 +137,27 @@ async function readBase(repo: Repo, base: string): Promise<{ rootTree: string; r
   } catch {
     return null;
   }
+}
+
+/** Quarantined objects looked at at most; more than that counts as unrestored. */
+const MAX_QUARANTINE_LOOK = 1000;
+
+/** Whether some object in `state/cairn/quarantine/` is still absent from objects/ (no upload restored it). */
+async function quarantineUnrestored(repo: Repo): Promise<boolean> {
+  let n = 0;
+  for await (const key of repo.backend.list(QUARANTINE_PREFIX)) {
+    if (++n > MAX_QUARANTINE_LOOK) return true;
+    const m = /([0-9a-f]{64})\.([a-z-]+)$/.exec(key);
+    if (!m) continue;
+    let type: ObjectType;
+    try {
+      type = objectTypeFromExtension(m[2]);
+    } catch {
+      continue; // not an object's name
+    }
+    if (!(await repo.hasObject(m[1], type))) return true;
+  }
+  return false;
 }
 
 function safeDecodeDirTree(raw: Buffer): ReturnType<typeof decodeDirTree> | null {
