@@ -5,69 +5,29 @@
 // delta, end of life; and Cairn's summary keys against what `flatpak build-update-repo` writes.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gunzipSync } from 'node:zlib';
 import { parse, Variant, type VarDict } from '../../storage/gvariant';
 import { OBJECT_GVARIANT_TYPE } from '../../storage/objects/types';
 import { SUMMARY_INDEX_TYPE, parseIndex } from '../../storage/flatpak/index';
 import { startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { cli } from '../e2e/publish-helpers';
-
-const ARCH = 'x86_64';
-/** A 1×1 PNG. */
-const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
-const RUNTIME = 'org.cairn.Platform';
-const APP = 'org.cairn.Hello';
-
-function need(bin: string): string {
-  const r = spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${bin} is not installed: run scripts/install-test-deps.sh (apt-get install flatpak busybox-static)`);
-  return r.stdout.trim();
-}
+import { APP, ARCH, Builder, flatpak, PNG, RUNTIME, summaryMeta } from './helpers';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-flatpak-'));
-const buildRepo = path.join(work, 'build-repo');
+const build = new Builder(work);
+const buildRepo = build.repo;
+const builder = build.home;
 const data = path.join(work, 'data');
 let cairn: CairnProcess;
 let token: string;
 
-/** flatpak as a user with its own HOME and XDG_DATA_HOME (nothing leaks between tests or into the machine's). */
-function flatpak(home: string, args: string[], opts: { ok?: boolean } = {}): { code: number; out: string; err: string } {
-  fs.mkdirSync(home, { recursive: true });
-  const r = spawnSync('flatpak', args, {
-    encoding: 'utf8',
-    env: { ...process.env, HOME: home, XDG_DATA_HOME: path.join(home, 'data'), XDG_CACHE_HOME: path.join(home, 'cache'), XDG_CONFIG_HOME: path.join(home, 'config'), LC_ALL: 'C.UTF-8' },
-    timeout: 180_000,
-  });
-  const res = { code: r.status ?? -1, out: r.stdout ?? '', err: r.stderr ?? '' };
-  if (opts.ok !== false) assert.equal(res.code, 0, `flatpak ${args.join(' ')}\n${res.out}\n${res.err}`);
-  return res;
-}
-
-const builder = path.join(work, 'builder');
-
 function buildApp(version: string): void {
-  const appDir = path.join(work, `app-${version}`);
-  flatpak(builder, ['build-init', appDir, APP, RUNTIME, RUNTIME, 'stable']);
-  fs.mkdirSync(path.join(appDir, 'files', 'bin'), { recursive: true });
-  fs.writeFileSync(path.join(appDir, 'files', 'bin', 'hello'), `#!/bin/sh\necho "hello from ${version}"\n`, { mode: 0o755 });
-  // Appstream data as flatpak-builder composes it (share/app-info), with an icon.
-  const info = path.join(appDir, 'files', 'share', 'app-info');
-  fs.mkdirSync(path.join(info, 'xmls'), { recursive: true });
-  fs.mkdirSync(path.join(info, 'icons', 'flatpak', '64x64'), { recursive: true });
-  fs.writeFileSync(
-    path.join(info, 'xmls', `${APP}.xml.gz`),
-    gzipSync(
-      `<?xml version="1.0" encoding="UTF-8"?>\n<components version="0.8" origin="flatpak">\n  <component type="desktop-application">\n    <id>${APP}</id>\n    <name>Hello</name>\n    <summary>Greets cheerfully from a Cairn repository</summary>\n    <metadata_license>CC0-1.0</metadata_license>\n    <project_license>MIT</project_license>\n    <launchable type="desktop-id">${APP}.desktop</launchable>\n    <releases><release version="${version}" timestamp="1700000000"/></releases>\n  </component>\n</components>\n`,
-    ),
-  );
-  fs.writeFileSync(path.join(info, 'icons', 'flatpak', '64x64', `${APP}.png`), PNG);
-  flatpak(builder, ['build-finish', '--command=hello', appDir]);
-  flatpak(builder, ['build-export', '--no-update-summary', buildRepo, appDir, 'stable']);
+  build.app(version);
 }
 
 async function push(): Promise<void> {
@@ -75,26 +35,8 @@ async function push(): Promise<void> {
   assert.equal(r.code, 0, r.stderr);
 }
 
-function summaryMeta(bytes: Buffer): Map<string, Variant> {
-  const [, md] = parse(OBJECT_GVARIANT_TYPE.summary, bytes) as [unknown, VarDict];
-  return new Map(md);
-}
-
 before(async () => {
-  need('flatpak');
-  const busybox = need('busybox');
-  // The runtime: busybox and sh, no SDK needed.
-  const rt = path.join(work, 'runtime');
-  fs.mkdirSync(path.join(rt, 'files', 'bin'), { recursive: true });
-  fs.copyFileSync(fs.realpathSync(busybox), path.join(rt, 'files', 'bin', 'busybox'));
-  fs.chmodSync(path.join(rt, 'files', 'bin', 'busybox'), 0o755);
-  fs.symlinkSync('busybox', path.join(rt, 'files', 'bin', 'sh'));
-  fs.writeFileSync(path.join(rt, 'metadata'), `[Runtime]\nname=${RUNTIME}\nruntime=${RUNTIME}/${ARCH}/stable\nsdk=${RUNTIME}/${ARCH}/stable\n`);
-  flatpak(builder, ['build-export', '--no-update-summary', '--runtime', '--files=files', buildRepo, rt, 'stable']);
-  // build-init needs the runtime installed: from the build repository itself.
-  execFileSync('ostree', ['summary', '-u', `--repo=${buildRepo}`]);
-  flatpak(builder, ['remote-add', '--user', '--no-gpg-verify', 'local', `file://${buildRepo}`]);
-  flatpak(builder, ['install', '--user', '-y', '--noninteractive', 'local', `runtime/${RUNTIME}/${ARCH}/stable`]);
+  build.runtime();
   buildApp('v1');
 
   const init = await cli(['init-repo', 'apps', '--data', data, '--flatpak', '--title', 'Cairn Apps']);
@@ -159,6 +101,19 @@ test('a user adds the remote from /repo/apps.flatpakrepo (GPG on), sees sizes an
   assert.match(ls, new RegExp(`app/${APP.replace(/\./g, '\\.')}/${ARCH}/stable\\s+\\S+.*[kK]?B`));
   flatpak(user, ['install', '--user', '-y', '--noninteractive', 'cairn', APP]);
   assert.equal(flatpak(user, ['run', APP]).out.trim(), 'hello from v1');
+});
+
+test('flatpak install --from the app\'s .flatpakref installs it (and its runtime) for a new user', async () => {
+  const res = await fetch(`${cairn.url}/repo/apps/flatpak/${APP}.flatpakref`);
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  assert.match(text, new RegExp(`^\\[Flatpak Ref\\]\nName=${APP.replace(/\./g, '\\.')}\nBranch=stable\n`));
+  assert.match(text, /\nGPGKey=[A-Za-z0-9+/=]{40,}\n/);
+  assert.equal((await fetch(`${cairn.url}/repo/apps/flatpak/org.cairn.Missing.flatpakref`)).status, 404);
+  assert.equal((await fetch(`${cairn.url}/repo/apps/flatpak/${APP}.flatpakref?branch=beta`)).status, 404);
+  const other = path.join(work, 'user-ref');
+  flatpak(other, ['install', '--user', '-y', '--noninteractive', '--from', `${cairn.url}/repo/apps/flatpak/${APP}.flatpakref`]);
+  assert.equal(flatpak(other, ['run', APP]).out.trim(), 'hello from v1');
 });
 
 test('flatpak search finds the app by a word of its appstream summary', () => {
