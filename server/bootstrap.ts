@@ -12,6 +12,14 @@ import { requireOwned, type ServerContext } from './context';
 import { DeltaJobs, deltaJobsOptionsFromEnv, type DeltaJobsOptions } from './jobs/deltas';
 import { localDeltaJobService, type DeltaJobService } from './jobs/service';
 import { localTraffic, type TrafficService } from './api/traffic';
+import { localWebhooks, type WebhookService } from './api/webhooks';
+import { DELTA_JOB, type DeltaJobParams, type DeltaJobResult } from './jobs/delta-job';
+import { MaintenanceScheduler, schedulerOptionsFromEnv } from './jobs/maintenance-job';
+import type { Job } from './jobs/queue';
+import type { Logger } from './logging';
+import type { ScrubFinding } from '../storage/maintenance/scrub';
+import { WebhookStore } from '../storage/webhooks/config';
+import { dispatcherOptionsFromEnv, WebhookDispatcher } from '../storage/webhooks/dispatcher';
 
 /**
  * The ServerContext of a data folder: token secret (env or generated),
@@ -30,6 +38,8 @@ export async function createServerContext(
     deltas?: DeltaJobsOptions | false | { remote: DeltaJobService };
     /** Where update traffic is recorded: by default in this process (a cluster worker passes the primary's). */
     traffic?: TrafficService;
+    /** Where webhook events go: by default a dispatcher in this process (a cluster worker passes the primary's). */
+    webhooks?: WebhookService;
   } = {},
 ): Promise<ServerContext> {
   const signers = new Map<string, Promise<RepoSigner>>();
@@ -41,6 +51,7 @@ export async function createServerContext(
     auth: { secret: await loadTokenSecret(dataDir), revocations: new RevocationList(dataDir) },
     ingestLimits: DEFAULT_INGEST_LIMITS,
     traffic: opts.traffic ?? localTraffic(),
+    webhookStore: new WebhookStore(dataDir),
     async signerFor(repo) {
       if (opts.signing === false) return undefined;
       // Never undefined ("publish unsigned") for an unowned repository: a caller
@@ -68,8 +79,55 @@ export async function createServerContext(
     ctx.deltaJobs = deltaJobs;
     ctx.jobs = localDeltaJobService(deltaJobs);
   }
-  // Deltas follow publishing: when refs move, queue the policy's deltas (server/jobs/deltas.ts).
+  if (opts.webhooks) ctx.webhooks = opts.webhooks;
+  else if (ctx.deltaJobs) {
+    // Where the queue runs: the webhook dispatcher, scheduled maintenance and the scrub.
+    const deltaJobs = ctx.deltaJobs;
+    let log: Logger | undefined;
+    const dispatcher = new WebhookDispatcher(ctx.webhookStore, {
+      ...dispatcherOptionsFromEnv(),
+      onFinished: (repo, d) => {
+        if (d.state === 'delivered') log?.info('webhook delivered', { repo, webhook: d.webhook, event: d.event, delivery: d.id, attempts: d.attempts });
+        else log?.warn(`webhook ${d.state}`, { repo, webhook: d.webhook, event: d.event, delivery: d.id, attempts: d.attempts, status: d.responseCode, err: d.error });
+      },
+    });
+    const webhooks = localWebhooks(dispatcher);
+    ctx.webhooks = webhooks;
+    const scheduler = new MaintenanceScheduler(
+      { registry, settings: ctx.settings, summarySigner: async (r) => (await ctx.signerFor(r))?.signSummary, maxFileSize: ctx.ingestLimits.maxFileSize },
+      deltaJobs.queue,
+      schedulerOptionsFromEnv(),
+    );
+    deltaJobs.queue.on('finished', (job: Job) => {
+      if (job.kind !== DELTA_JOB || !job.repo) return;
+      const p = job.params as DeltaJobParams;
+      const r = job.result as DeltaJobResult | undefined;
+      webhooks.emit({ event: 'delta.finished', repo: job.repo, data: { job: job.id, state: job.state, delta: r?.name ?? null, from: p.from, to: p.to, existed: r?.existed ?? null, size: r?.totalSize ?? null, error: job.error ?? null } });
+    });
+    scheduler.on('corrupt', (repo: string, f: ScrubFinding) => webhooks.emit({ event: 'scrub.corrupt', repo, data: { object: f.object, error: f.error, quarantinedTo: f.quarantinedTo, at: f.at } }));
+    ctx.background = {
+      scheduler,
+      dispatcher,
+      start(l) {
+        log = l;
+        scheduler.setLogger(l);
+        scheduler.start();
+      },
+      async close() {
+        await scheduler.close();
+        dispatcher.close();
+      },
+    };
+  }
+  // Deltas and webhooks follow publishing: when refs move, queue the policy's deltas
+  // (server/jobs/deltas.ts) and tell the repository's webhooks.
   const jobs = ctx.jobs;
-  if (jobs) ctx.onPublished = (repo, changes) => jobs.onPublished(repo, changes);
+  const hooks = ctx.webhooks;
+  if (jobs || hooks) {
+    ctx.onPublished = async (repo, changes) => {
+      hooks?.emit({ event: 'ref.updated', repo: repo.name, data: { changes: changes.map((c) => ({ ref: c.ref, old: c.old, new: c.new, time: c.time, actor: c.actor })) } });
+      if (jobs) await jobs.onPublished(repo, changes);
+    };
+  }
   return ctx;
 }

@@ -11,6 +11,11 @@ import type { Authenticator } from './auth/middleware';
 import type { DeltaJobs } from './jobs/deltas';
 import type { DeltaJobService } from './jobs/service';
 import type { TrafficService } from './api/traffic';
+import type { WebhookService } from './api/webhooks';
+import type { MaintenanceScheduler } from './jobs/maintenance-job';
+import type { Logger } from './logging';
+import type { WebhookStore } from '../storage/webhooks/config';
+import type { WebhookDispatcher } from '../storage/webhooks/dispatcher';
 
 /**
  * What the API routes work with: the repositories, their settings and keys,
@@ -35,6 +40,22 @@ export interface ServerContext {
   /** Update traffic: what the read path served, per ref (server/api/traffic.ts; in a cluster, the primary's recorder). */
   traffic?: TrafficService;
   ingestLimits: IngestLimits;
+  /** Webhooks of each repository (DATA/webhooks/NAME.json), readable by any process. */
+  webhookStore: WebhookStore;
+  /** Where webhook events go: this process's dispatcher, or the cluster primary's (server/api/webhooks.ts). */
+  webhooks?: WebhookService;
+  /**
+   * Scheduled maintenance, the background scrub and the webhook dispatcher, when
+   * they run in this process (where the job queue runs); `start.ts` starts them.
+   */
+  background?: Background;
+}
+
+export interface Background {
+  scheduler: MaintenanceScheduler;
+  dispatcher: WebhookDispatcher;
+  start(log: Logger): void;
+  close(): Promise<void>;
 }
 
 /** The repository named by `:repo`, or NOT_FOUND. */

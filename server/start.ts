@@ -10,6 +10,9 @@ import { instrumentDeltaJobs } from './jobs/metrics';
 import { remoteDeltaJobService, serveDeltaJobCalls } from './jobs/service';
 import { prewarmWorkers } from './jobs/worker';
 import { remoteTraffic, serveTrafficCalls } from './api/traffic';
+import { remoteWebhooks, serveWebhookCalls } from './api/webhooks';
+import { instrumentScrub } from './jobs/maintenance-job';
+import type { ServerContext } from './context';
 
 export interface ServeOptions {
   dataDir: string;
@@ -47,10 +50,17 @@ export async function serve(opts: ServeOptions): Promise<number> {
   jobs.setLogger(logger);
   prewarmWorkers(); // the delta compiles' thread, warm before the first push
   instrumentDeltaJobs(metrics.registry, jobs);
-  const running = await startPrimary({ workers: opts.workers, logger, metrics, onCall: serveTrafficCalls(context.traffic!, serveDeltaJobCalls(context.jobs!, opts.registry)) });
+  startBackground(context, metrics, logger);
+  const running = await startPrimary({
+    workers: opts.workers,
+    logger,
+    metrics,
+    onCall: serveWebhookCalls(context.webhooks!, serveTrafficCalls(context.traffic!, serveDeltaJobCalls(context.jobs!, opts.registry))),
+  });
   logger.always('listening', listeningFields(opts, running.port, await opts.registry.list()));
   await onSignal(logger);
   await running.stop();
+  await context.background?.close();
   await context.deltaJobs?.close();
   logger.info('stopped');
   return 0;
@@ -63,9 +73,12 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   const channel = role === 'worker' ? workerChannel({ metrics, stop: () => stop() }) : undefined;
   // A worker's delta jobs run in the primary: the same service, as messages.
   // …and so is update traffic (one recorder for every worker: server/api/traffic.ts).
-  const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) }, traffic: remoteTraffic(channel.call) } : {});
+  const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) }, traffic: remoteTraffic(channel.call), webhooks: remoteWebhooks(channel.call) } : {});
   const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics });
-  if (role === 'single') prewarmWorkers(); // the delta compiles' thread, warm before the first push
+  if (role === 'single') {
+    prewarmWorkers(); // the delta compiles' thread, warm before the first push
+    startBackground(context, metrics, logger);
+  }
   let server;
   try {
     server = await listen(app, { port: opts.port, host: opts.host, front: app.locals.cairn.front });
@@ -82,10 +95,18 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   if (role === 'single') void onSignal(logger).then(() => stop());
   await stopped;
   // Queued delta jobs are dropped (they are re-derived on the next publish);
-  // a running compile is stopped: its writes are crash-safe.
+  // a running compile is stopped: its writes are crash-safe. The scrub saves its position.
+  await context.background?.close();
   await context.deltaJobs?.close();
   if (role === 'single') logger.info('stopped');
   return 0;
+}
+
+/** Scheduled maintenance, the scrub and webhook deliveries, in the process that runs the job queue. */
+function startBackground(context: ServerContext, metrics: ReturnType<typeof createMetrics>, logger: Logger): void {
+  if (!context.background) return;
+  instrumentScrub(metrics.registry, context.background.scheduler);
+  context.background.start(logger);
 }
 
 function listeningFields(opts: ServeOptions, port: number, repos: string[]) {

@@ -115,7 +115,9 @@ export const maintenanceRoutes: AnyRoute[] = [
     errors: [409],
     async handler({ ctx, repo, body }) {
       if (body.repair) assertOwned(ctx.settings.current(repo.name), repo.name);
-      return once(`fsck:${repo.name}`, 'an fsck', () => fsck(repo, { repair: body.repair === true, maxFileSize: ctx.ingestLimits.maxFileSize }));
+      const r = await once(`fsck:${repo.name}`, 'an fsck', () => fsck(repo, { repair: body.repair === true, maxFileSize: ctx.ingestLimits.maxFileSize }));
+      if (!r.ok) ctx.webhooks?.emit({ event: 'fsck.damage', repo: repo.name, data: { corrupt: r.corrupt.slice(0, 100), corruptCount: r.corruptCount, missing: r.missing.slice(0, 100), missingCount: r.missingCount, damagedRefs: r.damagedRefs.slice(0, 100), partialCommits: r.partialCommits.slice(0, 100), quarantined: r.quarantined.slice(0, 100) } });
+      return r;
     },
   }),
 ];

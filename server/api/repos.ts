@@ -2,8 +2,32 @@ import { CairnError } from '../../storage/errors';
 import { adoptRepo, requireOwned } from '../context';
 import { flatpakSettings, validateRemoteConfigPatch, writeRemoteConfig } from '../../storage/flatpak/config';
 import { updateSummary } from '../../storage/repo/summary';
+import type { SettingsPatch } from '../../storage/repo/settings';
 import { reply, route, type AnyRoute } from './route';
 import { ref, repoName, type CreateRepoBody, type SettingsPatchBody } from './schema';
+
+const duration = { type: 'string', minLength: 1, maxLength: 20, pattern: '^[0-9]{1,12}[smhdw]?$' };
+/** Scheduled maintenance (README "Maintenance"); each task replaces the stored one, null removes it. storage/repo/settings.ts validates the values. */
+const MAINTENANCE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'scheduled maintenance: prune and gc as jobs every `every`, the background scrub at a rate; null removes a task',
+  properties: {
+    prune: {
+      oneOf: [
+        { type: 'null' },
+        { type: 'object', additionalProperties: false, required: ['every'], properties: { keep: { type: 'integer', minimum: 1, maximum: 1_000_000 }, keepYoungerThan: duration, every: duration } },
+      ],
+    },
+    gc: { oneOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, required: ['every'], properties: { grace: duration, every: duration } }] },
+    scrub: {
+      oneOf: [
+        { type: 'null' },
+        { type: 'object', additionalProperties: false, required: ['objectsPerSecond'], properties: { objectsPerSecond: { type: 'number', exclusiveMinimum: 0, maximum: 100_000 }, bytesPerSecond: { type: 'integer', minimum: 1024, maximum: 1e12 } } },
+      ],
+    },
+  },
+};
 
 /**
  * Repositories: list, create (admin; owned by Cairn from birth), settings
@@ -78,11 +102,11 @@ export const repoRoutes: AnyRoute[] = [
       return { ...(await ctx.settings.get(repo.name)), ...(await flatpakSettings(repo)) };
     },
   }),
-  route<Record<string, never>, Record<string, never>, SettingsPatchBody>({
+  route<Record<string, never>, Record<string, never>, SettingsPatchBody & Pick<SettingsPatch, 'maintenance'>>({
     method: 'patch',
     path: '/api/repos/:repo/settings',
     label: 'api_repo_settings',
-    summary: 'Change settings (admin): private, deltas.scratch, deltas.previousCommits, owned',
+    summary: 'Change settings (admin): private, deltas.scratch, deltas.previousCommits, maintenance, owned',
     description:
       '`owned: true` adopts a repository Cairn did not create (its summary is regenerated and signed once); it cannot be set back to false. Writes into a repository that is not owned (uploads, ref updates, deltas) answer 403 NOT_OWNED.',
     access: { repo: 'admin' },
@@ -95,6 +119,7 @@ export const repoRoutes: AnyRoute[] = [
           owned: { type: 'boolean', description: 'true adopts the repository; false is refused once it is owned' },
           private: { type: 'boolean' },
           deltas: { type: 'object', additionalProperties: false, properties: { scratch: { type: 'boolean' }, previousCommits: { type: 'integer', minimum: 0, maximum: 50 } } },
+          maintenance: MAINTENANCE_SCHEMA,
           kind: { type: 'string', enum: ['flatpak'], description: 'make the repository a flatpak repository (README "Flatpak"); there is no way back through the API' },
           flatpak: {
             type: 'object',
@@ -117,6 +142,8 @@ export const repoRoutes: AnyRoute[] = [
         if (!wasOwned && owned !== true) requireOwned(ctx, repo);
         validateRemoteConfigPatch(flatpak ?? {});
       }
+      // Maintenance writes into the repository (prune, gc, the scrub's quarantine).
+      if (patch.maintenance !== undefined && !wasOwned && owned !== true) requireOwned(ctx, repo);
       // Adoption comes after the other settings are valid and stored.
       let next = await ctx.settings.update(repo.name, patch);
       if (kind !== undefined || flatpak !== undefined) await writeRemoteConfig(repo, flatpak ?? {});

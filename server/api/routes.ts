@@ -41,6 +41,8 @@ import { operatorRoutes } from './operator';
 import { trafficRoutes } from './traffic';
 import { uiRoutes } from './ui';
 import { flatpakRoutes } from './flatpak';
+import { webhookRoutes } from './webhooks';
+import { scrubRoutes } from './scrub';
 
 let openapi: Record<string, unknown> | undefined;
 
@@ -54,4 +56,4 @@ const openapiRoute = route({
   handler: () => (openapi ??= buildOpenApi(ROUTES)),
 });
 
-export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes, ...maintenanceRoutes, ...flatpakRoutes];
+export const ROUTES: readonly AnyRoute[] = [...healthRoutes, openapiRoute, ...repoRoutes, ...objectRoutes, ...refRoutes, ...tokenRoutes, ...keyRoutes, ...jobRoutes, ...uiRoutes, ...browseRoutes, ...operatorRoutes, ...trafficRoutes, ...maintenanceRoutes, ...flatpakRoutes, ...webhookRoutes, ...scrubRoutes];

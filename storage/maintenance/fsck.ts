@@ -161,7 +161,7 @@ export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckRepo
 }
 
 /** Checks one object; its size, or null when it is gone. Throws what is wrong with it. */
-async function checkObject(repo: Repo, key: string, checksum: string, type: ObjectType, maxFileSize: number): Promise<number | null> {
+export async function checkObject(repo: Repo, key: string, checksum: string, type: ObjectType, maxFileSize: number): Promise<number | null> {
   const info = await repo.backend.stat(key);
   if (!info) return null;
   if (type === ObjectType.File && info.size > WHOLE_BYTES) {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { CairnError, isNotFoundErrno } from '../errors';
 import { fsyncDir } from '../backends/fs';
 import { validateRepoName } from './names';
+import { parseDuration } from '../maintenance/duration';
 
 /**
  * Cairn's own per-repository settings: server state, not OSTree data, so it
@@ -27,12 +28,33 @@ export interface RepoSettings {
     /** Deltas from this many previous commits of the ref. */
     previousCommits: number;
   };
+  /**
+   * Scheduled maintenance (server/jobs/maintenance-job.ts), in repositories
+   * Cairn owns: prune and gc run as `maintenance` jobs every `every` (a
+   * duration: 30m, 6h, 1d; at least 1m), the background scrub verifies objects
+   * at `objectsPerSecond` (and at most `bytesPerSecond`); absent: not run.
+   */
+  maintenance: MaintenanceSettings;
 }
 
-export const DEFAULT_SETTINGS: Readonly<RepoSettings> = Object.freeze({ private: false, owned: false, deltas: Object.freeze({ scratch: true, previousCommits: 3 }) });
+export interface MaintenanceSettings {
+  prune?: { keep?: number; keepYoungerThan?: string; every: string };
+  gc?: { grace?: string; every: string };
+  scrub?: { objectsPerSecond: number; bytesPerSecond?: number };
+}
 
-/** What `update` accepts: any subset of the settings. */
-export type SettingsPatch = Partial<{ private: boolean; owned: boolean; deltas: Partial<RepoSettings['deltas']> }>;
+export const DEFAULT_SETTINGS: Readonly<RepoSettings> = Object.freeze({ private: false, owned: false, deltas: Object.freeze({ scratch: true, previousCommits: 3 }), maintenance: Object.freeze({}) });
+
+/**
+ * What `update` accepts: any subset of the settings; each of `maintenance`'s
+ * entries replaces the one stored as a whole, null removes it.
+ */
+export type SettingsPatch = Partial<{
+  private: boolean;
+  owned: boolean;
+  deltas: Partial<RepoSettings['deltas']>;
+  maintenance: { [K in keyof MaintenanceSettings]?: MaintenanceSettings[K] | null };
+}>;
 
 /**
  * The one ownership check of every write path: throws NOT_OWNED (HTTP 403)
@@ -153,15 +175,62 @@ function sameFile(a: FileSignature, b: FileSignature): boolean {
 
 /** Callers may modify what they get; the cache keeps its own. */
 function copy(s: RepoSettings): RepoSettings {
-  return { private: s.private, owned: s.owned, deltas: { ...s.deltas } };
+  return { private: s.private, owned: s.owned, deltas: { ...s.deltas }, maintenance: structuredClone(s.maintenance) };
 }
 
 function merge(base: RepoSettings, patch: SettingsPatch): RepoSettings {
+  const maintenance: MaintenanceSettings = structuredClone(base.maintenance ?? {});
+  const m = patch.maintenance && typeof patch.maintenance === 'object' ? patch.maintenance : {};
+  for (const k of ['prune', 'gc', 'scrub'] as const) {
+    if (m[k] === null) delete maintenance[k];
+    else if (m[k] !== undefined) (maintenance as Record<string, unknown>)[k] = m[k];
+  }
   return {
     private: patch.private ?? base.private,
     owned: patch.owned ?? base.owned,
     deltas: { ...base.deltas, ...(patch.deltas ?? {}) },
+    maintenance,
   };
+}
+
+/** The shortest `every` of scheduled prune and gc. */
+export const MIN_MAINTENANCE_EVERY_MS = 60_000;
+export const MAX_SCRUB_OBJECTS_PER_SECOND = 100_000;
+
+function validateMaintenance(m: MaintenanceSettings): void {
+  const bad = (msg: string): never => {
+    throw new CairnError('INVALID_ARGUMENT', `maintenance.${msg}`);
+  };
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) bad(' must be an object');
+  for (const k of Object.keys(m)) if (!['prune', 'gc', 'scrub'].includes(k)) bad(`${k.slice(0, 40)} is not a maintenance task (prune, gc, scrub)`);
+  const every = (task: string, v: unknown) => {
+    if (typeof v !== 'string') bad(`${task}.every is required (a duration such as 6h)`);
+    if (parseDuration(v as string) < MIN_MAINTENANCE_EVERY_MS) bad(`${task}.every must be at least 1m`);
+  };
+  const only = (task: string, o: object, keys: string[]) => {
+    if (typeof o !== 'object' || o === null || Array.isArray(o)) bad(`${task} must be an object`);
+    for (const k of Object.keys(o)) if (!keys.includes(k)) bad(`${task}.${k.slice(0, 40)} is not a setting (${keys.join(', ')})`);
+  };
+  if (m.prune !== undefined) {
+    only('prune', m.prune, ['keep', 'keepYoungerThan', 'every']);
+    const { keep, keepYoungerThan } = m.prune;
+    if (keep === undefined && keepYoungerThan === undefined) bad('prune needs keep and/or keepYoungerThan');
+    if (keep !== undefined && (!Number.isInteger(keep) || keep < 1 || keep > 1_000_000)) bad('prune.keep must be an integer from 1 to 1000000');
+    if (keepYoungerThan !== undefined && (typeof keepYoungerThan !== 'string' || parseDuration(keepYoungerThan) < 0)) bad('prune.keepYoungerThan must be an age such as 30d');
+    every('prune', m.prune.every);
+  }
+  if (m.gc !== undefined) {
+    only('gc', m.gc, ['grace', 'every']);
+    if (m.gc.grace !== undefined && typeof m.gc.grace !== 'string') bad('gc.grace must be a duration such as 1h');
+    if (m.gc.grace !== undefined) parseDuration(m.gc.grace);
+    every('gc', m.gc.every);
+  }
+  if (m.scrub !== undefined) {
+    only('scrub', m.scrub, ['objectsPerSecond', 'bytesPerSecond']);
+    const { objectsPerSecond: ops, bytesPerSecond: bps } = m.scrub;
+    if (typeof ops !== 'number' || !Number.isFinite(ops) || ops <= 0 || ops > MAX_SCRUB_OBJECTS_PER_SECOND) bad(`scrub.objectsPerSecond must be a number above 0 and at most ${MAX_SCRUB_OBJECTS_PER_SECOND}`);
+    if (bps !== undefined && (!Number.isInteger(bps) || bps < 1024)) bad('scrub.bytesPerSecond must be an integer of at least 1024');
+  }
 }
 
 function validate(s: RepoSettings): void {
@@ -170,4 +239,5 @@ function validate(s: RepoSettings): void {
   if (typeof s.deltas.scratch !== 'boolean') throw new CairnError('INVALID_ARGUMENT', 'deltas.scratch must be true or false');
   const n = s.deltas.previousCommits;
   if (!Number.isInteger(n) || n < 0 || n > 50) throw new CairnError('INVALID_ARGUMENT', 'deltas.previousCommits must be an integer from 0 to 50');
+  validateMaintenance(s.maintenance);
 }
