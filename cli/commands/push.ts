@@ -14,6 +14,7 @@ import { commitTreeToTempRepo, type TreeRepo } from '../push/tree';
 
 const usage = `Usage: cairn push --url URL [--repo LOCAL_REPO | --tree DIR] [options] REF
        cairn push --url URL --repo LOCAL_REPO --all [options]
+       cairn push --url URL --end-of-life REASON [--end-of-life-rebase ID] REF
 
 Publishes the commit at REF of a local archive OSTree repository with its whole
 tree to a Cairn server, then moves the server's ref with a compare-and-swap
@@ -32,6 +33,10 @@ are sent; an interrupted push resumes where it stopped when run again.
   --all            every ref of --repo (e.g. a flatpak build repository's apps,
                    runtimes, extensions, locales, debug): all objects first,
                    then one ref update moving them all together
+  --end-of-life R  mark flatpak ref REF (app|runtime/ID/ARCH/BRANCH) of the
+                   server end-of-life with reason R: a new commit on its head
+                   (as flatpak build-commit-from --end-of-life); with
+                   --end-of-life-rebase ID, users are offered app ID instead
   --force          move the ref whatever it holds now (no compare-and-swap)
   --jobs N         parallel upload requests (default 4)
   --batch-size N   most objects per multipart upload request (default ${DEFAULT_LIMITS.maxBatchObjects})
@@ -64,8 +69,11 @@ export const pushCommand: Command = {
       version: { type: 'string' },
       json: { type: 'boolean' },
       all: { type: 'boolean' },
+      'end-of-life': { type: 'string' },
+      'end-of-life-rebase': { type: 'string' },
     }, true);
     if (values.all) return pushAll(values, positionals);
+    if (values['end-of-life'] !== undefined || values['end-of-life-rebase'] !== undefined) return endOfLife(values, positionals);
     if (!values.url) throw new UsageError('missing --url http://HOST:PORT/repo/NAME', 'push');
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing REF' : `unexpected argument "${positionals[1]}"`, 'push');
     if (values.repo && values.tree) throw new UsageError('--repo and --tree exclude each other', 'push');
@@ -169,6 +177,30 @@ async function pushAll(values: Record<string, string | boolean | undefined>, pos
   for (const r of results) {
     const done = { ...r, refMoved: r.old !== r.commit };
     process.stdout.write(values.json ? JSON.stringify(done) + '\n' : summaryLine(done) + '\n');
+  }
+  return 0;
+}
+
+/** `cairn push --end-of-life REASON REF`: the server publishes the end-of-life commit on REF's head. */
+async function endOfLife(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number> {
+  if (!values.url) throw new UsageError('missing --url http://HOST:PORT/repo/NAME', 'push');
+  const reason = values['end-of-life'];
+  if (typeof reason !== 'string' || reason === '') throw new UsageError('--end-of-life takes the reason users will see', 'push');
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing REF' : `unexpected argument "${positionals[1]}"`, 'push');
+  if (values.repo || values.tree || values.to || values.all) throw new UsageError('--end-of-life goes with neither --repo, --tree, --to nor --all', 'push');
+  const ref = validateRefName(positionals[0]!);
+  const target = parsePushUrl(values.url as string);
+  const token = (values.token as string | undefined) ?? process.env.CAIRN_TOKEN ?? undefined;
+  const api = new PushApi(new ApiClient({ apiBase: target.apiBase, token: token || undefined, retry: DEFAULT_RETRY }));
+  try {
+    const expected = (await api.refs())[ref];
+    if (!expected) throw new PushError(`no ref ${ref} on ${target.repoUrl}`);
+    const rebase = values['end-of-life-rebase'] as string | undefined;
+    const r = await api.endOfLife({ ref, reason, expected, ...(rebase !== undefined ? { rebase } : {}) });
+    process.stdout.write(values.json ? JSON.stringify({ ref, old: expected, new: r.new ?? null }) + '\n' : `${ref}: end of life (${expected.slice(0, 12)} -> ${(r.new ?? '').slice(0, 12)})\n`);
+  } catch (e) {
+    if (e instanceof PushError) throw e;
+    throw new PushError(describeFailure(e, `marking ${ref} end-of-life`, { tokenGiven: !!token }), e);
   }
   return 0;
 }

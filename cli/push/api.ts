@@ -73,6 +73,12 @@ export class PushApi {
     return status === 201 ? 'stored' : 'present';
   }
 
+  /** Marks a flatpak app or runtime ref end-of-life (a new commit on its head, compare-and-swap against `expected`). */
+  async endOfLife(body: { ref: string; reason: string; rebase?: string; expected: string }): Promise<{ new?: string }> {
+    const { body: answer } = await this.client.json<{ new?: string }>('POST', '/end-of-life', body);
+    return answer;
+  }
+
   async updateRefs(updates: RefUpdate[], force: boolean, onRetry?: () => void): Promise<RefChange[]> {
     const { body } = await this.client.json<Partial<wire.RefUpdatesAnswer>>('POST', '/refs', { updates, force } satisfies wire.RefUpdatesBody, { onRetry });
     return body.changes ?? [];

@@ -175,12 +175,15 @@ test('end of life from the API: flatpak remote-info and update report it', async
     body: JSON.stringify({ ref, reason: 'stale', expected: '0'.repeat(64) }),
   });
   assert.equal(bad.status, 409);
-  const res = await fetch(`${cairn.url}/api/repos/apps/end-of-life`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-    body: JSON.stringify({ ref, reason: 'Replaced by org.cairn.Hello2', expected: head }),
-  });
-  assert.equal(res.status, 200, await res.clone().text());
+  // From the CLI (the same route underneath).
+  const r = await cli(['push', '--url', `${cairn.url}/repo/apps`, '--token', token, '--end-of-life', 'Replaced by org.cairn.Hello2', ref]);
+  assert.equal(r.code, 0, r.stderr);
+  const eolHead = execFileSync('ostree', ['rev-parse', `--repo=${path.join(data, 'repos', 'apps')}`, ref], { encoding: 'utf8' }).trim();
+  assert.match(r.stdout, new RegExp(`${head.slice(0, 12)} -> ${eolHead.slice(0, 12)}`));
+  // Same tree, the old head as parent (as build-commit-from --end-of-life).
+  const show = execFileSync('ostree', ['show', `--repo=${path.join(data, 'repos', 'apps')}`, '--print-metadata-key=ostree.endoflife', ref], { encoding: 'utf8' });
+  assert.match(show, /Replaced by org\.cairn\.Hello2/);
+  assert.equal(execFileSync('ostree', ['rev-parse', `--repo=${path.join(data, 'repos', 'apps')}`, `${ref}^`], { encoding: 'utf8' }).trim(), head);
   const info = flatpak(user, ['remote-info', '--user', 'cairn', APP]).out;
   assert.match(info, /Replaced by org\.cairn\.Hello2/);
   const up = flatpak(user, ['update', '--user', '-y', '--noninteractive']);
