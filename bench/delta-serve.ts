@@ -62,6 +62,8 @@ export interface ServeResult {
   pushV2Ms: number;
   /** Acknowledged v2 push → superblock 200; null when it did not appear within the limit. */
   timeToDeltaMs: number | null;
+  /** The reference (`ostree static-delta generate` of the same pair) timed right after, under the same load. */
+  referenceMs?: number;
   deltaPath?: PullBytes;
   objectPath?: PullBytes;
   /** deltaPath.total / objectPath.total */
@@ -265,7 +267,15 @@ export async function measureBytes(
  * Every pair in turn on one server: push v1, settle, push v2 (timed to the superblock), settle,
  * then both pulls. Errors are reported per pair, never thrown.
  */
-export async function measureServing(work: string, repoName: string, source: string, pairs: ServePair[], opts: { bytes: boolean; logs?: string; limitMs?: number }): Promise<ServeResult[]> {
+export interface ServeOptions {
+  bytes: boolean;
+  logs?: string;
+  limitMs?: number;
+  /** Times the reference generation of a pair (ms); run right after the pair's delta appeared, so both see the same load. */
+  reference?(p: ServePair): Promise<number>;
+}
+
+export async function measureServing(work: string, repoName: string, source: string, pairs: ServePair[], opts: ServeOptions): Promise<ServeResult[]> {
   const ctx = await startServe(work, repoName, source);
   const clients = path.join(work, 'clients');
   await fsp.mkdir(clients, { recursive: true });
@@ -288,6 +298,10 @@ export async function measureServing(work: string, repoName: string, source: str
             `delta served ${r.timeToDeltaMs === null ? 'NEVER' : `${(r.timeToDeltaMs / 1000).toFixed(2)} s`} after the push was acknowledged`,
         );
         await jobsSettled(ctx.server.url, 60 * 60_000);
+        if (opts.reference) {
+          r.referenceMs = await opts.reference(p);
+          log(`  ref   ${p.name.padEnd(16)} ostree static-delta generate ${(r.referenceMs / 1000).toFixed(2)} s (right after)`);
+        }
         if (opts.bytes) {
           const m = await measureBytes(ctx, clients, template, p, opts.logs ? path.join(opts.logs, `${p.name}.jsonl`) : undefined);
           if (template && template !== m.template) await fsp.rm(template, { recursive: true, force: true });
@@ -315,7 +329,7 @@ export async function measureServing(work: string, repoName: string, source: str
 }
 
 /** The issue's case: v2 pushed the moment v1's push is acknowledged, v1's from-scratch delta running. */
-export async function measureRacing(work: string, repoName: string, source: string, p: ServePair, limitMs = 60 * 60_000): Promise<ServeResult & { jobsAtV2?: unknown }> {
+export async function measureRacing(work: string, repoName: string, source: string, p: ServePair, limitMs = 60 * 60_000, reference?: ServeOptions['reference']): Promise<ServeResult & { jobsAtV2?: unknown }> {
   const ctx = await startServe(work, repoName, source);
   const r: ServeResult & { jobsAtV2?: unknown } = { name: `${p.name} (v2 during v1's scratch delta)`, from: p.from, to: p.to, pushV1Ms: NaN, settleV1Ms: 0, pushV2Ms: NaN, timeToDeltaMs: null };
   try {
@@ -336,5 +350,6 @@ export async function measureRacing(work: string, repoName: string, source: stri
   } finally {
     await ctx.stop();
   }
+  if (reference && r.timeToDeltaMs !== null) r.referenceMs = await reference(p);
   return r;
 }
