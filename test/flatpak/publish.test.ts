@@ -123,7 +123,8 @@ test('flatpak search finds the app by a word of its appstream summary', () => {
 });
 
 test('v2 pushed: flatpak update fetches a Cairn static delta and runs the new version', async () => {
-  buildApp('v2');
+  // v2 carries plain metainfo and a hicolor icon (no composed app-info): the catalogue is built from those.
+  build.app('v2', { metainfoOnly: true });
   await push();
   const head = execFileSync('ostree', ['rev-parse', `--repo=${path.join(data, 'repos', 'apps')}`, `app/${APP}/${ARCH}/stable`], { encoding: 'utf8' }).trim();
   // The policy delta from v1 to v2 is built in the background: wait for its superblock.
@@ -137,6 +138,11 @@ test('v2 pushed: flatpak update fetches a Cairn static delta and runs the new ve
   assert.ok(found, 'a delta to the new head was built');
   flatpak(user, ['update', '--user', '-y', '--noninteractive']);
   assert.equal(flatpak(user, ['run', APP]).out.trim(), 'hello from v2');
+  const repoDir = path.join(data, 'repos', 'apps');
+  const xml = execFileSync('ostree', ['cat', `--repo=${repoDir}`, `appstream2/${ARCH}`, '/appstream.xml'], { encoding: 'utf8' });
+  assert.match(xml, /<release version="v2"/);
+  assert.match(xml, new RegExp(`>app/${APP}/${ARCH}/stable</bundle>`));
+  assert.deepEqual(execFileSync('ostree', ['cat', `--repo=${repoDir}`, `appstream2/${ARCH}`, `/icons/64x64/${APP}.png`]), PNG);
   const got = await cairn.waitForRequest((r) => r.path.includes('/deltas/') && r.path.endsWith('/superblock') && r.status === 200, 5_000);
   assert.ok(got, `the update fetched a delta superblock; requests: ${cairn.requests().map((r) => r.path).filter((p) => !p.includes('/objects/')).join(' ')}`);
   // The client held v1's subsummary: it took the summary delta to v2's instead of the whole one.
