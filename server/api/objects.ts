@@ -286,10 +286,11 @@ function closeAfterResponse(req: Request): void {
   const res = req.res;
   req.unpipe();
   req.resume();
-  if (!res || res.headersSent) return;
+  // (req.socket is null once the body was destroyed, e.g. a metadata upload over its size limit)
+  const socket = req.socket ?? res?.socket;
+  if (!res || res.headersSent || !socket) return;
   const clientCloses = !res.shouldKeepAlive;
   res.shouldKeepAlive = true;
-  const socket = req.socket;
   res.once('finish', () => {
     const ended = () => {
       clearTimeout(timer);
