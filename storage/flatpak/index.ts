@@ -191,12 +191,17 @@ export async function planFlatpakPublish(
       for (const from of [prev.digest, ...prev.history]) {
         if (history.length >= SUMMARY_HISTORY_LENGTH) break;
         if (from === digest || history.some((h) => h.equals(checksumToBytes(from)))) continue;
-        const oldSub = await readSubsummary(repo, from);
-        if (!oldSub) continue; // only parents that still exist
         const deltaKey = summariesKey(`${from}-${digest}.delta`);
+        if (await b.stat(deltaKey)) {
+          // Made by an earlier publish (nothing changed since): only parents that still exist count.
+          if (!(await b.stat(summariesKey(`${from}.gz`)))) continue;
+        } else {
+          const oldSub = await readSubsummary(repo, from);
+          if (!oldSub) continue; // only parents that still exist
+          files.push({ key: deltaKey, data: gzipSync(summaryDiff(oldSub, sub)) });
+        }
         keep.add(summariesKey(`${from}.gz`));
         keep.add(deltaKey);
-        if (!(await b.stat(deltaKey))) files.push({ key: deltaKey, data: gzipSync(summaryDiff(oldSub, sub)) });
         history.push(checksumToBytes(from));
       }
     }
