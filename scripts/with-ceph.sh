@@ -13,18 +13,21 @@ export CAIRN_TEST_S3_SECRET_KEY=${CAIRN_TEST_S3_SECRET_KEY:-${S3_SECRET_KEY:-tes
 started=0
 stop() { if [ "$started" = 1 ]; then started=0; bash "$HERE/ceph-down.sh" "$DIR"; fi; }
 child=
-# A signal stops CMD (TERM: async commands of a non-interactive shell ignore INT), then the cluster.
+# CMD runs in a process group of its own (set -m); INT or TERM here stops that whole group
+# (the test runner and its test processes), then the cluster.
 trap stop EXIT
-trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; exit 130' INT
-trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; exit 143' TERM
+trap '[ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null; exit 130' INT
+trap '[ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null; exit 143' TERM
 if curl -s -o /dev/null "$CAIRN_TEST_S3_ENDPOINT/"; then
   echo "with-ceph: using the S3 endpoint already at $CAIRN_TEST_S3_ENDPOINT" >&2
 else
   started=1
   S3_ACCESS_KEY=$CAIRN_TEST_S3_ACCESS_KEY S3_SECRET_KEY=$CAIRN_TEST_S3_SECRET_KEY bash "$HERE/ceph-up.sh" "$DIR" >/dev/null || exit 1
 fi
+set -m
 "$@" &
 child=$!
+set +m
 wait "$child"
 rc=$?
 child=
