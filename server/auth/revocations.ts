@@ -20,9 +20,10 @@ export class RevocationList {
   }
 
   async revoke(jti: string, info: { by: string; reason?: string }): Promise<void> {
+    const file = this.file(jti); // refused before anything is created
     await fsp.mkdir(this.dir, { recursive: true });
     const body = JSON.stringify({ jti, time: new Date().toISOString(), ...info }) + '\n';
-    await fsp.writeFile(this.file(jti), body, { flag: 'w', mode: 0o644 });
+    await fsp.writeFile(file, body, { flag: 'w', mode: 0o644 });
   }
 
   async isRevoked(jti: string): Promise<boolean> {
