@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
 # ceph-up.sh [DIR] -- a throwaway one-node Ceph (Debian's ceph 16) serving S3 through the RADOS
-# Gateway on 127.0.0.1:$RGW_PORT, for the S3 tests: a monitor, a manager, one OSD on memstore
-# (RAM only, nothing on disk but logs and the monitor's store in DIR) and radosgw (beast), auth none,
-# no systemd. Takes about 15 s. Idempotent: when the cluster of DIR already answers it only prints
-# the endpoint; a half-started one is stopped first. On failure it stops what it started.
+# Gateway on 127.0.0.1, for the S3 tests: a monitor, a manager, one OSD on memstore (RAM only,
+# nothing on disk but logs and the monitor's store in DIR) and radosgw (beast), auth none, no
+# systemd. Takes about 15 s. Ports: $RGW_PORT for S3 and $MON_PORT_V2/$MON_PORT_V1 for the monitor,
+# each a free port chosen here when unset, so several clusters (several test runs) can coexist.
+# Idempotent: when the cluster of DIR already answers it only prints its endpoint; a half-started
+# one is stopped first. On failure it stops what it started.
 # Prints the endpoint (http://127.0.0.1:PORT) as its last line on stdout; progress goes to stderr.
 # S3 credentials: $S3_ACCESS_KEY / $S3_SECRET_KEY (default testkey / testsecret).
 # Needs: apt-get install -y --no-install-recommends ceph-mon ceph-osd ceph-mgr radosgw ceph-common
 # (scripts/install-test-deps.sh). Stop with scripts/ceph-down.sh DIR.
 set -euo pipefail
 DIR=${1:-${CAIRN_CEPH_DIR:-/tmp/cairn-ceph}}
-RGW_PORT=${RGW_PORT:-7480}
 AK=${S3_ACCESS_KEY:-testkey}; SK=${S3_SECRET_KEY:-testsecret}
-ENDPOINT=http://127.0.0.1:$RGW_PORT
 HERE=$(cd "$(dirname "$0")" && pwd)
 export CEPH_CONF=$DIR/ceph.conf
 
 alive() { [ -f "$DIR/run/$1.pid" ] && kill -0 "$(cat "$DIR/run/$1.pid")" 2>/dev/null; }
-if alive mon && alive osd && alive rgw && [ -f "$DIR/run/user.done" ] && curl -sf -o /dev/null "$ENDPOINT/"; then
+if alive mon && alive osd && alive rgw && [ -f "$DIR/run/user.done" ] && [ -f "$DIR/endpoint" ] && curl -sf -o /dev/null "$(cat "$DIR/endpoint")/"; then
   echo "ceph S3 already up (cluster in $DIR)" >&2
-  echo "$ENDPOINT"
+  cat "$DIR/endpoint"
   exit 0
 fi
 for d in mon mgr osd rgw; do
   if alive "$d"; then bash "$HERE/ceph-down.sh" "$DIR"; break; fi
 done
-for tool in monmaptool ceph-mon ceph-mgr ceph-osd radosgw radosgw-admin ceph curl; do
+for tool in monmaptool ceph-mon ceph-mgr ceph-osd radosgw radosgw-admin ceph curl python3; do
   command -v "$tool" >/dev/null || { echo "ceph-up: $tool missing (run scripts/install-test-deps.sh as root)" >&2; exit 1; }
 done
+# Three distinct free ports (bound together, then released: another process could take one in
+# between, in which case a daemon fails to bind and this script fails and cleans up).
+read -r P1 P2 P3 < <(python3 -c 'import socket
+ss=[socket.socket() for _ in range(3)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(*[s.getsockname()[1] for s in ss])')
+RGW_PORT=${RGW_PORT:-$P1}; MON_PORT_V2=${MON_PORT_V2:-$P2}; MON_PORT_V1=${MON_PORT_V1:-$P3}
+ENDPOINT=http://127.0.0.1:$RGW_PORT
+MON_ADDR="[v2:127.0.0.1:$MON_PORT_V2,v1:127.0.0.1:$MON_PORT_V1]"
 if curl -s -o /dev/null "$ENDPOINT/"; then
   echo "ceph-up: something else already listens on $ENDPOINT" >&2; exit 1
 fi
@@ -39,7 +48,7 @@ FSID=$(cat /proc/sys/kernel/random/uuid)
 cat > "$CEPH_CONF" <<CONF
 [global]
 fsid = $FSID
-mon host = [v2:127.0.0.1:3300,v1:127.0.0.1:6789]
+mon host = $MON_ADDR
 public addr = 127.0.0.1
 auth cluster required = none
 auth service required = none
@@ -82,7 +91,7 @@ rgw enable usage log = false
 CONF
 
 # monitor
-monmaptool --create --fsid "$FSID" --addv a '[v2:127.0.0.1:3300,v1:127.0.0.1:6789]' "$DIR/monmap" >/dev/null
+monmaptool --create --fsid "$FSID" --addv a "$MON_ADDR" "$DIR/monmap" >/dev/null
 ceph-mon --mkfs -i a --monmap "$DIR/monmap" --keyring /dev/null
 ceph-mon -f -i a > "$DIR/log/mon.out" 2>&1 & echo $! > "$DIR/run/mon.pid"
 timeout 60 bash -c "until ceph -s >/dev/null 2>&1; do sleep 0.2; done"
@@ -100,6 +109,7 @@ timeout 120 bash -c "until curl -sf -o /dev/null $ENDPOINT/; do sleep 0.2; done"
 radosgw-admin -n client.admin user create --uid=ci --display-name=ci \
   --access-key="$AK" --secret-key="$SK" > "$DIR/log/user.json"
 touch "$DIR/run/user.done"
+echo "$ENDPOINT" > "$DIR/endpoint"
 trap - ERR
 echo "ceph S3 up on $ENDPOINT (key $AK, cluster in $DIR) in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
 echo "$ENDPOINT"

@@ -14,10 +14,11 @@ import { makeS3Client, type S3ClientSettings } from '../../storage/backends/s3';
 /**
  * The S3 store the tests run against: a real Ceph RADOS Gateway. Under
  * `npm test` scripts/with-ceph.sh has started one and set
- * CAIRN_TEST_S3_ENDPOINT (and the keys); a test file run on its own uses one
- * already answering on 127.0.0.1:7480 (scripts/ceph-up.sh left running), or
- * starts one with scripts/ceph-up.sh (about 15 s) and stops it when the
- * file's process exits. There is no skipping: without Ceph installed
+ * CAIRN_TEST_S3_ENDPOINT (and the keys); a test file run on its own starts
+ * one with scripts/ceph-up.sh (about 15 s, free ports) and stops it when the
+ * file's process exits, unless CAIRN_TEST_S3_ENDPOINT names one (say a
+ * cluster a developer keeps running: `export CAIRN_TEST_S3_ENDPOINT=$(bash
+ * scripts/ceph-up.sh)`). There is no skipping: without Ceph installed
  * (scripts/install-test-deps.sh) the S3 tests fail.
  */
 export interface S3TestStore {
@@ -28,24 +29,12 @@ export interface S3TestStore {
 }
 
 const ROOT = path.resolve(__dirname, '../../..');
-const DEFAULT_ENDPOINT = 'http://127.0.0.1:7480';
-
-/** Whether an HTTP server answers at `url` (curl, synchronously: this runs once, before any test). */
-function answers(url: string): boolean {
-  try {
-    execFileSync('curl', ['-s', '-o', '/dev/null', '--max-time', '2', `${url}/`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 let store: Promise<S3TestStore> | undefined;
 
 function up(): S3ClientSettings {
   const accessKeyId = process.env.CAIRN_TEST_S3_ACCESS_KEY ?? 'testkey';
   const secretAccessKey = process.env.CAIRN_TEST_S3_SECRET_KEY ?? 'testsecret';
   let endpoint = process.env.CAIRN_TEST_S3_ENDPOINT;
-  if (!endpoint && answers(DEFAULT_ENDPOINT)) endpoint = DEFAULT_ENDPOINT; // a cluster a developer left running
   if (!endpoint) {
     const dir = `/tmp/cairn-ceph-test-${process.pid}`;
     const down = (): void => {
