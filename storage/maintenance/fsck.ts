@@ -1,11 +1,8 @@
 import { CairnError } from '../errors';
 import { isChecksum } from '../objects/checksum';
-import { verifyFilez } from '../objects/filez';
-import { MAX_METADATA_SIZE, ObjectType } from '../objects/types';
 import { DEFAULT_INGEST_LIMITS } from '../repo/ingest';
 import type { Repo } from '../repo/repo';
-import { validateMetadataObject } from '../repo/repo';
-import { verifyObject } from '../repo/verify';
+import { verifyStored } from '../repo/verify';
 import { MarkSet } from './markset';
 import { Marker, objectLabel, parseObjectKey } from './reach';
 
@@ -65,7 +62,6 @@ export interface FsckReport {
 export const MAX_LISTED = 10_000;
 export const QUARANTINE_PREFIX = 'state/cairn/quarantine';
 /** `.filez` up to this size are read whole and verified in one piece; larger ones stream. */
-const WHOLE_BYTES = 4 * 1024 * 1024;
 
 export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckReport> {
   const started = performance.now();
@@ -160,31 +156,8 @@ export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckRepo
   return report;
 }
 
-/** Checks one object; its size, or null when it is gone. Throws what is wrong with it. */
-export async function checkObject(repo: Repo, key: string, checksum: string, type: ObjectType, maxFileSize: number): Promise<number | null> {
-  const info = await repo.backend.stat(key);
-  if (!info) return null;
-  if (type === ObjectType.File && info.size > WHOLE_BYTES) {
-    const opened = await repo.backend.openRead(key);
-    if (!opened) return null;
-    let actual: string;
-    try {
-      actual = (await verifyFilez(opened.stream, { maxSize: maxFileSize })).checksum;
-    } finally {
-      opened.stream.destroy();
-    }
-    if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `content hashes to ${actual}`);
-    return opened.info.size;
-  }
-  if (type !== ObjectType.File && info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `metadata object of ${info.size} bytes (the limit is ${MAX_METADATA_SIZE})`);
-  const got = await repo.backend.read(key);
-  if (!got) return null;
-  if (type === ObjectType.CommitMeta || type === ObjectType.TombstoneCommit) validateMetadataObject(type, got.data);
-  else await verifyObject({ checksum, type, data: got.data, maxFileSize });
-  // verifyObject is synchronous for small objects: let other work in.
-  await new Promise<void>((r) => setImmediate(r));
-  return got.data.length;
-}
+/** Checks one object; its size, or null when it is gone. Throws what is wrong with it (storage/repo/verify.ts verifyStored). */
+export const checkObject = verifyStored;
 
 /** Moves an object aside, through the backend: copied into `to`, then removed from objects/. */
 export async function quarantine(repo: Repo, key: string, to: string): Promise<void> {

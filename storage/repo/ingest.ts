@@ -4,7 +4,7 @@ import { validateChecksum } from '../objects/checksum';
 import { verifyFilez } from '../objects/filez';
 import { ARCHIVE_EXTENSION, MAX_METADATA_SIZE, ObjectType, objectKey } from '../objects/types';
 import type { Repo } from './repo';
-import { verifyObject, withObject, type VerifyJob } from './verify';
+import { verifyObject, verifyStored, withObject, type VerifyJob } from './verify';
 
 /** Object types a publisher may upload. Tombstones are the server's own business. */
 export const UPLOADABLE_TYPES = new Set([ObjectType.Commit, ObjectType.DirTree, ObjectType.DirMeta, ObjectType.File, ObjectType.CommitMeta]);
@@ -80,7 +80,11 @@ export async function ingestObject(
   // Detached metadata is not content-addressed: an upload never replaces what
   // is there (the server's own signatures are merged in at publish time).
   const key = objectKey(checksum, type);
-  if (await isPresent(repo, key)) return { checksum, type, stored: false, bytes: 0 };
+  if (await isPresent(repo, key)) {
+    // Present and sound: nothing to do. Present and corrupt (a flipped byte the scrub has not met
+    // yet): this upload replaces it, verified first, then renamed over it as any new object.
+    if (type === ObjectType.CommitMeta || (await storedCopySound(repo, key, checksum, type, limits))) return { checksum, type, stored: false, bytes: 0 };
+  }
 
   const verify = opts.verify ?? verifyObject;
   if (type === ObjectType.File) {
@@ -112,6 +116,23 @@ export async function ingestObject(
   }
   return { checksum, type, stored: true, bytes: data.length };
 }
+
+/**
+ * Whether the stored copy of an object passes the upload's checks. An upload
+ * of an object already present is rare (clients ask which objects are missing
+ * first) and needs a push token, so checking it costs no more than the upload.
+ */
+async function storedCopySound(repo: Repo, key: string, checksum: string, type: ObjectType, limits: IngestLimits): Promise<boolean> {
+  try {
+    return (await verifyStored(repo, key, checksum, type, limits.maxFileSize)) !== null;
+  } catch (e) {
+    if (e instanceof CairnError && STORED_DAMAGE.has(e.code)) return false;
+    throw e;
+  }
+}
+
+/** What verifyStored throws for a damaged copy (anything else, an I/O failure say, fails the upload). */
+const STORED_DAMAGE: ReadonlySet<string> = new Set(['CHECKSUM_MISMATCH', 'INVALID_GVARIANT', 'INVALID_OBJECT', 'TOO_LARGE']);
 
 /** repo.hasObject, by one blocking stat where the backend has one (a few µs: less than a thread-pool round trip). */
 async function isPresent(repo: Repo, key: string): Promise<boolean> {

@@ -1,8 +1,8 @@
 import { CairnError, type ErrorCode } from '../errors';
 import { sha256Hex } from '../objects/checksum';
-import { verifyFilezBytes } from '../objects/filez';
-import { ARCHIVE_EXTENSION, ObjectType } from '../objects/types';
-import { validateMetadataObject } from './repo';
+import { verifyFilez, verifyFilezBytes } from '../objects/filez';
+import { ARCHIVE_EXTENSION, MAX_METADATA_SIZE, ObjectType } from '../objects/types';
+import { validateMetadataObject, type Repo } from './repo';
 
 /** One uploaded object, whole in memory, to be checked against its name. */
 export interface VerifyJob {
@@ -70,4 +70,38 @@ export function settle(v: Verdict): void {
   if (v.ok) return;
   if ('internal' in v.error) throw new Error(`verification failed: ${v.error.internal}`);
   throw new CairnError(v.error.code, v.error.message, v.error.details);
+}
+
+/** .filez over this are verified from a stream, never read whole. */
+const STORED_WHOLE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Checks one stored object with the upload's own checks (fsck, the scrub, and
+ * an upload of an object already present use it): its size, or null when it
+ * is gone. Throws what is wrong with it (CHECKSUM_MISMATCH, INVALID_*,
+ * TOO_LARGE); detached metadata and tombstones are only checked for form.
+ */
+export async function verifyStored(repo: Repo, key: string, checksum: string, type: ObjectType, maxFileSize: number): Promise<number | null> {
+  const info = await repo.backend.stat(key);
+  if (!info) return null;
+  if (type === ObjectType.File && info.size > STORED_WHOLE_BYTES) {
+    const opened = await repo.backend.openRead(key);
+    if (!opened) return null;
+    let actual: string;
+    try {
+      actual = (await verifyFilez(opened.stream, { maxSize: maxFileSize })).checksum;
+    } finally {
+      opened.stream.destroy();
+    }
+    if (actual !== checksum) throw new CairnError('CHECKSUM_MISMATCH', `content hashes to ${actual}`);
+    return opened.info.size;
+  }
+  if (type !== ObjectType.File && info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `metadata object of ${info.size} bytes (the limit is ${MAX_METADATA_SIZE})`);
+  const got = await repo.backend.read(key);
+  if (!got) return null;
+  if (type === ObjectType.CommitMeta || type === ObjectType.TombstoneCommit) validateMetadataObject(type, got.data);
+  else await verifyObject({ checksum, type, data: got.data, maxFileSize });
+  // verifyObject is synchronous for small objects: let other work in.
+  await new Promise<void>((r) => setImmediate(r));
+  return got.data.length;
 }
