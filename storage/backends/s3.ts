@@ -44,6 +44,8 @@ import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Prep
  *   (`If-Match` with the ETag unquoted, as RGW wants it), or creates it only
  *   if absent (`expected` null): for refs, summary and every mutable file.
  * - `lock` is a lease held in an object (see S3Backend.lock for the bound).
+ * - The ETag checks assume ETags are MD5 digests, as RGW, MinIO and AWS S3
+ *   without SSE-KMS/SSE-C make them.
  * - `openReader` reads ranges pinned to the version it opened (`If-Match`):
  *   when the key is replaced meanwhile, the next read fails with `CONFLICT`
  *   instead of returning bytes of another version (S3 keeps no old version
@@ -303,7 +305,16 @@ export class S3Backend implements Backend {
       if (etag !== '' && etag !== digest.toString('hex')) throw new CairnError('IO', `storage error on ${key}: the store's ETag ${etag} is not the MD5 of the bytes sent`, { path: key });
       return etag || digest.toString('hex');
     } catch (e) {
-      if ((cond.create || cond.ifMatch !== undefined) && isPrecondition(e)) return null;
+      if ((cond.create || cond.ifMatch !== undefined) && isPrecondition(e)) {
+        // The SDK retries a request whose answer was lost: a conditional PUT that
+        // did succeed then fails its own retry's condition. The object holding
+        // exactly our bytes means this write is the one that landed.
+        if (((e as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1) > 1) {
+          const now = await this.stat(key);
+          if (now?.version === digest.toString('hex')) return now.version;
+        }
+        return null;
+      }
       throw this.ioError(e, key);
     }
   }

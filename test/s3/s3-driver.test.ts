@@ -166,6 +166,37 @@ describe('S3Backend against Ceph RGW', () => {
     assert.equal(await uploadsUnder(prefix), 0);
   });
 
+  test('a conditional PUT that landed but whose answer was lost (the SDK retries it): reported as won, not lost', async () => {
+    const prefix = freshPrefix('lost-answer');
+    prefixes.push(prefix);
+    const client = makeS3Client(store.settings);
+    let drop = 0;
+    // Below the SDK's retry loop: the request reaches the store, then its answer "is lost".
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const r = await next(args);
+        const req = (args as { request?: { method?: string } }).request;
+        if (drop > 0 && req?.method === 'PUT') {
+          drop--;
+          throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET', $metadata: {} });
+        }
+        return r;
+      },
+      { step: 'deserialize', name: 'lose-answer' },
+    );
+    const b = new S3Backend(client, store.bucket, prefix);
+    drop = 1;
+    assert.equal(await b.create('objects/ab/x.commit', Buffer.from('commit bytes')), true);
+    drop = 1;
+    const v1 = (await b.stat('objects/ab/x.commit'))!.version;
+    const v2 = await b.compareAndSwap('objects/ab/x.commit', Buffer.from('other bytes'), v1);
+    assert.ok(v2, 'the swap that landed is reported as won');
+    assert.equal((await b.read('objects/ab/x.commit'))?.data.toString(), 'other bytes');
+    assert.equal(drop, 0, 'an answer was dropped each time');
+    // a real loss stays a loss
+    assert.equal(await b.compareAndSwap('objects/ab/x.commit', Buffer.from('third'), v1), null);
+  });
+
   test('list pages through more than 1000 keys', async () => {
     const b = fresh('paging');
     const keys = Array.from({ length: 1234 }, (_, i) => `objects/${(i % 256).toString(16).padStart(2, '0')}/${i}.dirmeta`);
