@@ -162,6 +162,21 @@ async function assertClosures(refs: Map<string, string>, what: string): Promise<
   }
 }
 
+/** An orphan commit of 150 small files written into the repository by `ostree commit`, its objects aged 2 h. */
+async function garbage(seed: number): Promise<void> {
+  const dir = path.join(work, `garbage-${seed}`);
+  await fsp.mkdir(dir, { recursive: true });
+  for (let i = 0; i < 150; i++) await fsp.writeFile(path.join(dir, `junk-${i}.txt`), `garbage ${seed} ${i}\n`);
+  const commit = (await ostree(['commit', '--orphan', '--no-bindings', `--tree=dir=${dir}`, `--subject=garbage ${seed}`], { repo: repoDir })).trim();
+  const walk = await walkCommitTree(new Repo('main', new FsBackend(repoDir)), commit);
+  const old = new Date(Date.now() - 2 * 3600_000);
+  for (const o of walk.objects) {
+    const n = objectName(o);
+    await fsp.utimes(path.join(repoDir, 'objects', n.slice(0, 2), n.slice(2)), old, old);
+  }
+  await fsp.rm(dir, { recursive: true });
+}
+
 type Op = 'push' | 'ref' | 'delta' | 'prune' | 'gc';
 /**
  * How long after its start each kind of operation is killed, at most (ms): at first a guess, then
@@ -228,7 +243,13 @@ test(`SIGKILL at random moments of pushes, ref updates, delta jobs, prune and gc
     } else if (op === 'prune') {
       call = api(c.url, 'POST', '/api/repos/main/prune', { keep: 1 + Math.floor(rnd() * 3) });
     } else {
-      call = api(c.url, 'POST', '/api/repos/main/gc', { graceSeconds: 0 });
+      // Old garbage for it to delete (an orphan commit of 150 files written by `ostree commit`,
+      // aged 2 h), so that the kill can fall among its deletions; grace 0 half the time (then the
+      // objects of interrupted pushes go too, and their resumed push uploads them again).
+      await garbage(k);
+      const grace = rnd() < 0.5 ? 0 : 3600;
+      label += ` (grace ${grace} s)`;
+      call = api(c.url, 'POST', '/api/repos/main/gc', { graceSeconds: grace });
     }
 
     // The kill, at a random moment of the operation (or just after it, if it was quicker).
