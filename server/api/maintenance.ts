@@ -3,6 +3,7 @@ import { parseTimeOrAge } from '../../storage/maintenance/duration';
 import { fsck } from '../../storage/maintenance/fsck';
 import { DEFAULT_GRACE_MS, gc } from '../../storage/maintenance/gc';
 import { prune } from '../../storage/maintenance/prune';
+import { readRecoveryStatus } from '../../storage/repo/recovery';
 import { assertOwned } from '../../storage/repo/settings';
 import { route, type AnyRoute } from './route';
 import { refName } from './schema';
@@ -118,6 +119,34 @@ export const maintenanceRoutes: AnyRoute[] = [
       const r = await once(`fsck:${repo.name}`, 'an fsck', () => fsck(repo, { repair: body.repair === true, maxFileSize: ctx.ingestLimits.maxFileSize }));
       if (!r.ok) ctx.webhooks?.emit({ event: 'fsck.damage', repo: repo.name, data: { corrupt: r.corrupt.slice(0, 100), corruptCount: r.corruptCount, missing: r.missing.slice(0, 100), missingCount: r.missingCount, damagedRefs: r.damagedRefs.slice(0, 100), partialCommits: r.partialCommits.slice(0, 100), quarantined: r.quarantined.slice(0, 100) } });
       return r;
+    },
+  }),
+  route({
+    method: 'get',
+    path: '/api/repos/:repo/recovery',
+    label: 'api_recovery',
+    summary: "What the last start-up recovery of the repository repaired and what it found wrong (admin)",
+    description:
+      'Written by the start-up recovery (storage/repo/recovery.ts, docs/publishing.md) of a repository Cairn owns: journals rolled forward, temporary files and stale locks swept, damaged refs restored from the ref log, summaries regenerated (`repaired`), and what it could not repair (`problems`, e.g. a truncated ref the ref log does not know). `report` is null when no recovery ran or it found nothing to say.',
+    access: { repo: 'admin' },
+    responses: {
+      200: {
+        description: 'the last recovery report',
+        schema: {
+          type: 'object',
+          required: ['report'],
+          properties: {
+            report: {
+              type: ['object', 'null'],
+              properties: { repo: { type: 'string' }, time: { type: 'string' }, repaired: { type: 'array', items: { type: 'string' } }, problems: { type: 'array', items: { type: 'string' } } },
+            },
+          },
+        },
+      },
+    },
+    async handler({ res, repo }) {
+      res.setHeader('Cache-Control', 'no-store');
+      return { report: await readRecoveryStatus(repo) };
     },
   }),
 ];
