@@ -137,19 +137,19 @@ function refused(env: ApiEnv, e: unknown): unknown {
 async function missingObjects(repo: Repo, objects: ReturnType<typeof parseObjectName>[]): Promise<string[]> {
   const missing: string[] = [];
   const backend = repo.backend;
-  const SLICE = backend.statNow ? 1024 : 256;
+  const SLICE = backend.blocking ? 1024 : 256;
   const old = Date.now() - TOUCH_OLDER_MS;
   for (let i = 0; i < objects.length; i += SLICE) {
     const slice = objects.slice(i, i + SLICE);
-    if (i > 0 && backend.statNow) await new Promise<void>((r) => setImmediate(r));
-    const infos = backend.statNow ? slice.map((o) => backend.statNow!(objectKey(o.checksum, o.type))) : await Promise.all(slice.map((o) => backend.stat(objectKey(o.checksum, o.type))));
+    if (i > 0 && backend.blocking) await new Promise<void>((r) => setImmediate(r));
+    const infos = await Promise.all(slice.map((o) => backend.statFast(objectKey(o.checksum, o.type))));
     const stale: string[] = [];
     slice.forEach((o, j) => {
       const info = infos[j];
       if (!info) missing.push(o.name);
       else if (info.mtimeMs < old) stale.push(objectKey(o.checksum, o.type));
     });
-    if (backend.touch) for (let k = 0; k < stale.length; k += 32) await Promise.all(stale.slice(k, k + 32).map((key) => backend.touch!(key)));
+    for (let k = 0; k < stale.length; k += 32) await Promise.all(stale.slice(k, k + 32).map((key) => backend.touch(key)));
   }
   return missing;
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Backend, BlobInfo, ByteRange } from '../../storage/backends/backend';
+import { type Backend, type BlobInfo, type ByteRange, isNow, nowOf } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import type { RepoFileClass } from '../../storage/repo/layout';
 import type { Metrics } from '../metrics';
@@ -72,9 +72,9 @@ export interface FileRequest {
  * is answered synchronously (no promise); large files need an open reader.
  */
 export function answerFile(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): FileAnswer | null | Promise<FileAnswer | null> {
-  if (!backend.statNow || !backend.readNow) return answerFileAsync(req, backend, key, cls, opts, 1);
+  if (!backend.blocking) return answerFileAsync(req, backend, key, cls, opts, 1);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-    const info = backend.statNow(key);
+    const info = nowOf(backend.statFast(key));
     if (!info) return null;
     const answer = answerVersionNow(req, backend, key, cls, info, opts, readNowOf(backend, key));
     if (answer === 'async') return answerVersion(req, backend, key, cls, info, opts).then((a) => (a === 'changed' ? answerFileAsync(req, backend, key, cls, opts, attempt + 1) : a));
@@ -85,7 +85,8 @@ export function answerFile(req: FileRequest, backend: Backend, key: string, cls:
 
 async function answerFileAsync(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions, firstAttempt: number): Promise<FileAnswer | null> {
   for (let attempt = firstAttempt; attempt <= ATTEMPTS; attempt++) {
-    const info = backend.statNow ? backend.statNow(key) : await backend.stat(key);
+    const got = backend.statFast(key);
+    const info = isNow(got) ? got : await got;
     if (!info) return null;
     const answer = await answerVersion(req, backend, key, cls, info, opts);
     if (answer !== 'changed') return answer;
@@ -172,17 +173,17 @@ function wantsCached(req: FileRequest, info: BlobInfo, opts: ServeFileOptions): 
 
 /**
  * Files small enough to cache are read in one blocking go where the driver
- * offers it (see Backend.readNow): from the page cache that is a few
+ * is blocking (see Backend.readFast): from the page cache that is a few
  * microseconds, where four thread-pool round trips (open, fstat, read,
  * close) added up to most of a small file's latency.
  */
 function readNowOf(backend: Backend, key: string): () => Got {
-  return () => backend.readNow!(key);
+  return () => nowOf(backend.readFast(key));
 }
 
 async function answerVersion(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, info: BlobInfo, opts: ServeFileOptions): Promise<FileAnswer | null | 'changed'> {
   let read: () => Got;
-  if (backend.readNow) read = readNowOf(backend, key);
+  if (backend.blocking) read = readNowOf(backend, key);
   else {
     const got = wantsCached(req, info, opts) && !opts.cache!.get(backend, key, info.version) ? await backend.read(key) : null;
     read = () => got;
@@ -193,7 +194,8 @@ async function answerVersion(req: FileRequest, backend: Backend, key: string, cl
   // Large files: sent from an open handle, never read whole.
   const start = d.range?.start ?? 0;
   const end = d.range?.end ?? info.size - 1;
-  if (backend.openReader) {
+  // Local storage: an open reader (one reused buffer); remote storage: one streamed GET, not a request per read.
+  if (backend.blocking) {
     const reader = await backend.openReader(key);
     if (!reader) return null;
     if (reader.info.version !== info.version) {

@@ -1,4 +1,4 @@
-import type { Backend, BlobInfo } from '../../storage/backends/backend';
+import { type Backend, type BlobInfo, nowOf } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import { MAX_METADATA_SIZE } from '../../storage/objects/types';
 import { JOURNAL_KEY, pairMatches, parseJournal } from '../../storage/repo/journal';
@@ -76,7 +76,7 @@ export class SummaryPairs {
     conn: object | undefined,
     count?: (hit: boolean) => void,
   ): CacheEntry | null | 'unsupported' | Promise<CacheEntry | null | 'unsupported'> {
-    if (!backend.statNow || !backend.readNow) return 'unsupported';
+    if (!backend.blocking) return 'unsupported';
     const id = `${backend.location}\0${base}`;
     const now = Date.now();
     if (file === 'summary' && conn) {
@@ -110,8 +110,8 @@ export class SummaryPairs {
    * files as they are). Synchronous: two stats when nothing changed.
    */
   private snapshot(backend: Backend, base: string, id: string, force = false, count?: (hit: boolean) => void): PairSnapshot | 'unsupported' | 'wait' {
-    const statNow = backend.statNow!.bind(backend);
-    const readNow = backend.readNow!.bind(backend);
+    const statNow = (k: string) => nowOf(backend.statFast(k));
+    const readNow = (k: string) => nowOf(backend.readFast(k));
     const sKey = `${base}summary`;
     const gKey = `${base}summary.sig`;
     const cur = this.current.get(id);

@@ -4,8 +4,8 @@ import { CairnError } from '../errors';
 /**
  * The storage-driver interface: a flat namespace of keys (relative,
  * '/'-separated paths such as `objects/3f/d0…36a3.commit`) holding immutable
- * or atomically replaced blobs. One backend instance holds one repository.
- * Every driver must pass `test/unit/backend-conformance.test.ts`.
+ * or atomically replaced blobs. Callers use Backend (every method
+ * required); a driver may implement less (Driver) and be completed by full().
  */
 export interface BlobInfo {
   size: number;
@@ -41,7 +41,14 @@ export interface PreparedWrite {
   discard(): Promise<void>;
 }
 
-export interface Backend {
+/**
+ * What a storage driver must implement at least: the required methods, and
+ * optionally the extras below. Nothing above storage/backends/ uses a Driver:
+ * `full(driver)` (storage/backends/full.ts) turns one into a Backend, the
+ * whole interface, supplying whatever the driver lacks. FsBackend and
+ * S3Backend implement Backend directly.
+ */
+export interface Driver {
   /** Human-readable location, for logs. */
   readonly location: string;
   stat(key: string): Promise<BlobInfo | null>;
@@ -105,6 +112,80 @@ export interface Backend {
    */
   touch?(key: string): Promise<void>;
   readNow?(key: string): { data: Buffer; info: BlobInfo } | null;
+  /** Optional: Backend.create natively. */
+  create?(key: string, data: WriteSource): Promise<boolean>;
+  /** Optional: Backend.compareAndSwap natively. */
+  compareAndSwap?(key: string, data: Buffer, expected: string | null): Promise<string | null>;
+}
+
+/** A value now (a blocking backend's statFast/readFast) or a promise of it. */
+export type Maybe<T> = T | Promise<T>;
+
+/** Whether a statFast/readFast answer is already there (a blocking backend's), not a promise. */
+export function isNow<T>(v: Maybe<T>): v is T {
+  return !(v instanceof Promise);
+}
+
+/** A blocking backend's statFast/readFast answer (the caller checked `blocking`); a promise here is a bug. */
+export function nowOf<T>(v: Maybe<T>): T {
+  if (v instanceof Promise) throw new TypeError('statFast/readFast of a non-blocking backend used as a value');
+  return v;
+}
+
+/**
+ * The storage interface every caller uses: one backend instance holds one
+ * store (a repository, or the server's state), every method required, so
+ * callers never test for optional ones. Every implementation must pass
+ * test/unit/backend-conformance.ts.
+ */
+export interface Backend {
+  /** Human-readable location, for logs. */
+  readonly location: string;
+  /** Whether statFast/readFast answer at once (local storage, the filesystem) rather than with a promise. */
+  readonly blocking: boolean;
+  stat(key: string): Promise<BlobInfo | null>;
+  /** Whole blob with the info of exactly those bytes; for small files. */
+  read(key: string): Promise<{ data: Buffer; info: BlobInfo } | null>;
+  /** Streams (part of) a blob; null when absent. */
+  openRead(key: string, range?: ByteRange): Promise<{ stream: Readable; info: BlobInfo } | null>;
+  /**
+   * An open blob read at positions into the caller's buffer (sending large
+   * blobs with one reused buffer). Every read gives the bytes of `info`'s
+   * version, or fails with CONFLICT when the key was replaced meanwhile (a
+   * driver that can hold the version open, the filesystem, never fails so).
+   */
+  openReader(key: string): Promise<BlobReader | null>;
+  /** Atomically creates or replaces `key`: readers see the old bytes or all the new ones, never a part. */
+  write(key: string, data: WriteSource): Promise<void>;
+  /** write() in two steps (see PreparedWrite). */
+  prepare(key: string, data: WriteSource): Promise<PreparedWrite>;
+  /** Removes `key`; absent is not an error (see Driver.remove for folders). */
+  remove(key: string): Promise<void>;
+  /** Creates empty "folders" that tools reading the layout directly expect; key-value stores do nothing. */
+  ensurePrefixes(prefixes: string[]): Promise<void>;
+  /** Every key below `prefix` ('' for all), recursively, in no particular order. */
+  list(prefix: string): AsyncIterable<string>;
+  /** The store-wide lock `name`, across every process sharing the store; resolves with its release. */
+  lock(name: string): Promise<() => Promise<void>>;
+  /** Removes what dead writers left behind (see Driver.sweep); one line per thing removed. */
+  sweep(opts?: { graceMs?: number }): Promise<string[]>;
+  /** Sets the blob's mtime to now, bytes unchanged; absent is not an error (see Driver.touch). */
+  touch(key: string): Promise<void>;
+  /**
+   * stat, answered at once when `blocking` (no thread-pool round trip: the
+   * read path's small files, as nginx reads in its event loop), else a promise.
+   */
+  statFast(key: string): Maybe<BlobInfo | null>;
+  /** read likewise. */
+  readFast(key: string): Maybe<{ data: Buffer; info: BlobInfo } | null>;
+  /** Writes `key` only if absent: true when this call created it, false when it existed (untouched). */
+  create(key: string, data: WriteSource): Promise<boolean>;
+  /**
+   * Replaces `key` only while its version is `expected` (null: only while
+   * absent); the new version, or null when another writer changed it first
+   * (nothing written).
+   */
+  compareAndSwap(key: string, data: Buffer, expected: string | null): Promise<string | null>;
 }
 
 const MAX_KEY_LENGTH = 4096;

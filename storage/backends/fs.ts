@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { CairnError, insufficientStorage, isNoSpaceErrno, isNotFoundErrno } from '../errors';
 import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type PreparedWrite, type WriteSource, validateKey } from './backend';
 import { acquireLockFile, breakIfStale } from './lockfile';
+import { lockedCompareAndSwap } from './full';
 
 /** Where temporary files go: inside the repo (same filesystem, so rename is atomic); OSTree clients never fetch it. */
 const TMP_DIR = 'tmp';
@@ -50,6 +51,17 @@ export interface FsBackendOptions {
    * root is never deleted, and neither is a folder given to ensurePrefixes.
    */
   keepFolders?: readonly string[];
+  /**
+   * The mode of every file written (default 0o644), set on the open file
+   * (whatever the umask): 0o600 for server state, which holds secrets.
+   */
+  fileMode?: number;
+  /**
+   * A key that is a dangling symlink, or whose folder is a file, is an IO
+   * error, not absent (default false): for server state, where "absent"
+   * means defaults (a public repository), so unreadable must fail closed.
+   */
+  failClosed?: boolean;
 }
 
 /**
@@ -77,6 +89,8 @@ const DIR_CHECK_MS = 1000;
 /** The filesystem driver: keys are paths below `root`, the repository folder itself. */
 export class FsBackend implements Backend {
   private readonly confine: boolean;
+  private readonly fileMode: number;
+  private readonly failClosed: boolean;
   /** Folders below the root whose real path was checked: confined or not, and when. */
   private readonly dirs = new Map<string, { inside: boolean; at: number }>();
   private rootReal?: { path: string; at: number };
@@ -90,6 +104,8 @@ export class FsBackend implements Backend {
     opts: FsBackendOptions = {},
   ) {
     this.confine = opts.confine === true;
+    this.fileMode = opts.fileMode ?? 0o644;
+    this.failClosed = opts.failClosed === true;
     this.rootPath = path.resolve(root);
     for (const f of opts.keepFolders ?? REPO_LAYOUT_FOLDERS) this.keepFolder(validateKey(f));
   }
@@ -178,6 +194,7 @@ export class FsBackend implements Backend {
       const st = await fsp.stat(file);
       return st.isFile() ? infoOf(st) : null;
     } catch (e) {
+      if (this.failClosed) return this.absentOrFail(e, key, file);
       if (isNotFoundErrno(e)) return null;
       throw ioError(e, key);
     }
@@ -194,11 +211,23 @@ export class FsBackend implements Backend {
     }
   }
 
+  /** Local storage: statFast/readFast answer at once (statNow/readNow). */
+  readonly blocking = true;
+
+  statFast(key: string): BlobInfo | null {
+    return this.statNow(key);
+  }
+
+  readFast(key: string): { data: Buffer; info: BlobInfo } | null {
+    return this.readNow(key);
+  }
+
   statNow(key: string): BlobInfo | null {
     const file = this.resolve(key);
     try {
       if (!this.confine) {
         const st = statSync(file, { throwIfNoEntry: false });
+        if (!st && this.failClosed && lstatSync(file, { throwIfNoEntry: false })) throw dangling(key);
         return st?.isFile() ? infoOf(st) : null;
       }
       if (!this.dirInside(key, file)) return null;
@@ -206,9 +235,18 @@ export class FsBackend implements Backend {
       if (st?.isSymbolicLink()) st = this.linkInside(file) ? statSync(file, { throwIfNoEntry: false }) : undefined;
       return st?.isFile() ? infoOf(st) : null;
     } catch (e) {
+      if (this.failClosed) return this.absentOrFail(e, key, file);
       if (isNotFoundErrno(e)) return null;
       throw ioError(e, key);
     }
+  }
+
+  /** failClosed: only a key that truly is not there is absent (no dangling symlink, no file where a folder should be). */
+  private absentOrFail(e: unknown, key: string, file: string): null {
+    if (e instanceof CairnError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(e, key);
+    if (lstatSync(file, { throwIfNoEntry: false })) throw dangling(key);
+    return null;
   }
 
   readNow(key: string): { data: Buffer; info: BlobInfo } | null {
@@ -336,6 +374,51 @@ export class FsBackend implements Backend {
    * is made once per backend (again if an open finds it gone), the target's
    * folder only when the rename finds it missing.
    */
+  /**
+   * Write-once: the bytes go to a temporary file (written, fsynced), which
+   * is then link()ed to the key: the link fails with EEXIST when the key
+   * exists, whoever wrote it (atomic against every writer, in any process).
+   */
+  async create(key: string, data: WriteSource): Promise<boolean> {
+    const target = this.resolve(key);
+    const dir = path.dirname(target);
+    const tmp = path.join(this.rootPath, TMP_DIR, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await this.openTemp(tmp);
+      if (Buffer.isBuffer(data)) await fh.writeFile(data);
+      else for await (const chunk of data) await writeAll(fh, chunk);
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.ensureDir(dir);
+          await fsp.link(tmp, target);
+          break;
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === 'EEXIST') return false;
+          if (attempt > 1 || code !== 'ENOENT') throw e; // ENOENT: a concurrent remove() pruned the folder
+        }
+      }
+      await fsyncDir(dir).catch((e: unknown) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      });
+      return true;
+    } catch (e) {
+      throw e instanceof CairnError ? e : ioError(e, key);
+    } finally {
+      if (fh) await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true }).catch(() => {});
+    }
+  }
+
+  /** Under the lock file `cas` (every process sharing the folder): stat, compare the version, write, stat. */
+  compareAndSwap(key: string, data: Buffer, expected: string | null): Promise<string | null> {
+    return lockedCompareAndSwap(this, key, data, expected);
+  }
+
   async write(key: string, data: WriteSource): Promise<void> {
     const p = await this.stage(key, data, false);
     await p.commit();
@@ -422,12 +505,25 @@ export class FsBackend implements Backend {
       this.tmpReady = true;
     }
     try {
-      return await fsp.open(tmp, 'wx', 0o644);
+      return await this.openMode(tmp);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       await fsp.mkdir(path.dirname(tmp), { recursive: true }); // removed since: once more
-      return await fsp.open(tmp, 'wx', 0o644);
+      return await this.openMode(tmp);
     }
+  }
+
+  private async openMode(tmp: string): Promise<fsp.FileHandle> {
+    const fh = await fsp.open(tmp, 'wx', this.fileMode);
+    if (this.fileMode !== 0o644) {
+      try {
+        await fh.chmod(this.fileMode); // open()'s mode is filtered by the umask
+      } catch (e) {
+        await fh.close().catch(() => undefined);
+        throw e;
+      }
+    }
+    return fh;
   }
 
   /** mkdir -p, then fsync the parents of what was created so the new entries survive a crash. */
@@ -588,6 +684,10 @@ function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+function dangling(key: string): CairnError {
+  return new CairnError('IO', `storage error on ${key}: a dangling symlink`, { path: key });
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

@@ -1,62 +1,36 @@
 import type { Readable } from 'node:stream';
 import { CairnError } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Driver, type Maybe, type PreparedWrite, type WriteSource, validateKey } from './backend';
 
 /**
  * Every driver with the whole interface, so callers never test for optional
- * methods: `full(backend)` passes through what the driver has and supplies
- * the rest.
+ * methods: `full(driver)` passes through what the driver has and supplies
+ * the rest. FsBackend and S3Backend implement Backend themselves (full()
+ * returns them as they are); this is for any other Driver.
  *
  * | method | a driver without it gets |
  * |---|---|
  * | openReader | positional reads as ranged openRead calls, pinned to the version opened (a replaced key fails the next read with CONFLICT, never mixes versions) |
  * | prepare | the bytes gathered in memory, written at commit() |
- * | lock | a lock within this process only (as storage/repo/mutex.ts gives today) |
+ * | lock | a lock within this process only |
  * | sweep | nothing to sweep: [] |
- * | statNow / readNow | statFast / readFast: the driver's statNow / readNow (a value now: `blocking`), else a promise of stat / read |
+ * | touch | the blob rewritten with its own bytes (a new mtime) |
+ * | statFast / readFast | the driver's statNow / readNow (a value now: `blocking`), else a promise of stat / read |
  * | create | write-once under the driver's lock `cas` (stat, then write if absent) |
  * | compareAndSwap | under the driver's lock `cas`: stat, compare the version, write, stat |
  *
- * The lock-based create and compareAndSwap (the filesystem's) are atomic
- * against every other create/compareAndSwap through `full()` of the same
- * storage, in any process sharing it (the filesystem's lock files); a plain
- * write() bypasses them. S3Backend has both natively (If-None-Match /
- * If-Match), atomic against every writer.
+ * The lock-based create and compareAndSwap are atomic against every other
+ * create/compareAndSwap through the same lock (lockedCreate,
+ * lockedCompareAndSwap: FsBackend's use its lock files, so any process
+ * sharing the folder); a plain write() bypasses them.
  */
-export interface FullBackend extends Omit<Backend, 'statNow' | 'readNow'> {
-  /** The driver wrapped (for its own extras: FsBackend's root, S3Backend's bucket). */
-  readonly driver: Backend;
-  /** Whether statFast/readFast answer at once (local storage) rather than with a promise. */
-  readonly blocking: boolean;
-  openReader(key: string): Promise<BlobReader | null>;
-  prepare(key: string, data: WriteSource): Promise<PreparedWrite>;
-  lock(name: string): Promise<() => Promise<void>>;
-  sweep(opts?: { graceMs?: number }): Promise<string[]>;
-  /** stat without a thread-pool round trip where the driver can (its Backend.statNow); else a promise of stat(). */
-  statFast(key: string): BlobInfo | null | Promise<BlobInfo | null>;
-  /** read likewise (the driver's readNow, else a promise of read()). */
-  readFast(key: string): { data: Buffer; info: BlobInfo } | null | Promise<{ data: Buffer; info: BlobInfo } | null>;
-  /** Writes `key` only if absent: true when this call created it, false when it existed (untouched). */
-  create(key: string, data: WriteSource): Promise<boolean>;
-  /**
-   * Replaces `key` only while its version is `expected` (null: only while
-   * absent); the new version, or null when another writer changed it first
-   * (nothing written).
-   */
-  compareAndSwap(key: string, data: Buffer, expected: string | null): Promise<string | null>;
-}
+export type FullBackend = Backend;
 
-/** The optional extras a driver may implement natively (S3Backend does). */
-interface CasDriver {
-  create?(key: string, data: WriteSource): Promise<boolean>;
-  compareAndSwap?(key: string, data: Buffer, expected: string | null): Promise<string | null>;
-}
+const wrapped = new WeakMap<Driver, Full>();
 
-const wrapped = new WeakMap<Backend, FullBackend>();
-
-/** The full interface over `b` (the same object for the same driver; a FullBackend is returned as it is). */
-export function full(b: Backend | FullBackend): FullBackend {
-  if (isFull(b)) return b;
+/** The full interface over `b`: a Backend as it is; a Driver wrapped (the same wrapper for the same driver). */
+export function full(b: Driver | Backend): Backend {
+  if (isComplete(b)) return b;
   let f = wrapped.get(b);
   if (!f) {
     f = new Full(b);
@@ -65,17 +39,64 @@ export function full(b: Backend | FullBackend): FullBackend {
   return f;
 }
 
-function isFull(b: Backend | FullBackend): b is FullBackend {
-  return b instanceof Full;
+/** The driver under full()'s wrapper (`b` itself for a complete Backend). */
+export function driverOf(b: Backend): Driver | Backend {
+  return b instanceof Full ? b.driver : b;
+}
+
+function isComplete(b: Driver | Backend): b is Backend {
+  if (b instanceof Full) return true;
+  const c = b as Partial<Backend>;
+  return (
+    typeof c.blocking === 'boolean' &&
+    typeof c.openReader === 'function' &&
+    typeof c.prepare === 'function' &&
+    typeof c.lock === 'function' &&
+    typeof c.sweep === 'function' &&
+    typeof c.touch === 'function' &&
+    typeof c.statFast === 'function' &&
+    typeof c.readFast === 'function' &&
+    typeof c.create === 'function' &&
+    typeof c.compareAndSwap === 'function'
+  );
 }
 
 /** In-process locks of drivers without lock(): one queue per driver and name. */
-const localLocks = new WeakMap<Backend, Map<string, Promise<void>>>();
+const localLocks = new WeakMap<Driver, Map<string, Promise<void>>>();
 
-class Full implements FullBackend {
+/** create() as "stat, then write if absent" under `lock('cas')`. */
+export async function lockedCreate(b: Pick<Backend, 'lock' | 'stat' | 'write'>, key: string, data: WriteSource): Promise<boolean> {
+  validateKey(key);
+  const release = await b.lock('cas');
+  try {
+    if (await b.stat(key)) return false;
+    await b.write(key, data);
+    return true;
+  } finally {
+    await release();
+  }
+}
+
+/** compareAndSwap() as "stat, compare, write, stat" under `lock('cas')`. */
+export async function lockedCompareAndSwap(b: Pick<Backend, 'lock' | 'stat' | 'write'>, key: string, data: Buffer, expected: string | null): Promise<string | null> {
+  validateKey(key);
+  const release = await b.lock('cas');
+  try {
+    const cur = await b.stat(key);
+    if ((cur?.version ?? null) !== expected) return null;
+    await b.write(key, data);
+    const now = await b.stat(key);
+    if (!now) throw new CairnError('IO', `storage error on ${key}: gone right after it was written`, { path: key });
+    return now.version;
+  } finally {
+    await release();
+  }
+}
+
+class Full implements Backend {
   readonly blocking: boolean;
 
-  constructor(readonly driver: Backend) {
+  constructor(readonly driver: Driver) {
     this.blocking = typeof driver.statNow === 'function' && typeof driver.readNow === 'function';
   }
 
@@ -111,11 +132,17 @@ class Full implements FullBackend {
     return this.driver.list(prefix);
   }
 
-  statFast(key: string): BlobInfo | null | Promise<BlobInfo | null> {
+  async touch(key: string): Promise<void> {
+    if (this.driver.touch) return this.driver.touch(key);
+    const o = await this.driver.openRead(key);
+    if (o) await this.driver.write(key, o.stream as AsyncIterable<Buffer>);
+  }
+
+  statFast(key: string): Maybe<BlobInfo | null> {
     return this.blocking ? this.driver.statNow!(key) : this.driver.stat(key);
   }
 
-  readFast(key: string): { data: Buffer; info: BlobInfo } | null | Promise<{ data: Buffer; info: BlobInfo } | null> {
+  readFast(key: string): Maybe<{ data: Buffer; info: BlobInfo } | null> {
     return this.blocking ? this.driver.readNow!(key) : this.driver.read(key);
   }
 
@@ -193,34 +220,13 @@ class Full implements FullBackend {
     return this.driver.sweep ? this.driver.sweep(opts) : Promise.resolve([]);
   }
 
-  async create(key: string, data: WriteSource): Promise<boolean> {
-    const native = (this.driver as Backend & CasDriver).create;
-    if (native) return native.call(this.driver, key, data);
-    validateKey(key);
-    const release = await this.lock('cas');
-    try {
-      if (await this.driver.stat(key)) return false;
-      await this.driver.write(key, data);
-      return true;
-    } finally {
-      await release();
-    }
+  create(key: string, data: WriteSource): Promise<boolean> {
+    if (this.driver.create) return this.driver.create(key, data);
+    return lockedCreate(this, key, data);
   }
 
-  async compareAndSwap(key: string, data: Buffer, expected: string | null): Promise<string | null> {
-    const native = (this.driver as Backend & CasDriver).compareAndSwap;
-    if (native) return native.call(this.driver, key, data, expected);
-    validateKey(key);
-    const release = await this.lock('cas');
-    try {
-      const cur = await this.driver.stat(key);
-      if ((cur?.version ?? null) !== expected) return null;
-      await this.driver.write(key, data);
-      const now = await this.driver.stat(key);
-      if (!now) throw new CairnError('IO', `storage error on ${key}: gone right after it was written`, { path: key });
-      return now.version;
-    } finally {
-      await release();
-    }
+  compareAndSwap(key: string, data: Buffer, expected: string | null): Promise<string | null> {
+    if (this.driver.compareAndSwap) return this.driver.compareAndSwap(key, data, expected);
+    return lockedCompareAndSwap(this, key, data, expected);
   }
 }

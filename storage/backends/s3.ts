@@ -182,6 +182,40 @@ export class S3Backend implements Backend {
     }
   }
 
+  /** Remote storage: statFast/readFast are promises of stat/read. */
+  readonly blocking = false;
+
+  statFast(key: string): Promise<BlobInfo | null> {
+    return this.stat(key);
+  }
+
+  readFast(key: string): Promise<{ data: Buffer; info: BlobInfo } | null> {
+    return this.read(key);
+  }
+
+  /**
+   * A new Last-Modified, bytes unchanged: the object copied onto itself with
+   * replaced metadata (S3 refuses a self-copy that changes nothing). Absent
+   * is not an error. (A copy is limited to 5 GiB by S3.)
+   */
+  async touch(key: string): Promise<void> {
+    const Key = this.objectKey(key);
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          CopySource: `${this.bucket}/${encodeKey(Key)}`,
+          MetadataDirective: 'REPLACE',
+          Metadata: { 'cairn-touched': String(Date.now()) },
+        }),
+      );
+    } catch (e) {
+      if (isNotFound(e)) return;
+      throw this.ioError(e, key);
+    }
+  }
+
   async read(key: string): Promise<{ data: Buffer; info: BlobInfo } | null> {
     const Key = this.objectKey(key);
     try {
@@ -289,6 +323,10 @@ export class S3Backend implements Backend {
 
   private async putOne(key: string, Key: string, body: Buffer, cond: { create?: boolean; ifMatch?: string }): Promise<string | null> {
     const digest = md5(body);
+    // A conditional PUT carries an id of its own, so that a retry's failed
+    // condition can tell our write from another writer's of the same bytes.
+    const conditional = cond.create === true || cond.ifMatch !== undefined;
+    const writeId = conditional ? randomBytes(12).toString('hex') : undefined;
     try {
       const o = await this.client.send(
         new PutObjectCommand({
@@ -299,6 +337,7 @@ export class S3Backend implements Backend {
           ContentMD5: digest.toString('base64'),
           IfNoneMatch: cond.create ? '*' : undefined,
           IfMatch: cond.ifMatch,
+          Metadata: writeId ? { [WRITE_ID_META]: writeId } : undefined,
         }),
       );
       const etag = unquote(o.ETag);
@@ -308,10 +347,14 @@ export class S3Backend implements Backend {
       if ((cond.create || cond.ifMatch !== undefined) && isPrecondition(e)) {
         // The SDK retries a request whose answer was lost: a conditional PUT that
         // did succeed then fails its own retry's condition. The object holding
-        // exactly our bytes means this write is the one that landed.
+        // this write's id (not merely the same bytes: another writer's
+        // identical bytes would be a lost update) means this write landed.
         if (((e as { $metadata?: { attempts?: number } }).$metadata?.attempts ?? 1) > 1) {
-          const now = await this.stat(key);
-          if (now?.version === digest.toString('hex')) return now.version;
+          const now = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key })).catch((he: unknown) => {
+            if (isNotFound(he)) return null;
+            throw he;
+          });
+          if (now && now.Metadata?.[WRITE_ID_META] === writeId && unquote(now.ETag) === digest.toString('hex')) return unquote(now.ETag);
         }
         return null;
       }
@@ -404,6 +447,27 @@ export class S3Backend implements Backend {
 
   async *list(prefix: string): AsyncIterable<string> {
     for await (const o of this.listObjects(prefix)) yield o.key;
+  }
+
+  /** The names directly below `sub` that have objects below them (S3 common prefixes, delimiter '/'). */
+  async children(sub: string): Promise<string[]> {
+    const Prefix = `${this.prefix}${validateKey(sub)}/`;
+    const out: string[] = [];
+    let ContinuationToken: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, Delimiter: '/', ContinuationToken, EncodingType: 'url' }));
+      } catch (e) {
+        throw this.ioError(e, sub);
+      }
+      for (const c of page.CommonPrefixes ?? []) {
+        const k = decodeURIComponent((c.Prefix ?? '').replace(/\+/g, ' '));
+        if (k.startsWith(Prefix) && k.endsWith('/') && k.length > Prefix.length + 1) out.push(k.slice(Prefix.length, -1));
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+    return out;
   }
 
   /** Every object below `prefix` with its size and date, a page (1000) at a time. */
@@ -542,6 +606,9 @@ export class S3Backend implements Backend {
     };
   }
 }
+
+/** User metadata of a conditional PUT: the write's own id (see putOne). */
+const WRITE_ID_META = 'cairn-write';
 
 /** A key for an x-amz-copy-source header: each segment percent-encoded, slashes kept. */
 function encodeKey(key: string): string {

@@ -5,6 +5,7 @@
  * every dirtree and the header of every file, so results are memoised per
  * commit: a commit is immutable, and only a complete walk is kept.
  */
+import { isNow } from '../backends/backend';
 import { LRUCache } from 'lru-cache';
 import { CancelledError } from '../deltas/cancel';
 import { CairnError } from '../errors';
@@ -91,7 +92,8 @@ async function walk(repo: Repo, commit: string, opts: ClosureOptions): Promise<C
   const stat = async (checksum: string, type: ObjectType): Promise<number | null> => {
     const key = objectKey(checksum, type);
     const b = repo.backend;
-    const info = b.statNow ? b.statNow(key) : await b.stat(key);
+    const got = b.statFast(key);
+    const info = isNow(got) ? got : await got;
     return info ? info.size : null;
   };
   let lastYield = performance.now();

@@ -34,37 +34,20 @@ const truncated = (checksum: string) => new CairnError('INVALID_OBJECT', `conten
  */
 export async function readContentHead(repo: Repo, checksum: string): Promise<ContentHead> {
   const key = objectKey(validateChecksum(checksum), ObjectType.File);
-  const b = repo.backend;
-  if (b.openReader) {
-    const reader = await b.openReader(key);
-    if (!reader) throw absent(checksum);
-    try {
-      const storedSize = reader.info.size;
-      let head = await readAt(reader, 0, Math.min(storedSize, FIRST_READ));
-      const need = headerNeed(checksum, head);
-      if (head.length < need) {
-        if (need > storedSize) throw truncated(checksum);
-        head = Buffer.concat([head, await readAt(reader, head.length, need - head.length)]);
-        if (head.length < need) throw truncated(checksum);
-      }
-      return { ...decode(checksum, head), storedSize };
-    } finally {
-      await reader.close();
-    }
-  }
-  const info = await b.stat(key);
-  if (!info) throw absent(checksum);
-  let want = Math.min(info.size, FIRST_READ);
-  for (;;) {
-    const opened = await b.openRead(key, { start: 0, end: Math.max(0, want - 1) });
-    if (!opened) throw absent(checksum);
-    const parts: Buffer[] = [];
-    for await (const c of opened.stream) parts.push(Buffer.from(c as Buffer));
-    const head = Buffer.concat(parts);
+  const reader = await repo.backend.openReader(key);
+  if (!reader) throw absent(checksum);
+  try {
+    const storedSize = reader.info.size;
+    let head = await readAt(reader, 0, Math.min(storedSize, FIRST_READ));
     const need = headerNeed(checksum, head);
-    if (head.length >= need) return { ...decode(checksum, head), storedSize: opened.info.size };
-    if (want >= opened.info.size || need > opened.info.size) throw truncated(checksum);
-    want = need;
+    if (head.length < need) {
+      if (need > storedSize) throw truncated(checksum);
+      head = Buffer.concat([head, await readAt(reader, head.length, need - head.length)]);
+      if (head.length < need) throw truncated(checksum);
+    }
+    return { ...decode(checksum, head), storedSize };
+  } finally {
+    await reader.close();
   }
 }
 

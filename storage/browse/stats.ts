@@ -4,6 +4,7 @@
  * keys and a stat per object: the cost grows with the repository, so callers
  * cache the answer (it says when it was computed and how long it took).
  */
+import { isNow } from '../backends/backend';
 import { parseDeltaKey, deltaName } from '../deltas/format';
 import { ARCHIVE_EXTENSION, ObjectType } from '../objects/types';
 import type { Repo } from '../repo/repo';
@@ -56,7 +57,8 @@ export async function repoStats(repo: Repo, opts: { maxKeys?: number } = {}): Pr
   let truncated = false;
   const b = repo.backend;
   const size = async (key: string): Promise<number | null> => {
-    const info = b.statNow ? b.statNow(key) : await b.stat(key);
+    const got = b.statFast(key);
+    const info = isNow(got) ? got : await got;
     return info ? info.size : null;
   };
   let lastYield = performance.now();

@@ -3,7 +3,7 @@
  * compiler (to splice or diff them) and the applier (bsdiff/`w` read sources).
  */
 import { inflateRawSync } from 'node:zlib';
-import type { BlobReader } from '../backends/backend';
+import { type BlobReader, nowOf } from '../backends/backend';
 import { CairnError } from '../errors';
 import { contentChecksumOf, decodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from '../objects/content';
 import { verifyFilez } from '../objects/filez';
@@ -86,24 +86,19 @@ const ONE_PIECE_STORED = 1024 * 1024;
  */
 export async function readContent(repo: Repo, checksum: string, dataUpTo: number): Promise<ContentRead> {
   const key = objectKey(checksum, ObjectType.File);
-  const { statNow, readNow } = repo.backend;
-  if (statNow && readNow) {
+  const b = repo.backend;
+  if (b.blocking) {
     // Local storage: a small object costs less read with blocking calls than a pool round trip each.
-    const st = statNow.call(repo.backend, key);
+    const st = nowOf(b.statFast(key));
     if (!st) throw new CairnError('NOT_FOUND', `content object ${checksum} is not in the repository`, { object: checksum });
     if (st.size <= ONE_PIECE_STORED) {
-      const got = readNow.call(repo.backend, key);
+      const got = nowOf(b.readFast(key));
       if (!got) throw new CairnError('NOT_FOUND', `content object ${checksum} is not in the repository`, { object: checksum });
       return decodeWhole(checksum, got.data, dataUpTo);
     }
   }
-  const reader = repo.backend.openReader ? await repo.backend.openReader(key) : undefined;
+  const reader = await b.openReader(key);
   if (reader === null) throw new CairnError('NOT_FOUND', `content object ${checksum} is not in the repository`, { object: checksum });
-  if (reader === undefined) {
-    const info = await readContentInfo(repo, checksum);
-    if (isSymlink(info.header) || info.size > dataUpTo) return info;
-    return { ...info, data: (await readContentObject(repo, checksum, dataUpTo)).data };
-  }
   try {
     const storedSize = reader.info.size;
     let head = await readAt(reader, 0, Math.min(storedSize, dataUpTo > 0 ? HEAD_READ : 4096));
@@ -173,17 +168,16 @@ function inflateOnePiece(checksum: string, body: Buffer, size: number): Buffer {
  */
 export async function readMetadataObject(repo: Repo, checksum: string, type: ObjectType): Promise<Buffer | null> {
   const key = objectKey(validateChecksum(checksum), type);
-  const { statNow, readNow } = repo.backend;
-  if (statNow && readNow) {
-    const st = statNow.call(repo.backend, key);
+  const b = repo.backend;
+  if (b.blocking) {
+    const st = nowOf(b.statFast(key));
     if (!st) return null;
     if (st.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
-    const got = readNow.call(repo.backend, key);
+    const got = nowOf(b.readFast(key));
     if (got && got.data.length > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
     return got?.data ?? null;
   }
-  if (!repo.backend.openReader) return repo.readMetadata(checksum, type);
-  const reader = await repo.backend.openReader(key);
+  const reader = await b.openReader(key);
   if (!reader) return null;
   try {
     if (reader.info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);

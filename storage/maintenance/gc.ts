@@ -177,7 +177,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
 
   progress('sweeping objects/');
   const cutoff = started - graceMs;
-  const statOf = repo.backend.statNow ? (k: string) => Promise.resolve(repo.backend.statNow!(k)) : (k: string) => repo.backend.stat(k);
+  const statOf = (k: string) => Promise.resolve(repo.backend.statFast(k));
   let lastLine = performance.now();
   for await (const key of repo.backend.list('objects')) {
     const o = parseObjectKey(key);

@@ -1,3 +1,4 @@
+import { isNow } from '../backends/backend';
 import { PassThrough, Readable } from 'node:stream';
 import { CairnError } from '../errors';
 import { validateChecksum } from '../objects/checksum';
@@ -136,8 +137,8 @@ const STORED_DAMAGE: ReadonlySet<string> = new Set(['CHECKSUM_MISMATCH', 'INVALI
 
 /** repo.hasObject, by one blocking stat where the backend has one (a few µs: less than a thread-pool round trip). */
 async function isPresent(repo: Repo, key: string): Promise<boolean> {
-  if (repo.backend.statNow) return repo.backend.statNow(key) !== null;
-  return (await repo.backend.stat(key)) !== null;
+  const got = repo.backend.statFast(key);
+  return (isNow(got) ? got : await got) !== null;
 }
 
 /** An upload read up to a limit: whole (it ended within it), or the chunks read so far and the rest to come. */

@@ -29,11 +29,11 @@ export async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T>
 /** The repository-wide lock `name` (e.g. `refs`, `summary`) of `backend`, in this process and across processes. */
 export function withRepoLock<T>(backend: Backend, name: string, fn: () => Promise<T>): Promise<T> {
   return withLock(`${name}:${backend.location}`, async () => {
-    const unlock = backend.lock ? await backend.lock(name) : undefined;
+    const unlock = await backend.lock(name);
     try {
       return await fn();
     } finally {
-      await unlock?.();
+      await unlock();
     }
   });
 }

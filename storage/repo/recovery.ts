@@ -82,13 +82,13 @@ const lastSweep = new Map<string, number>();
 export async function recoverBeforePublish(repo: Repo, signer?: SummarySigner): Promise<void> {
   const b = repo.backend;
   const now = Date.now();
-  if (b.sweep && now - (lastSweep.get(b.location) ?? 0) > SWEEP_EVERY_MS) {
+  if (now - (lastSweep.get(b.location) ?? 0) > SWEEP_EVERY_MS) {
     lastSweep.set(b.location, now);
     if (lastSweep.size > 4096) lastSweep.clear();
     const removed = await b.sweep().catch(() => [] as string[]);
     for (const line of removed) log('info', 'swept', { repo: repo.name, what: line });
   }
-  const journal = b.statNow ? b.statNow(JOURNAL_KEY) : await b.stat(JOURNAL_KEY);
+  const journal = await b.statFast(JOURNAL_KEY);
   if (journal) await withRepoLock(b, 'summary', () => switchPublished(repo, { changes: [], signer }));
 }
 
@@ -141,7 +141,7 @@ export async function recoverRepo(repo: Repo, opts: RecoverOptions = {}): Promis
   const report: RecoveryReport = { repo: repo.name, time: new Date().toISOString(), repaired: [], problems: [] };
   const b = repo.backend;
   try {
-    if (b.sweep) report.repaired.push(...(await b.sweep({ graceMs: opts.tempGraceMs })));
+    report.repaired.push(...(await b.sweep({ graceMs: opts.tempGraceMs })));
     await withRepoLock(b, 'refs', () =>
       withRepoLock(b, 'summary', async () => {
         let regenerate: string | null = null;

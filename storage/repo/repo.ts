@@ -1,4 +1,4 @@
-import type { Backend } from '../backends/backend';
+import { type Backend, isNow, nowOf } from '../backends/backend';
 import { CairnError } from '../errors';
 import { isChecksum, sha256Hex, validateChecksum } from '../objects/checksum';
 import { decodeCommit, type Commit } from '../objects/commit';
@@ -82,14 +82,14 @@ export class Repo {
 
   /**
    * Whether the object is stored. By one blocking stat where the backend has
-   * one (Backend.statNow: local storage, a few µs, less than a thread-pool
-   * round trip; a confined FsBackend's statNow refuses what its stat refuses,
+   * one (Backend.statFast of a blocking backend: local storage, a few µs, less than a thread-pool
+   * round trip; a confined FsBackend's statFast refuses what its stat refuses,
    * e.g. a symlink leading out of the repository: absent either way).
    */
   async hasObject(checksum: string, type: ObjectType): Promise<boolean> {
     const key = objectKey(validateChecksum(checksum), type);
-    if (this.backend.statNow) return this.backend.statNow(key) !== null;
-    return (await this.backend.stat(key)) !== null;
+    const got = this.backend.statFast(key);
+    return (isNow(got) ? got : await got) !== null;
   }
 
   /**
@@ -99,12 +99,13 @@ export class Repo {
    */
   async readMetadata(checksum: string, type: ObjectType): Promise<Buffer | null> {
     const key = objectKey(validateChecksum(checksum), type);
-    const { statNow, readNow } = this.backend;
-    const info = statNow ? statNow.call(this.backend, key) : await this.backend.stat(key);
+    const b = this.backend;
+    const st = b.statFast(key);
+    const info = isNow(st) ? st : await st;
     if (!info) return null;
     if (info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);
-    if (readNow && info.size <= READ_NOW_BYTES) {
-      const got = readNow.call(this.backend, key);
+    if (b.blocking && info.size <= READ_NOW_BYTES) {
+      const got = nowOf(b.readFast(key));
       if (!got) return null;
       // Replaced by a larger file since the stat (a rare race): the limit still holds.
       if (got.info.size > MAX_METADATA_SIZE) throw new CairnError('TOO_LARGE', `${key} is larger than ${MAX_METADATA_SIZE} bytes`);

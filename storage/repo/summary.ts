@@ -238,11 +238,10 @@ function refKey(ref: string): string {
   return `refs/heads/${ref}`;
 }
 
-/** A staged write (Backend.prepare), or for a driver without it a write deferred to commit(). */
+/** A staged write (Backend.prepare). */
 async function stage(b: Backend, key: string, data: Buffer): Promise<PreparedWrite> {
   faultPoint(`stage ${key}`);
-  if (b.prepare) return b.prepare(key, data);
-  return { commit: () => b.write(key, data), discard: async () => undefined };
+  return b.prepare(key, data);
 }
 
 /** What rolling a journal forward did, for the recovery report. */

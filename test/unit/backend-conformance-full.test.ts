@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { Backend } from '../../storage/backends/backend';
+import type { Driver } from '../../storage/backends/backend';
 import { FsBackend } from '../../storage/backends/fs';
 import { full } from '../../storage/backends/full';
 import { backendConformance } from './backend-conformance';
@@ -12,10 +12,10 @@ import { backendConformance } from './backend-conformance';
  * The filesystem driver reduced to the methods every driver must have: the
  * conformance suite's tests through full() then exercise the adapter's own
  * openReader (ranged reads pinned to a version), prepare (in memory), lock
- * (in-process), sweep, statFast/readFast (promises), create and
- * compareAndSwap (under the lock).
+ * (in-process), sweep, touch (a rewrite), statFast/readFast (promises),
+ * create and compareAndSwap (under the lock).
  */
-function requiredOnly(b: FsBackend): Backend {
+function requiredOnly(b: FsBackend): Driver {
   return {
     location: b.location,
     stat: (k) => b.stat(k),
@@ -30,16 +30,16 @@ function requiredOnly(b: FsBackend): Backend {
 
 backendConformance('FsBackend, required methods only (full() supplies the rest)', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-full-'));
-  return { backend: requiredOnly(new FsBackend(dir)), cleanup: () => rm(dir, { recursive: true, force: true }) };
-});
+  return { backend: full(requiredOnly(new FsBackend(dir))), cleanup: () => rm(dir, { recursive: true, force: true }) };
+}, { readerKeepsReplacedVersion: false });
 
-test('full(): the FsBackend keeps its own blocking statNow/readNow, lock and reader', async () => {
+test('full(): the FsBackend is a whole Backend itself (blocking statFast/readFast, its lock files); a bare driver gets promises', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'cairn-full-'));
   try {
     const fsb = new FsBackend(dir);
     const f = full(fsb);
     assert.equal(f.blocking, true);
-    assert.equal(f.driver, fsb);
+    assert.equal(f, fsb, 'a complete backend is not wrapped');
     await fsb.write('refs/heads/main', Buffer.from('x'));
     const st = f.statFast('refs/heads/main');
     assert.ok(!(st instanceof Promise));
