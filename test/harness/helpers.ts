@@ -17,7 +17,7 @@ process.env.CAIRN_E2E_SERVER ??= CLI;
 
 /** The token secret every harness server runs with (so the tests can sign, forge and expire tokens). */
 export const SECRET = 'harness-secret-0123456789abcdef-0123456789abcdef';
-export const SERVER_ENV: NodeJS.ProcessEnv = { CAIRN_TOKEN_SECRET: SECRET, CAIRN_LOG: 'warn' };
+export const SERVER_ENV: NodeJS.ProcessEnv = { CAIRN_TOKEN_SECRET: SECRET, CAIRN_LOG: process.env.CAIRN_HARNESS_LOG ?? 'warn' };
 
 export interface Run {
   code: number | null;

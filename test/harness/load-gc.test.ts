@@ -1,8 +1,9 @@
 // Load under publishing and garbage collection (issue #11, "Harnesses that must exist"; beside
 // test/e2e/publish-load, which moves a ref between two commits): 100 verifying pulls by the stock
 // client (gpg-verify, gpg-verify-summary) started at once, half into fresh repositories and half into
-// repositories that keep their cached summary, and a load generator — plain HTTP GETs of objects,
-// summary, summary.sig, config and refs at concurrency 50, every body checked — while `cairn push`
+// repositories that keep their cached summary, and a load generator in a process of its own
+// (test/harness/load-generator.ts: plain HTTP GETs over kept-alive connections of objects, summary,
+// summary.sig, config and refs at concurrency 50, every body checked) while `cairn push`
 // publishes new commits, the admin API prunes and asks for deltas, delta jobs run, and `cairn gc`
 // runs in a loop against the data folder (old garbage put there for it each round). Zero failed
 // pulls, zero failed requests, every push acknowledged and there at the end, each gc deleted its
@@ -16,7 +17,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
-import { request as httpRequest, Agent } from 'node:http';
+import { fork } from 'node:child_process';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FsBackend } from '../../storage/backends/fs';
@@ -97,8 +98,15 @@ async function exists(f: string): Promise<boolean> {
   );
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+interface GeneratorReport {
+  requests: number;
+  seconds: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  failures: string[];
+  idleRaces: number;
 }
 
 test(`${PULLS} verifying stock pulls at once and 50 concurrent GETs while pushes, prunes, delta jobs and cairn gc run: nothing fails, nothing is lost`, { timeout: 1_800_000 }, async (t) => {
@@ -121,51 +129,14 @@ test(`${PULLS} verifying stock pulls at once and 50 concurrent GETs while pushes
 
   let stop = false;
   const failures: string[] = [];
-  const latencies: number[] = [];
-  const agent = new Agent({ keepAlive: true, maxSockets: GENERATOR_CONCURRENCY });
-  /**
-   * Kept-alive connections (as the stock client's libcurl keeps them). A connection the server
-   * closed as idle (5 s, node's keepAliveTimeout) just as the client sent its next request on it
-   * fails with a reset before any byte of an answer: as libcurl does, such a GET is sent again once
-   * on a new connection (node's documented rule: `request.reusedSocket`); counted apart.
-   */
-  let idleRaces = 0;
-  const get = (p: string, retried = false): Promise<{ status: number; body: Buffer }> =>
-    new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
-      let answered = false;
-      const req = httpRequest({ host: '127.0.0.1', port: cairn.port, path: p, agent }, (res) => {
-        answered = true;
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      });
-      req.setTimeout(60_000, () => req.destroy(new Error('no answer within 60 s')));
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        if (!answered && !retried && req.reusedSocket && (e.code === 'ECONNRESET' || e.message === 'socket hang up')) {
-          idleRaces++;
-          resolve(get(p, true));
-        } else reject(e);
-      });
-      req.end();
-    });
-  let n = 0;
-  const generator = async () => {
-    while (!stop) {
-      const i = n++;
-      const o = i % 5 === 0 ? { path: mutable[i % mutable.length]!, sha256: '' } : objects[i % objects.length]!;
-      const t0 = performance.now();
-      try {
-        const r = await get(o.path);
-        latencies.push(performance.now() - t0);
-        if (r.status !== 200) failures.push(`GET ${o.path}: ${r.status}`);
-        else if (o.sha256 && createHash('sha256').update(r.body).digest('hex') !== o.sha256) failures.push(`GET ${o.path}: wrong bytes`);
-        else if (!o.sha256 && r.body.length === 0 && !o.path.endsWith('config')) failures.push(`GET ${o.path}: empty`);
-      } catch (e) {
-        failures.push(`GET ${o.path}: ${(e as Error).message}`);
-      }
-    }
-  };
+  // The load generator runs in its own process (test/harness/load-generator.ts).
+  const targets = [...objects, ...objects.slice(0, Math.ceil(objects.length / 4)).map((_, i) => ({ path: mutable[i % mutable.length]!, sha256: '' }))];
+  const generator = fork(path.join(__dirname, 'load-generator.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const generated = new Promise<GeneratorReport>((resolve, reject) => {
+    generator.once('message', (m) => resolve(m as GeneratorReport));
+    generator.once('exit', (code) => reject(new Error(`the load generator exited with ${code} before reporting`)));
+  });
+  generated.catch(() => undefined);
 
   // Publishing: a new commit every ~second, a prune (keep 3) every 4th, a delta request for each.
   const publishing = (async () => {
@@ -205,7 +176,7 @@ test(`${PULLS} verifying stock pulls at once and 50 concurrent GETs while pushes
     }),
   );
   const started = Date.now();
-  const gens = Array.from({ length: GENERATOR_CONCURRENCY }, generator);
+  generator.send({ port: cairn.port, concurrency: GENERATOR_CONCURRENCY, targets });
   const pullResults: string[] = [];
   const pulls = Array.from({ length: PULLS }, async (_, i) => {
     let dir: string;
@@ -231,18 +202,24 @@ test(`${PULLS} verifying stock pulls at once and 50 concurrent GETs while pushes
   const pullSeconds = (Date.now() - started) / 1000;
   while (Date.now() - started < MIN_SECONDS * 1000) await new Promise((r) => setTimeout(r, 500));
   stop = true;
-  await Promise.all(gens);
+  generator.send('stop');
+  const g = await generated;
   await publishing;
   await collecting;
-  agent.destroy();
-  const seconds = (Date.now() - started) / 1000;
+  failures.push(...g.failures);
 
-  const sorted = [...latencies].sort((a, b) => a - b);
-  const figures = `${latencies.length} GETs in ${seconds.toFixed(1)} s (${(latencies.length / seconds).toFixed(0)}/s) at concurrency ${GENERATOR_CONCURRENCY}: p50 ${percentile(sorted, 50).toFixed(1)} ms, p95 ${percentile(sorted, 95).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms, max ${sorted[sorted.length - 1]!.toFixed(0)} ms (${idleRaces} sent again after an idle kept-alive connection closed); ${PULLS} verifying pulls at once in ${pullSeconds.toFixed(1)} s; ${acked.length - 1} pushes, ${gcRounds.length} gc rounds`;
+  const figures = `${g.requests} GETs in ${g.seconds.toFixed(1)} s (${(g.requests / g.seconds).toFixed(0)}/s) at concurrency ${GENERATOR_CONCURRENCY}: p50 ${g.p50.toFixed(1)} ms, p95 ${g.p95.toFixed(1)} ms, p99 ${g.p99.toFixed(1)} ms, max ${g.max.toFixed(0)} ms (${g.idleRaces} sent again after an idle kept-alive connection closed); ${PULLS} verifying pulls at once in ${pullSeconds.toFixed(1)} s; ${acked.length - 1} pushes, ${gcRounds.length} gc rounds`;
   t.diagnostic(figures);
   process.stderr.write(`load-gc: ${figures}\n`);
 
-  assert.deepEqual(failures, [], `${failures.length} failures:\n${failures.slice(0, 50).join('\n')}`);
+  const serverLog = () =>
+    cairn
+      .output()
+      .split('\n')
+      .filter((l) => !l.includes('"status":200') && !l.includes('"status":304') && l.trim())
+      .slice(-40)
+      .join('\n');
+  assert.deepEqual(failures, [], `${failures.length} failures:\n${failures.slice(0, 50).join('\n')}\nserver:\n${serverLog()}`);
   assert.equal(pullResults.length, PULLS);
   assert.ok(acked.length >= 3, `only ${acked.length - 1} pushes during the load`);
   assert.ok(gcRounds.length >= 2, `gc ran ${gcRounds.length} times`);
