@@ -78,6 +78,13 @@ export interface CommitDiff {
 export const DEFAULT_DIFF_ENTRIES = 10_000;
 export const MAX_DIFF_ENTRIES = 100_000;
 export const MAX_TEXT_DIFFS = 100;
+/**
+ * Wall-clock time all the text diffs of one diff may take together (jsdiff
+ * blocks the event loop while it works): past it, the remaining modified
+ * files get `too-complex` without being read. Without it, one request for
+ * 100 text diffs of dissimilar files held the server for 100 × the per-file limit.
+ */
+export const TEXT_DIFF_BUDGET_MS = 1000;
 
 export interface DiffOptions {
   /** Most entries in all three lists together (default DEFAULT_DIFF_ENTRIES, at most MAX_DIFF_ENTRIES). */
@@ -112,6 +119,7 @@ export async function diffCommits(repo: Repo, from: string, to: string, opts: Di
     count++;
   };
   let lastYield = performance.now();
+  let textBudgetEnd: number | undefined;
   const pace = async () => {
     if (performance.now() - lastYield < 4) return;
     await new Promise<void>((r) => setImmediate(r));
@@ -148,7 +156,14 @@ export async function diffCommits(repo: Repo, from: string, to: string, opts: Di
     };
     if (texts > 0 && sa.side.kind === 'file' && sb.side.kind === 'file') {
       texts--;
-      m.text = await unifiedFileDiff(repo, sa.side.checksum, sb.side.checksum, { oldPath: path, newPath: path });
+      textBudgetEnd ??= performance.now() + TEXT_DIFF_BUDGET_MS;
+      const left = textBudgetEnd - performance.now();
+      if (left < 1) m.text = { status: 'too-complex', unified: null };
+      else {
+        m.text = await unifiedFileDiff(repo, sa.side.checksum, sb.side.checksum, { oldPath: path, newPath: path, timeoutMs: left });
+        await new Promise<void>((r) => setImmediate(r)); // let other requests run between two diffs
+        lastYield = performance.now();
+      }
     }
     out.modified.push(m);
   };

@@ -9,9 +9,14 @@ import { readContent } from '../deltas/objects-io';
 import type { Repo } from '../repo/repo';
 
 export const MAX_TEXT_DIFF_BYTES = 256 * 1024;
-/** Edit script length jsdiff may explore before giving up, and its time limit. */
+/**
+ * Edit script length jsdiff may explore before giving up, and its time limit
+ * per file. jsdiff runs synchronously: each diff holds the event loop for up
+ * to its time limit (two 5,000-line files with no line in common reach it),
+ * so a request's diffs share a budget as well (diff.ts TEXT_DIFF_BUDGET_MS).
+ */
 const MAX_EDIT_LENGTH = 20_000;
-const TIMEOUT_MS = 1000;
+export const TEXT_DIFF_TIMEOUT_MS = 250;
 
 export type TextDiff =
   | { status: 'ok'; unified: string }
@@ -28,7 +33,7 @@ export async function unifiedFileDiff(
   repo: Repo,
   oldChecksum: string | null,
   newChecksum: string | null,
-  opts: { oldPath?: string; newPath?: string; context?: number } = {},
+  opts: { oldPath?: string; newPath?: string; context?: number; timeoutMs?: number } = {},
 ): Promise<TextDiff> {
   const sides: string[] = [];
   for (const cs of [oldChecksum, newChecksum]) {
@@ -46,7 +51,11 @@ export async function unifiedFileDiff(
   const context = Math.min(100, Math.max(0, Math.floor(opts.context ?? 3)));
   const oldName = oldChecksum === null ? '/dev/null' : `a${opts.oldPath ?? ''}`;
   const newName = newChecksum === null ? '/dev/null' : `b${opts.newPath ?? opts.oldPath ?? ''}`;
-  const unified = createTwoFilesPatch(oldName, newName, sides[0]!, sides[1]!, undefined, undefined, { context, maxEditLength: MAX_EDIT_LENGTH, timeout: TIMEOUT_MS });
+  const unified = createTwoFilesPatch(oldName, newName, sides[0]!, sides[1]!, undefined, undefined, {
+    context,
+    maxEditLength: MAX_EDIT_LENGTH,
+    timeout: Math.max(1, Math.min(TEXT_DIFF_TIMEOUT_MS, Math.floor(opts.timeoutMs ?? TEXT_DIFF_TIMEOUT_MS))),
+  });
   if (unified === undefined) return { status: 'too-complex', unified: null };
   return { status: 'ok', unified };
 }
