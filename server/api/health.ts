@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { FsBackend } from '../../storage/backends/fs';
+import { stateStore } from '../../storage/backends/factory';
 import { CairnError } from '../../storage/errors';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import { SettingsStore } from '../../storage/repo/settings';
@@ -13,7 +13,6 @@ export const READY_PROBE_KEY = 'readyz-probe';
 const READY_TIMEOUT_MS = 5000;
 
 const settingsOf = new WeakMap<RepoRegistry, SettingsStore>();
-const dataBackendOf = new WeakMap<RepoRegistry, FsBackend>();
 
 export const healthRoutes: AnyRoute[] = [
   route({
@@ -51,8 +50,7 @@ export const healthRoutes: AnyRoute[] = [
     responses: { 200: { description: 'ready', schema: { type: 'object', properties: { status: { const: 'ready' } } } } },
     errors: [503],
     async handler({ env }) {
-      let backend = dataBackendOf.get(env.registry);
-      if (!backend) dataBackendOf.set(env.registry, (backend = new FsBackend(env.registry.dataDir, { keepFolders: [] })));
+      const backend = stateStore(env.registry.dataDir);
       const probe = async () => {
         await env.registry.list();
         await backend.write(READY_PROBE_KEY, randomBytes(16));

@@ -1,59 +1,59 @@
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
-import { CairnError, isNotFoundErrno } from '../../storage/errors';
+import { CairnError } from '../../storage/errors';
+import type { Backend } from '../../storage/backends/backend';
+import { stateStore } from '../../storage/backends/factory';
 
 /**
- * Revoked token IDs, one file per jti under DATA/state/revoked-tokens/: a
- * revocation is one atomic create, and checking is one stat, so it takes effect
- * on the next request in every process sharing the data folder.
+ * Revoked token IDs, one key per jti under `state/revoked-tokens/` of the
+ * data location's state store (DATA/state/revoked-tokens/JTI on a folder): a
+ * revocation is one atomic write, and checking is one stat, so it takes
+ * effect on the next request in every process sharing the store.
  */
 export class RevocationList {
-  private readonly dir: string;
+  private readonly store: Backend;
 
   constructor(dataDir: string) {
-    this.dir = path.join(dataDir, 'state', 'revoked-tokens');
+    this.store = stateStore(dataDir);
   }
 
-  private file(jti: string): string {
+  private key(jti: string): string {
     if (!/^[A-Za-z0-9_-]{1,128}$/.test(jti)) throw new CairnError('INVALID_ARGUMENT', 'invalid token id');
-    return path.join(this.dir, jti);
+    return `${PREFIX}/${jti}`;
   }
 
   async revoke(jti: string, info: { by: string; reason?: string }): Promise<void> {
-    const file = this.file(jti); // refused before anything is created
-    await fsp.mkdir(this.dir, { recursive: true });
+    const key = this.key(jti); // refused before anything is created
     const body = JSON.stringify({ jti, time: new Date().toISOString(), ...info }) + '\n';
-    await fsp.writeFile(file, body, { flag: 'w', mode: 0o644 });
+    await this.store.write(key, Buffer.from(body));
   }
 
   async isRevoked(jti: string): Promise<boolean> {
+    let key: string;
     try {
-      await fsp.stat(this.file(jti));
-      return true;
+      key = this.key(jti);
     } catch (e) {
-      if (isNotFoundErrno(e) || isCairnInvalid(e)) return false;
+      if (isCairnInvalid(e)) return false;
       throw e;
     }
+    return (await this.store.statFast(key)) !== null;
   }
 
   async list(): Promise<Array<{ jti: string; time: string; by: string; reason?: string }>> {
-    let names: string[] = [];
-    try {
-      names = await fsp.readdir(this.dir);
-    } catch (e) {
-      if (!isNotFoundErrno(e)) throw e;
-    }
+    const keys: string[] = [];
+    for await (const k of this.store.list(PREFIX)) keys.push(k);
     const out = [];
-    for (const n of names.sort()) {
+    for (const k of keys.sort()) {
       try {
-        out.push(JSON.parse(await fsp.readFile(path.join(this.dir, n), 'utf8')));
+        const got = await this.store.read(k);
+        if (got) out.push(JSON.parse(got.data.toString('utf8')));
       } catch {
-        /* a half-written entry from a crash: the file name alone still revokes */
+        /* a half-written entry from a crash: the key alone still revokes */
       }
     }
     return out;
   }
 }
+
+const PREFIX = 'state/revoked-tokens';
 
 function isCairnInvalid(e: unknown): boolean {
   return e instanceof CairnError && e.code === 'INVALID_ARGUMENT';

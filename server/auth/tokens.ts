@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
+import type { Backend } from '../../storage/backends/backend';
+import { stateStore } from '../../storage/backends/factory';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { CairnError } from '../../storage/errors';
 
@@ -45,9 +45,10 @@ export function isValidJti(jti: unknown): jti is string {
 const MIN_SECRET_BYTES = 32;
 
 /**
- * The HMAC secret: CAIRN_TOKEN_SECRET when set, else DATA/secrets/token-secret,
- * generated on first use with mode 0600 (exclusive create, so two processes
- * starting together agree on one secret).
+ * The HMAC secret: CAIRN_TOKEN_SECRET when set, else `secrets/token-secret`
+ * of the data location's state store (DATA/secrets/token-secret, mode 0600),
+ * generated on first use (write-once create, so two processes starting
+ * together agree on one secret).
  */
 export async function loadTokenSecret(dataDir: string | undefined, env = process.env): Promise<Uint8Array> {
   const fromEnv = env.CAIRN_TOKEN_SECRET;
@@ -56,34 +57,24 @@ export async function loadTokenSecret(dataDir: string | undefined, env = process
     return Buffer.from(fromEnv, 'utf8');
   }
   if (!dataDir) throw new CairnError('INVALID_ARGUMENT', 'no token secret: set CAIRN_TOKEN_SECRET or give the data folder');
-  const file = path.join(dataDir, 'secrets', 'token-secret');
-  try {
-    return await readSecret(file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await fsp.open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(randomBytes(48).toString('base64') + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await fsp.link(tmp, file); // fails if another process won the race; then we use theirs
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  } finally {
-    await fsp.rm(tmp, { force: true });
-  }
-  return readSecret(file);
+  const store = stateStore(dataDir);
+  const existing = await readSecret(store);
+  if (existing) return existing;
+  // Write-once: of two processes starting together, one creates it and both use it.
+  await store.create(SECRET_KEY, Buffer.from(randomBytes(48).toString('base64') + '\n'));
+  const secret = await readSecret(store);
+  if (!secret) throw new CairnError('IO', `${SECRET_KEY} vanished right after it was created`);
+  return secret;
 }
 
-async function readSecret(file: string): Promise<Uint8Array> {
-  const text = (await fsp.readFile(file, 'utf8')).trim();
-  if (text.length < MIN_SECRET_BYTES) throw new CairnError('INVALID_ARGUMENT', `${file} holds too short a secret`);
+/** The key of the generated token secret in the state store (DATA/secrets/token-secret, mode 0600). */
+const SECRET_KEY = 'secrets/token-secret';
+
+async function readSecret(store: Backend): Promise<Uint8Array | null> {
+  const got = await store.read(SECRET_KEY);
+  if (!got) return null;
+  const text = got.data.toString('utf8').trim();
+  if (text.length < MIN_SECRET_BYTES) throw new CairnError('INVALID_ARGUMENT', `${SECRET_KEY} holds too short a secret`);
   return Buffer.from(text, 'utf8');
 }
 

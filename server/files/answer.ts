@@ -1,9 +1,11 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Backend } from '../../storage/backends/backend';
-import { FsBackend } from '../../storage/backends/fs';
+import { type Backend, isNow } from '../../storage/backends/backend';
+import { backendFor } from '../../storage/backends/factory';
+import { full } from '../../storage/backends/full';
 import { CairnError } from '../../storage/errors';
 import { classifyNestedKey, classifyRepoKey, type RepoFileClass } from '../../storage/repo/layout';
 import type { RepoRegistry } from '../../storage/repo/registry';
+import type { Repo } from '../../storage/repo/repo';
 import type { SettingsStore } from '../../storage/repo/settings';
 import { authenticateHeader, type Authenticator } from '../auth/middleware';
 import { allows } from '../auth/tokens';
@@ -98,7 +100,7 @@ export function createFiles(opts: FilesOptions): Files {
   const mounts = (opts.mounts ?? []).map((m) => ({
     prefix: m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`,
     repo: 'repo' in m ? m.repo : undefined,
-    backend: 'dir' in m ? new FsBackend(m.dir) : undefined,
+    backend: 'dir' in m ? full(backendFor(m.dir)) : undefined,
   }));
 
   const answer = (req: FileRequest): Answer | null | Promise<Answer> => {
@@ -114,19 +116,29 @@ export function createFiles(opts: FilesOptions): Files {
       label = t.label;
       repo = t.repo;
       if (t.repo === undefined) return fileAnswer(req, t.backend!, t.key, classifyNestedKey(t.key), 'mount', undefined, false);
-      const found = registry.openNow(t.repo, 1000);
-      if (!found) return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, 'repo_file', t.repo);
-      const cls = classifyRepoKey(t.key);
-      if (!isPrivate(t.repo)) return fileAnswer(req, found.backend, t.key, cls, 'repo', t.repo, false);
       const name = t.repo;
-      return authorize(req, name).then(
-        (denied) => denied ?? fileAnswer(req, found.backend, t.key, cls, 'repo', name, true),
-        (e: unknown) => failed(e, req, `${label}_file`, name),
-      );
+      const key = t.key;
+      // At once on a folder; a store that is not (S3) answers with a promise, and its settings are read with it.
+      const opened = registry.openFast(name, 1000);
+      if (isNow(opened)) return repoAnswer(req, opened, name, key);
+      return opened.then(async (found) => {
+        if (found) await opts.settings?.get(name);
+        return repoAnswer(req, found, name, key);
+      }).catch((e: unknown) => failed(e, req, 'repo_file', name));
     } catch (e) {
       return failed(e, req, `${label}_file`, repo);
     }
   };
+
+  function repoAnswer(req: FileRequest, found: Repo | null, name: string, key: string): Answer | Promise<Answer> {
+    if (!found) return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, 'repo_file', name);
+    const cls = classifyRepoKey(key);
+    if (!isPrivate(name)) return fileAnswer(req, found.backend, key, cls, 'repo', name, false);
+    return authorize(req, name).then(
+      (denied) => denied ?? fileAnswer(req, found.backend, key, cls, 'repo', name, true),
+      (e: unknown) => failed(e, req, 'repo_file', name),
+    );
+  }
 
   /** What `path` names: null (the app's), a folder or nothing (404), or a file. Throws INVALID_PATH (400). */
   function resolveTarget(path: string): Target | 'repo-not-found' | 'mount-not-found' | null {

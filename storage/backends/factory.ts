@@ -1,6 +1,8 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { CairnError } from '../errors';
+import { CairnError, isNotFoundErrno } from '../errors';
+import { full } from './full';
 import { type Backend, validateKey } from './backend';
 import { FsBackend, type FsBackendOptions } from './fs';
 import { S3Backend, type S3BackendOptions, type S3ClientSettings, makeS3Client, parseS3Url, s3SettingsFromEnv } from './s3';
@@ -68,4 +70,56 @@ export function childLocation(location: string, sub: string): string {
   }
   if (location.startsWith('file://')) return `${location.replace(/\/+$/, '')}/${sub}`;
   return path.join(location, sub);
+}
+
+/** One state store per location: its users (settings, keys, revocations…) share its caches and locks. */
+const stateStores = new Map<string, Backend>();
+
+/**
+ * The server's state store for the data location (`backendFor(dataDir)`):
+ * settings, signing keys, the token secret, revocations live in it, below
+ * the keys `settings/`, `keys/`, `secrets/`, `state/`, beside the
+ * repositories (`repos/NAME/`), so that with an S3 location replicas share
+ * them. A folder's files are written 0600 (secrets among them; settings and
+ * public keys 0644) in folders made 0700, and a
+ * dangling symlink or a file where a folder should be is an error, never
+ * absence (absent settings mean a public repository: fail closed).
+ */
+export function stateStore(location: string, opts: Pick<BackendForOptions, 'env' | 's3Client'> = {}): Backend {
+  const id = locationKind(location) === 's3' ? location : path.resolve(location.startsWith('file://') ? decodeURIComponent(location.slice('file://'.length)) : location);
+  let b = stateStores.get(id);
+  if (!b) {
+    b = full(backendFor(location, { ...opts, fs: { keepFolders: STATE_FOLDERS, fileMode: stateFileMode, dirMode: 0o700, failClosed: true } }));
+    if (stateStores.size >= 64) stateStores.clear();
+    stateStores.set(id, b);
+  }
+  return b;
+}
+
+/** Public state (settings, public keys) 0644; everything else (secrets, key temporaries) 0600. */
+function stateFileMode(key: string): number {
+  return key.startsWith('settings/') || /^keys\/[^/]+\/(gpg\.asc|ed25519\.pub)$/.test(key) ? 0o644 : 0o600;
+}
+
+/** Folders of a data folder that stay when their last file goes. */
+const STATE_FOLDERS = ['repos', 'tmp'];
+
+/**
+ * The names of the "folders" directly below `sub` of a location (the
+ * repositories below `repos`): a folder's subfolders, an S3 prefix's common
+ * prefixes. Sorted; none when `sub` is absent.
+ */
+export async function childNames(location: string, sub: string, opts: Pick<BackendForOptions, 'env' | 's3Client'> = {}): Promise<string[]> {
+  validateKey(sub);
+  if (locationKind(location) === 's3') {
+    const b = backendFor(location, opts) as S3Backend;
+    return (await b.children(sub)).sort();
+  }
+  const dir = path.join(location.startsWith('file://') ? decodeURIComponent(location.slice('file://'.length)) : location, sub);
+  try {
+    return (await fsp.readdir(dir)).sort();
+  } catch (e) {
+    if (isNotFoundErrno(e)) return [];
+    throw new CairnError('IO', `storage error on ${sub}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { path: sub });
+  }
 }

@@ -55,7 +55,13 @@ export interface FsBackendOptions {
    * The mode of every file written (default 0o644), set on the open file
    * (whatever the umask): 0o600 for server state, which holds secrets.
    */
-  fileMode?: number;
+  fileMode?: number | ((key: string) => number);
+  /**
+   * The mode of folders made for writes (default: mkdir's, 0o777 less the
+   * umask); 0o700 for server state. Folders given to ensurePrefixes or
+   * keepFolders keep the default (a data folder's repos/ stays readable).
+   */
+  dirMode?: number;
   /**
    * A key that is a dangling symlink, or whose folder is a file, is an IO
    * error, not absent (default false): for server state, where "absent"
@@ -89,7 +95,8 @@ const DIR_CHECK_MS = 1000;
 /** The filesystem driver: keys are paths below `root`, the repository folder itself. */
 export class FsBackend implements Backend {
   private readonly confine: boolean;
-  private readonly fileMode: number;
+  private readonly fileMode: number | ((key: string) => number);
+  private readonly dirMode: number | undefined;
   private readonly failClosed: boolean;
   /** Folders below the root whose real path was checked: confined or not, and when. */
   private readonly dirs = new Map<string, { inside: boolean; at: number }>();
@@ -105,6 +112,7 @@ export class FsBackend implements Backend {
   ) {
     this.confine = opts.confine === true;
     this.fileMode = opts.fileMode ?? 0o644;
+    this.dirMode = opts.dirMode;
     this.failClosed = opts.failClosed === true;
     this.rootPath = path.resolve(root);
     for (const f of opts.keepFolders ?? REPO_LAYOUT_FOLDERS) this.keepFolder(validateKey(f));
@@ -385,7 +393,7 @@ export class FsBackend implements Backend {
     const tmp = path.join(this.rootPath, TMP_DIR, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
     let fh: fsp.FileHandle | undefined;
     try {
-      fh = await this.openTemp(tmp);
+      fh = await this.openTemp(tmp, key);
       if (Buffer.isBuffer(data)) await fh.writeFile(data);
       else for await (const chunk of data) await writeAll(fh, chunk);
       await fh.sync();
@@ -439,7 +447,7 @@ export class FsBackend implements Backend {
     const tmp = path.join(this.rootPath, TMP_DIR, `${TEMP_PREFIX}${process.pid}-${randomBytes(8).toString('hex')}${TEMP_SUFFIX}`);
     let fh: fsp.FileHandle | undefined;
     try {
-      fh = await this.openTemp(tmp);
+      fh = await this.openTemp(tmp, key);
       if (Buffer.isBuffer(data)) {
         await fh.writeFile(data);
       } else {
@@ -499,25 +507,26 @@ export class FsBackend implements Backend {
   private tmpReady = false;
 
   /** Creates the temp file `tmp` (exclusive), making tmp/ first if it is not known to exist or has gone. */
-  private async openTemp(tmp: string): Promise<fsp.FileHandle> {
+  private async openTemp(tmp: string, key: string): Promise<fsp.FileHandle> {
     if (!this.tmpReady) {
-      await fsp.mkdir(path.dirname(tmp), { recursive: true });
+      await fsp.mkdir(path.dirname(tmp), { recursive: true, mode: this.dirMode });
       this.tmpReady = true;
     }
     try {
-      return await this.openMode(tmp);
+      return await this.openMode(tmp, key);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      await fsp.mkdir(path.dirname(tmp), { recursive: true }); // removed since: once more
-      return await this.openMode(tmp);
+      await fsp.mkdir(path.dirname(tmp), { recursive: true, mode: this.dirMode }); // removed since: once more
+      return await this.openMode(tmp, key);
     }
   }
 
-  private async openMode(tmp: string): Promise<fsp.FileHandle> {
-    const fh = await fsp.open(tmp, 'wx', this.fileMode);
-    if (this.fileMode !== 0o644) {
+  private async openMode(tmp: string, key: string): Promise<fsp.FileHandle> {
+    const mode = typeof this.fileMode === 'number' ? this.fileMode : this.fileMode(key);
+    const fh = await fsp.open(tmp, 'wx', mode);
+    if (mode !== 0o644) {
       try {
-        await fh.chmod(this.fileMode); // open()'s mode is filtered by the umask
+        await fh.chmod(mode); // open()'s mode is filtered by the umask
       } catch (e) {
         await fh.close().catch(() => undefined);
         throw e;
@@ -528,7 +537,7 @@ export class FsBackend implements Backend {
 
   /** mkdir -p, then fsync the parents of what was created so the new entries survive a crash. */
   private async ensureDir(dir: string): Promise<void> {
-    const first = await fsp.mkdir(dir, { recursive: true });
+    const first = await fsp.mkdir(dir, { recursive: true, mode: this.keep.has(dir) ? undefined : this.dirMode });
     if (first === undefined) return;
     let d = dir;
     const synced: string[] = [];

@@ -1,7 +1,7 @@
-import { promises as fsp, statSync } from 'node:fs';
-import * as path from 'node:path';
-import { FsBackend } from '../backends/fs';
-import { CairnError, isNotFoundErrno } from '../errors';
+import { backendFor, childLocation, childNames, stateStore } from '../backends/factory';
+import { full } from '../backends/full';
+import { isNow } from '../backends/backend';
+import { CairnError } from '../errors';
 import { validateRepoName } from './names';
 import { Repo, type InitOptions } from './repo';
 import { SettingsStore } from './settings';
@@ -15,10 +15,13 @@ import { parse, Variant, type VarDict } from '../gvariant';
 /**
  * The repositories of a data folder: every archive repo at DATA/repos/NAME
  * (a real folder or a symlink), including ones that appear while we run.
- * Nothing is cached that could go stale: each lookup checks the disk.
+ * Each repository's store comes from the driver factory
+ * (storage/backends/factory.ts: `backendFor` of the data location's
+ * `repos/NAME`). Nothing is cached that could go stale: each lookup checks
+ * the store.
  *
- * That check runs on every request to a repository's files, so it is one
- * synchronous stat of NAME/config (a dentry-cache lookup of a microsecond or
+ * That check runs on every request to a repository's files, so on a
+ * blocking store (a folder) it is one synchronous stat of NAME/config (a dentry-cache lookup of a microsecond or
  * two, cheaper than a thread-pool round trip; an absent repository costs no
  * exception). The read fast path may accept a repository confirmed up to
  * `maxAgeMs` ago (it passes 1 s) without a new stat: that is safe because a Repo is only a name and a folder path, and
@@ -29,6 +32,7 @@ import { parse, Variant, type VarDict } from '../gvariant';
  * appears is served on the very next request.
  */
 export class RepoRegistry {
+  /** Where the repositories are: the data location's `repos`. */
   readonly reposDir: string;
   private readonly opened = new Map<string, { repo: Repo; checkedAt: number }>();
 
@@ -39,7 +43,7 @@ export class RepoRegistry {
     readonly dataDir: string,
     opts: { followSymlinks?: boolean } = {},
   ) {
-    this.reposDir = path.join(dataDir, 'repos');
+    this.reposDir = childLocation(dataDir, 'repos');
     this.followSymlinks = opts.followSymlinks === true;
   }
 
@@ -49,11 +53,31 @@ export class RepoRegistry {
    * enough (default 0: always check).
    */
   async open(name: string, maxAgeMs = 0): Promise<Repo | null> {
-    return this.openNow(name, maxAgeMs);
+    const got = this.check(name, maxAgeMs);
+    return isNow(got) ? got : await got;
   }
 
-  /** `open` without a promise, for the read fast path (the check is synchronous anyway). */
+  /**
+   * `open` without a promise, for the read fast path: the check is
+   * synchronous on a blocking store (a folder); on another store, the
+   * repository as last confirmed (open() confirms it), else null.
+   */
   openNow(name: string, maxAgeMs = 0): Repo | null {
+    const got = this.check(name, maxAgeMs);
+    if (isNow(got)) return got;
+    got.catch(() => undefined);
+    return this.opened.get(name)?.repo ?? null;
+  }
+
+  /**
+   * `open` at once where the store can answer at once (a folder: always; the
+   * read path's call), else a promise.
+   */
+  openFast(name: string, maxAgeMs = 0): Repo | null | Promise<Repo | null> {
+    return this.check(name, maxAgeMs);
+  }
+
+  private check(name: string, maxAgeMs: number): Repo | null | Promise<Repo | null> {
     try {
       validateRepoName(name);
     } catch {
@@ -62,35 +86,38 @@ export class RepoRegistry {
     const known = this.opened.get(name);
     const now = Date.now();
     if (known && now - known.checkedAt < maxAgeMs) return known.repo;
-    const dir = path.join(this.reposDir, name);
-    try {
-      const st = statSync(path.join(dir, 'config'), { throwIfNoEntry: false });
-      if (!st?.isFile()) {
-        this.opened.delete(name);
+    // A Repo holds no state of its own (name + backend), so sharing one is safe.
+    const repo = known?.repo ?? new Repo(name, this.storeOf(name));
+    const settle = (config: { size: number } | null): Repo | null => {
+      if (!config) {
+        if (this.opened.get(name)?.repo === repo) this.opened.delete(name);
         return null;
       }
-    } catch (e) {
+      if (!this.opened.has(name) && this.opened.size >= 1024) this.opened.clear();
+      this.opened.set(name, { repo, checkedAt: now });
+      return repo;
+    };
+    const fail = (e: unknown): never => {
       this.opened.delete(name);
-      if (isNotFoundErrno(e)) return null;
       throw e;
+    };
+    let config;
+    try {
+      config = repo.backend.statFast('config');
+    } catch (e) {
+      return fail(e);
     }
-    // A Repo holds no state of its own (name + backend), so sharing one is safe.
-    const repo = known?.repo ?? new Repo(name, new FsBackend(dir, { confine: !this.followSymlinks }));
-    if (!known && this.opened.size >= 1024) this.opened.clear();
-    this.opened.set(name, { repo, checkedAt: now });
-    return repo;
+    return isNow(config) ? settle(config) : config.then(settle, fail);
+  }
+
+  /** Repository `name`'s store, from the driver factory. */
+  private storeOf(name: string) {
+    return full(backendFor(childLocation(this.reposDir, name), { fs: { confine: !this.followSymlinks } }));
   }
 
   async list(): Promise<string[]> {
-    let entries: string[];
-    try {
-      entries = await fsp.readdir(this.reposDir);
-    } catch (e) {
-      if (isNotFoundErrno(e)) return [];
-      throw e;
-    }
     const names: string[] = [];
-    for (const n of entries.sort()) if (await this.open(n)) names.push(n);
+    for (const n of await childNames(this.dataDir, 'repos')) if (await this.open(n)) names.push(n);
     return names;
   }
 
@@ -100,10 +127,8 @@ export class RepoRegistry {
    */
   async create(name: string, opts: InitOptions = {}): Promise<Repo> {
     validateRepoName(name);
-    const dir = path.join(this.reposDir, name);
     if (await this.open(name)) throw new CairnError('ALREADY_EXISTS', `repository ${name} already exists`);
-    await fsp.mkdir(dir, { recursive: true });
-    const repo = await Repo.init(name, new FsBackend(dir), opts);
+    const repo = await Repo.init(name, full(backendFor(childLocation(this.reposDir, name))), opts);
     await new SettingsStore(this.dataDir).update(name, { owned: true });
     return repo;
   }
@@ -114,7 +139,9 @@ export class RepoRegistry {
    * repository Cairn owns is recovered (recoverAll).
    */
   async ensureDefault(): Promise<void> {
-    await fsp.mkdir(this.reposDir, { recursive: true });
+    const state = stateStore(this.dataDir);
+    await state.ensurePrefixes(['repos']);
+    await state.sweep(); // temporary files and lock files of dead processes (server state: secrets among them)
     if ((await this.list()).length === 0) await this.create('main');
     await this.recoverAll();
   }

@@ -1,14 +1,14 @@
-import { promises as fsp, lstatSync, readFileSync, statSync } from 'node:fs';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { CairnError, isNotFoundErrno } from '../errors';
-import { fsyncDir } from '../backends/fs';
+import { CairnError } from '../errors';
+import { type Backend, type BlobInfo, isNow } from '../backends/backend';
+import { stateStore } from '../backends/factory';
 import { validateRepoName } from './names';
 import { parseDuration } from '../maintenance/duration';
 
 /**
  * Cairn's own per-repository settings: server state, not OSTree data, so it
- * lives beside the repositories in DATA/settings/NAME.json, never in a served folder.
+ * lives beside the repositories in DATA/settings/NAME.json (the key
+ * `settings/NAME.json` of the data location's state store,
+ * storage/backends/factory.ts), never in a served folder.
  */
 export interface RepoSettings {
   /** Reads need a token with `read` scope. */
@@ -68,34 +68,35 @@ export function assertOwned(settings: Readonly<Pick<RepoSettings, 'owned'>>, nam
 
 /**
  * Read on every request to a repository's files (is it private?), so parsed
- * settings are cached, keyed by the file's identity: each lookup does one
- * synchronous stat of DATA/settings/NAME.json and re-reads the file only when
- * its inode, size or mtime changed. That keeps every change visible on the
- * very next request, whoever made it (this process, another worker, an
- * editor): the API replaces the file by rename (a new inode). The stat is
- * synchronous on purpose: a metadata lookup in the dentry cache takes a
- * microsecond or two, far less than a thread-pool round trip, and an absent
- * file (the usual case: default settings) costs no exception
- * (`throwIfNoEntry: false`). Only an in-place rewrite of the same size within
- * the filesystem's timestamp granularity (a few ms) could go unseen.
+ * settings are cached, keyed by the stored file's version: each lookup does
+ * one statFast of `settings/NAME.json` in the state store (on a folder a
+ * synchronous stat: a microsecond or two in the dentry cache, less than a
+ * thread-pool round trip) and re-reads the file only when its version
+ * (inode, size, modification and change time) changed. That keeps every
+ * change visible on the very next request, whoever made it (this process,
+ * another worker, an editor). An absent file (the usual case: default
+ * settings) costs no exception; a file that cannot be read (a dangling
+ * symlink, `settings` not a folder, invalid JSON) fails closed, never
+ * "public". On a store that is not blocking (S3) `current` answers the
+ * settings last read, refreshed in the background at most REMOTE_TTL_MS
+ * apart, and fails closed until they were read once (`get` reads them).
+ * Updates are compare-and-swap (read, merge, swap against the version
+ * read), so concurrent updates from several processes never lose one.
  */
 export class SettingsStore {
-  private readonly cache = new Map<string, { sig: FileSignature; value: RepoSettings }>();
-  private readonly files = new Map<string, string>();
+  private readonly cache = new Map<string, { version: string; value: RepoSettings; at: number; refreshing?: boolean }>();
+  readonly store: Backend;
 
-  constructor(readonly dataDir: string) {}
+  constructor(readonly dataDir: string) {
+    this.store = stateStore(dataDir);
+  }
 
-  private file(name: string): string {
-    let file = this.files.get(name);
-    if (file === undefined) {
-      file = path.join(this.dataDir, 'settings', `${validateRepoName(name)}.json`);
-      if (this.files.size >= 1024) this.files.clear();
-      this.files.set(name, file);
-    }
-    return file;
+  private key(name: string): string {
+    return `settings/${validateRepoName(name)}.json`;
   }
 
   async get(name: string): Promise<RepoSettings> {
+    if (!this.store.blocking) return copy(await this.load(name));
     return copy(this.current(name));
   }
 
@@ -104,37 +105,72 @@ export class SettingsStore {
    * which asks on every request. The value is shared, never to be modified.
    */
   current(name: string): Readonly<RepoSettings> {
-    const file = this.file(name);
-    let sig: FileSignature;
+    const key = this.key(name);
+    if (!this.store.blocking) return this.remembered(name);
+    let info: BlobInfo | null;
     try {
-      const st = statSync(file, { throwIfNoEntry: false });
-      if (!st) {
-        // Defaults (public) only for a file that truly is not there: a dangling
-        // symlink is settings that cannot be read, and those fail closed.
-        if (lstatSync(file, { throwIfNoEntry: false })) throw new CairnError('IO', `settings of ${name} are a dangling symlink`);
-        this.cache.delete(name);
-        return DEFAULT_SETTINGS;
-      }
-      sig = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs };
+      info = this.store.statFast(key) as BlobInfo | null;
     } catch (e) {
-      // ENOTDIR (DATA/settings is not a folder) and the like: unreadable, never "public".
-      throw e instanceof CairnError ? e : new CairnError('IO', `settings of ${name} cannot be read: ${(e as Error).message}`);
+      throw unreadable(name, e);
+    }
+    if (!info) {
+      this.cache.delete(name);
+      return DEFAULT_SETTINGS;
     }
     const hit = this.cache.get(name);
-    if (hit && sameFile(hit.sig, sig)) return hit.value;
+    if (hit && hit.version === info.version) return hit.value;
+    let got;
     try {
       // A few hundred bytes, read only when the file changed.
-      const raw = JSON.parse(readFileSync(file, 'utf8')) as Partial<RepoSettings>;
-      const value = merge(DEFAULT_SETTINGS, raw);
-      // If the file changed between the stat and the read, the next stat differs from `sig`: re-read then.
-      this.cache.set(name, { sig, value });
-      return value;
+      got = this.store.readFast(key) as { data: Buffer; info: BlobInfo } | null;
+    } catch (e) {
+      throw unreadable(name, e);
+    }
+    // If the file changed between the stat and the read, the read's version is the one remembered.
+    return this.remember(name, got);
+  }
+
+  /** The parsed settings of `got` (defaults when absent), remembered by version. */
+  private remember(name: string, got: { data: Buffer; info: BlobInfo } | null): RepoSettings {
+    if (!got) {
+      this.cache.delete(name);
+      return DEFAULT_SETTINGS;
+    }
+    let value: RepoSettings;
+    try {
+      value = merge(DEFAULT_SETTINGS, JSON.parse(got.data.toString('utf8')) as Partial<RepoSettings>);
     } catch (e) {
       this.cache.delete(name);
-      if (isNotFoundErrno(e)) return DEFAULT_SETTINGS;
       if (e instanceof SyntaxError) throw new CairnError('INVALID_ARGUMENT', `settings of ${name} are not valid JSON`);
       throw e;
     }
+    if (!this.cache.has(name) && this.cache.size >= 1024) this.cache.clear();
+    this.cache.set(name, { version: got.info.version, value, at: Date.now() });
+    return value;
+  }
+
+  /** The settings as stored now (any store). */
+  private async load(name: string): Promise<RepoSettings> {
+    let got;
+    try {
+      const r = this.store.readFast(this.key(name));
+      got = isNow(r) ? r : await r;
+    } catch (e) {
+      throw unreadable(name, e);
+    }
+    return this.remember(name, got);
+  }
+
+  /** A non-blocking store's settings as last read (refreshed in the background when older than REMOTE_TTL_MS); unread: fail closed. */
+  private remembered(name: string): RepoSettings {
+    const hit = this.cache.get(name);
+    if (hit && Date.now() - hit.at > REMOTE_TTL_MS && !hit.refreshing) {
+      hit.refreshing = true;
+      void this.load(name).catch(() => this.cache.delete(name));
+    }
+    if (hit) return hit.value;
+    void this.load(name).catch(() => undefined);
+    throw new CairnError('IO', `settings of ${name} not read yet`);
   }
 
   /** Whether Cairn owns `name` (one stat, as `current`). */
@@ -143,34 +179,30 @@ export class SettingsStore {
   }
 
   async update(name: string, patch: SettingsPatch): Promise<RepoSettings> {
-    const next = merge(await this.get(name), patch);
-    validate(next);
-    const file = this.file(name);
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-    const fh = await fsp.open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(JSON.stringify(next, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
+    const key = this.key(name);
+    for (;;) {
+      let got;
+      try {
+        got = await this.store.read(key);
+      } catch (e) {
+        throw unreadable(name, e);
+      }
+      const base = got ? this.remember(name, got) : DEFAULT_SETTINGS;
+      const next = merge(copy(base), patch);
+      validate(next);
+      const version = await this.store.compareAndSwap(key, Buffer.from(JSON.stringify(next, null, 2) + '\n'), got?.info.version ?? null);
+      if (version !== null) return next;
+      // Another writer changed them meanwhile: merge into theirs.
     }
-    await fsp.rename(tmp, file);
-    await fsyncDir(path.dirname(file));
-    return next;
   }
 }
 
-/** A file's identity and version; the times are fractional milliseconds (sub-microsecond resolution). */
-interface FileSignature {
-  ino: number;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-}
+/** How stale a non-blocking store's settings may be answered (the replicas' bound for a settings change). */
+export const REMOTE_TTL_MS = 1000;
 
-function sameFile(a: FileSignature, b: FileSignature): boolean {
-  return a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
+function unreadable(name: string, e: unknown): CairnError {
+  // ENOTDIR (DATA/settings is not a folder), a dangling symlink and the like: unreadable, never "public".
+  return new CairnError('IO', `settings of ${name} cannot be read: ${e instanceof Error ? e.message : String(e)}`);
 }
 
 /** Callers may modify what they get; the cache keeps its own. */

@@ -1,15 +1,14 @@
 /**
- * Per-repository signing keys on disk.
+ * Per-repository signing keys in the server's state store.
  *
  * Layout (beside the repositories, never inside a served repo, so no URL can
  * reach a secret):
  *
- *   DATA/keys/                 0700
- *   DATA/keys/NAME/            0700   one folder per repository NAME (DATA/repos/NAME)
+ *   DATA/keys/NAME/                   one folder per repository NAME (DATA/repos/NAME)
  *     gpg-secret.asc           0600   armored unprotected OpenPGP v4 secret key (source of truth)
- *     gpg.asc                  0644   armored public key, served as /repo/NAME/keys/gpg.asc
+ *     gpg.asc                  0600   armored public key, served as /repo/NAME/keys/gpg.asc
  *     ed25519.secret           0600   base64(seed ‖ public key), libsodium format (source of truth)
- *     ed25519.pub              0644   base64(public key), served as /repo/NAME/keys/ed25519.pub
+ *     ed25519.pub              0600   base64(public key), served as /repo/NAME/keys/ed25519.pub
  *
  * An operator may place their own keys there before the repository is first
  * used; missing secret keys are generated once. The secret files are the
@@ -17,17 +16,18 @@
  * does not match its secret is an error (it is what hosts import, so
  * silently replacing either side would break every host).
  *
- * Secrets are created by writing a temporary file (fsync'd), then hard-linking
- * it to the final name. link(2), unlike rename(2), fails when the name exists,
- * so of two processes generating at once exactly one wins, and both then use
- * whatever the final file holds; and the final name only ever points at a
- * complete file, so a crash never leaves half a key.
+ * The files are keys `keys/NAME/FILE` of the data location's state store
+ * (storage/backends/factory.ts stateStore: a folder's files are written 0600,
+ * an S3 location's are shared by replicas). Secrets are created write-once
+ * (Backend.create: a hard link of a complete temporary file on a folder,
+ * If-None-Match on S3), so of two processes generating at once exactly one
+ * wins and both then use whatever the store holds; a crash never leaves half
+ * a key.
  */
 
-import * as crypto from 'node:crypto';
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
-import { CairnError, isNotFoundErrno } from '../errors';
+import { CairnError } from '../errors';
+import type { Backend } from '../backends/backend';
+import { childLocation, stateStore } from '../backends/factory';
 import { validateRepoName } from '../repo/names';
 import {
   type Ed25519KeyPair,
@@ -56,38 +56,46 @@ export interface RepoKeys {
   readonly ed25519PublicFile: string;
 }
 
-/** Temporary files older than this are leftovers of a crashed writer. */
-const STALE_TEMP_MS = 10 * 60 * 1000;
-
+/** Where repository `name`'s keys are (a folder, or an S3 location): for messages and operators. */
 export function repoKeysDir(dataDir: string, name: string): string {
-  return path.join(dataDir, 'keys', validateRepoName(name));
+  return childLocation(dataDir, `keys/${validateRepoName(name)}`);
+}
+
+/** The store and key prefix of repository `name`'s keys. */
+function keysOf(dataDir: string, name: string): { store: Backend; prefix: string; dir: string } {
+  return { store: stateStore(dataDir), prefix: `keys/${validateRepoName(name)}/`, dir: repoKeysDir(dataDir, name) };
+}
+
+type Keys = ReturnType<typeof keysOf>;
+
+/** Whether repository `name` has a key folder at all (any of its files). */
+export async function hasRepoKeys(dataDir: string, name: string): Promise<boolean> {
+  const k = keysOf(dataDir, name);
+  for (const f of Object.values(KEY_FILES)) if (await k.store.stat(k.prefix + f)) return true;
+  return false;
 }
 
 /** The keys of repository `name`, generating whichever secret key is missing. */
 export async function ensureRepoKeys(dataDir: string, name: string): Promise<RepoKeys> {
-  const dir = repoKeysDir(dataDir, name);
-  await fsp.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
-  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-  await removeStaleTemps(dir);
-
-  const gpgSecret = await readOrCreate(dir, KEY_FILES.gpgSecret, async () => {
+  const k = keysOf(dataDir, name);
+  const gpgSecret = await readOrCreate(k, KEY_FILES.gpgSecret, async () => {
     return (await generateGpgKey(`Cairn repo ${name}`, 'cairn@localhost')).armoredPrivateKey;
   });
-  const edSecret = await readOrCreate(dir, KEY_FILES.ed25519Secret, async () => formatEd25519SecretKey(generateEd25519KeyPair()));
-  return finishLoading(name, dir, gpgSecret, edSecret, true);
+  const edSecret = await readOrCreate(k, KEY_FILES.ed25519Secret, async () => formatEd25519SecretKey(generateEd25519KeyPair()));
+  return finishLoading(name, k, gpgSecret, edSecret, true);
 }
 
 /** The keys of repository `name` as they are; NOT_FOUND if a secret key is missing. */
 export async function loadRepoKeys(dataDir: string, name: string): Promise<RepoKeys> {
-  const dir = repoKeysDir(dataDir, name);
-  const gpgSecret = await readRequired(dir, KEY_FILES.gpgSecret);
-  const edSecret = await readRequired(dir, KEY_FILES.ed25519Secret);
-  return finishLoading(name, dir, gpgSecret, edSecret, false);
+  const k = keysOf(dataDir, name);
+  const gpgSecret = await readRequired(k, KEY_FILES.gpgSecret);
+  const edSecret = await readRequired(k, KEY_FILES.ed25519Secret);
+  return finishLoading(name, k, gpgSecret, edSecret, false);
 }
 
 async function finishLoading(
   name: string,
-  dir: string,
+  k: Keys,
   gpgSecret: string,
   edSecret: string,
   writePublic: boolean,
@@ -95,14 +103,14 @@ async function finishLoading(
   const gpg = await withFile(KEY_FILES.gpgSecret, name, () => loadGpgSigningKey(gpgSecret));
   const ed25519 = await withFile(KEY_FILES.ed25519Secret, name, async () => parseEd25519SecretKey(edSecret));
 
-  const gpgPublicFile = await ensurePublic(dir, KEY_FILES.gpgPublic, gpg.armoredPublicKey, writePublic, async (text) => {
+  const gpgPublicFile = await ensurePublic(k, KEY_FILES.gpgPublic, gpg.armoredPublicKey, writePublic, async (text) => {
     const keys = await readGpgPublicKeys(text);
     return keys.length === 1 && keys[0]!.getFingerprint().toUpperCase() === gpg.fingerprint;
   });
-  const ed25519PublicFile = await ensurePublic(dir, KEY_FILES.ed25519Public, formatEd25519PublicKey(ed25519.publicKey), writePublic, async (text) =>
+  const ed25519PublicFile = await ensurePublic(k, KEY_FILES.ed25519Public, formatEd25519PublicKey(ed25519.publicKey), writePublic, async (text) =>
     parseEd25519PublicKey(text).equals(ed25519.publicKey),
   );
-  return { name, dir, gpg, ed25519, gpgPublicFile, ed25519PublicFile };
+  return { name, dir: k.dir, gpg, ed25519, gpgPublicFile, ed25519PublicFile };
 }
 
 /** Names the file in errors about its contents: the operator has to know which one to fix. */
@@ -115,45 +123,25 @@ async function withFile<T>(file: string, name: string, load: () => Promise<T>): 
   }
 }
 
-async function readRequired(dir: string, file: string): Promise<string> {
-  try {
-    return await fsp.readFile(path.join(dir, file), 'utf8');
-  } catch (e) {
-    if (isNotFoundErrno(e)) throw new CairnError('NOT_FOUND', `no signing key ${path.join(dir, file)}`);
-    throw ioError(e, dir);
-  }
+async function readOptional(k: Keys, file: string): Promise<string | null> {
+  const got = await k.store.read(k.prefix + file);
+  return got ? got.data.toString('utf8') : null;
 }
 
-async function readOptional(p: string): Promise<string | null> {
-  try {
-    return await fsp.readFile(p, 'utf8');
-  } catch (e) {
-    if (isNotFoundErrno(e)) return null;
-    throw ioError(e, p);
-  }
+async function readRequired(k: Keys, file: string): Promise<string> {
+  const text = await readOptional(k, file);
+  if (text === null) throw new CairnError('NOT_FOUND', `no signing key ${k.dir}/${file}`);
+  return text;
 }
 
-/** The secret in `dir/file`; if absent, `make()` one and publish it exclusively (see the header). */
-async function readOrCreate(dir: string, file: string, make: () => Promise<string>): Promise<string> {
-  const final = path.join(dir, file);
-  const existing = await readOptional(final);
+/** The secret `file`; if absent, `make()` one and create it write-once (see the header). */
+async function readOrCreate(k: Keys, file: string, make: () => Promise<string>): Promise<string> {
+  const existing = await readOptional(k, file);
   if (existing !== null) return existing;
-
-  const tmp = await writeTemp(dir, file, await make(), 0o600);
-  try {
-    await fsp.link(tmp, final);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    // EEXIST: another process (or an operator) got there first; theirs is the key.
-    if (code !== 'EEXIST') {
-      throw new CairnError('IO', `cannot create ${final} (the key store needs hard links for exclusive creation): ${(e as Error).message}`);
-    }
-  } finally {
-    await fsp.rm(tmp, { force: true });
-  }
-  await fsyncDir(dir);
-  const winner = await readOptional(final);
-  if (winner === null) throw new CairnError('IO', `${final} vanished right after it was created`);
+  // false: another process (or an operator) got there first; theirs is the key.
+  await k.store.create(k.prefix + file, Buffer.from(await make(), 'utf8'));
+  const winner = await readOptional(k, file);
+  if (winner === null) throw new CairnError('IO', `${k.dir}/${file} vanished right after it was created`);
   return winner;
 }
 
@@ -162,14 +150,13 @@ async function readOrCreate(dir: string, file: string, make: () => Promise<strin
  * replacing nothing but a missing file) when absent, checked when present.
  */
 async function ensurePublic(
-  dir: string,
+  k: Keys,
   file: string,
   expected: string,
   write: boolean,
   matches: (text: string) => Promise<boolean>,
 ): Promise<string> {
-  const final = path.join(dir, file);
-  const present = await readOptional(final);
+  const present = await readOptional(k, file);
   if (present !== null) {
     let ok = false;
     try {
@@ -178,68 +165,12 @@ async function ensurePublic(
       ok = false;
     }
     if (!ok) {
-      throw new CairnError('INVALID_ARGUMENT', `${final} is not the public half of the secret key beside it; fix or remove it`);
+      throw new CairnError('INVALID_ARGUMENT', `${k.dir}/${file} is not the public half of the secret key beside it; fix or remove it`);
     }
     return present;
   }
   if (!write) return expected;
-  // Concurrent writers derive identical bytes from the same secret, so a plain rename race is harmless.
-  const tmp = await writeTemp(dir, file, expected, 0o644);
-  try {
-    await fsp.rename(tmp, final);
-  } catch (e) {
-    await fsp.rm(tmp, { force: true });
-    throw ioError(e, final);
-  }
-  await fsyncDir(dir);
+  // Concurrent writers derive identical bytes from the same secret: whichever lands is the same.
+  await k.store.create(k.prefix + file, Buffer.from(expected, 'utf8'));
   return expected;
-}
-
-const TEMP_SUFFIX = '.tmp';
-
-async function writeTemp(dir: string, file: string, contents: string, mode: number): Promise<string> {
-  const tmp = path.join(dir, `.${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(tmp, 'wx', mode);
-    await fh.chmod(mode); // open()'s mode is filtered by the umask; the key modes are not negotiable
-    await fh.writeFile(contents, 'utf8');
-    await fh.sync();
-  } catch (e) {
-    await fh?.close().catch(() => undefined);
-    fh = undefined;
-    await fsp.rm(tmp, { force: true });
-    throw ioError(e, tmp);
-  } finally {
-    await fh?.close();
-  }
-  return tmp;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Temporary files are only ever seconds old unless their writer died: remove old ones (they may hold secrets). */
-async function removeStaleTemps(dir: string): Promise<void> {
-  const now = Date.now();
-  for (const entry of await fsp.readdir(dir)) {
-    if (!entry.startsWith('.') || !entry.endsWith(TEMP_SUFFIX)) continue;
-    const p = path.join(dir, entry);
-    try {
-      const st = await fsp.stat(p);
-      if (now - st.mtimeMs > STALE_TEMP_MS) await fsp.rm(p, { force: true });
-    } catch {
-      // raced with its owner or another cleaner: nothing to do
-    }
-  }
-}
-
-function ioError(e: unknown, p: string): CairnError {
-  return new CairnError('IO', `${p}: ${(e as Error).message}`);
 }

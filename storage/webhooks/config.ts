@@ -1,13 +1,12 @@
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { CairnError, isNotFoundErrno } from '../errors';
-import { fsyncDir } from '../backends/fs';
+import { CairnError } from '../errors';
+import type { Backend } from '../backends/backend';
+import { stateStore } from '../backends/factory';
 import { validateRepoName } from '../repo/names';
 
 /**
- * The webhooks of a repository: server state (like its settings), in
- * DATA/webhooks/NAME.json, mode 0600 since it holds the secrets. Set as a
+ * The webhooks of a repository: server state (like its settings), the key
+ * `webhooks/NAME.json` of the data location's state store
+ * (DATA/webhooks/NAME.json, mode 0600 since it holds the secrets). Set as a
  * whole (PUT /api/repos/NAME/webhooks, admin); the API never answers a secret.
  */
 
@@ -28,18 +27,24 @@ export interface WebhookConfig {
 export const MAX_WEBHOOKS = 10;
 
 export class WebhookStore {
-  constructor(readonly dataDir: string) {}
+  private readonly store: Backend;
 
-  private file(repo: string): string {
-    return path.join(this.dataDir, 'webhooks', `${validateRepoName(repo)}.json`);
+  constructor(readonly dataDir: string) {
+    this.store = stateStore(dataDir);
+  }
+
+  private key(repo: string): string {
+    return `webhooks/${validateRepoName(repo)}.json`;
   }
 
   async get(repo: string): Promise<WebhookConfig[]> {
+    const key = this.key(repo);
     let raw: string;
     try {
-      raw = await fsp.readFile(this.file(repo), 'utf8');
+      const got = await this.store.read(key);
+      if (!got) return [];
+      raw = got.data.toString('utf8');
     } catch (e) {
-      if (isNotFoundErrno(e)) return [];
       throw new CairnError('IO', `webhooks of ${repo} cannot be read: ${(e as Error).message}`);
     }
     try {
@@ -50,21 +55,10 @@ export class WebhookStore {
     }
   }
 
-  /** Replaces the repository's webhooks (crash-safe: temp file, fsync, rename). */
+  /** Replaces the repository's webhooks (Backend.write: crash-safe, atomic). */
   async set(repo: string, hooks: WebhookConfig[]): Promise<WebhookConfig[]> {
     const valid = validateWebhooks(hooks);
-    const file = this.file(repo);
-    await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-    const fh = await fsp.open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify({ hooks: valid }, null, 2) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, file);
-    await fsyncDir(path.dirname(file));
+    await this.store.write(this.key(repo), Buffer.from(JSON.stringify({ hooks: valid }, null, 2) + '\n'));
     return valid;
   }
 }
