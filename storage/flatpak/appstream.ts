@@ -107,12 +107,16 @@ export function extractComponents(text: string): Component[] {
   let idText: string | null = null;
   let idStart = -1;
   const bad = (why: string) => new CairnError('INVALID_ARGUMENT', `appstream XML: ${why}`);
+  // The components are copied into one catalogue for every app: what is not well formed in one breaks every client's parse of all.
+  if (BAD_CHAR.test(text)) throw bad('a character XML does not allow');
   while (i < text.length) {
     const lt = text.indexOf('<', i);
+    checkText(text.slice(i, lt === -1 ? text.length : lt), bad);
     if (lt === -1) break;
     if (text.startsWith('<!--', lt)) {
-      const end = text.indexOf('-->', lt + 4);
+      const end = text.indexOf('--', lt + 4);
       if (end === -1) throw bad('unterminated comment');
+      if (text[end + 2] !== '>') throw bad('"--" inside a comment');
       i = end + 3;
       continue;
     }
@@ -123,6 +127,7 @@ export function extractComponents(text: string): Component[] {
       continue;
     }
     if (text.startsWith('<?', lt)) {
+      if (stack.length > 0) throw bad('a processing instruction inside an element');
       const end = text.indexOf('?>', lt + 2);
       if (end === -1) throw bad('unterminated processing instruction');
       i = end + 2;
@@ -135,13 +140,14 @@ export function extractComponents(text: string): Component[] {
     if (/[<]/.test(inner)) throw bad('"<" inside a tag');
     // Attribute values may not hide a ">" here: we cut at the first one and check quotes balance.
     if ((inner.match(/"/g)?.length ?? 0) % 2 !== 0 || (inner.match(/'/g)?.length ?? 0) % 2 !== 0) throw bad('a quote or ">" inside an attribute value');
+    if (!inner.startsWith('/')) checkStartTag(inner, bad);
     if (inner.startsWith('/')) {
-      const name = inner.slice(1).trim();
+      const name = inner.slice(1).trimEnd();
       const open = stack.pop();
       if (!open || open.name !== name) throw bad(`</${name.slice(0, 50)}> does not close <${open?.name.slice(0, 50) ?? 'nothing'}>`);
       if (name === 'id' && componentStart !== -1 && idText === null && idStart !== -1) idText = text.slice(idStart, lt).trim();
       if (name === 'component' && componentStart !== -1 && (stack.length === 0 || (stack.length === 1 && stack[0]!.name === 'components'))) {
-        if (idText) out.push({ xml: text.slice(componentStart, gt + 1), id: idText });
+        if (idText) out.push({ xml: plainComponent(text.slice(componentStart, gt + 1)), id: idText });
         componentStart = -1;
         idText = null;
         idStart = -1;
@@ -163,16 +169,61 @@ export function extractComponents(text: string): Component[] {
   return out;
 }
 
+/** Characters outside XML 1.0's Char production (lone surrogates cannot come out of a UTF-8 decode). */
+const BAD_CHAR = /[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/;
+const REF = /&(#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6}|[A-Za-z_][A-Za-z0-9._-]*)?;?/g;
+const ATTR = /\s+([A-Za-z_][A-Za-z0-9._:-]*)\s*=\s*("[^"<]*"|'[^'<]*')/y;
+
+/** Character data or an attribute value: `&` only as the five predefined entities or a reference to an allowed character; no `]]>`. */
+function checkText(s: string, bad: (why: string) => Error): void {
+  if (s.includes(']]>')) throw bad('"]]>" outside CDATA');
+  if (!s.includes('&')) return;
+  for (const m of s.matchAll(REF)) {
+    const body = m[1];
+    if (!m[0].endsWith(';') || body === undefined) throw bad('a bare "&"');
+    if (body.startsWith('#')) {
+      const c = body[1] === 'x' ? parseInt(body.slice(2), 16) : parseInt(body.slice(1), 10);
+      const ok = c === 0x9 || c === 0xa || c === 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) || (c >= 0x10000 && c <= 0x10ffff);
+      if (!ok) throw bad(`a reference to a character XML does not allow (${body.slice(0, 20)})`);
+    } else if (!['amp', 'lt', 'gt', 'quot', 'apos'].includes(body)) throw bad(`an undeclared entity &${body.slice(0, 50)};`);
+  }
+}
+
+/** `name attr="v" …` (optionally ending in `/`): the name first, attributes quoted, each once. */
+function checkStartTag(inner: string, bad: (why: string) => Error): void {
+  const name = /^[A-Za-z_][A-Za-z0-9._:-]*/.exec(inner)?.[0];
+  if (!name) throw bad(`bad element name ${inner.slice(0, 50)}`);
+  const seen = new Set<string>();
+  let pos = name.length;
+  for (;;) {
+    ATTR.lastIndex = pos;
+    const m = ATTR.exec(inner);
+    if (!m) break;
+    if (seen.has(m[1]!)) throw bad(`attribute ${m[1]!.slice(0, 50)} given twice`);
+    seen.add(m[1]!);
+    checkText(m[2]!.slice(1, -1), bad);
+    pos = ATTR.lastIndex;
+  }
+  if (!/^\s*\/?$/.test(inner.slice(pos))) throw bad(`a malformed attribute in <${name.slice(0, 50)}>`);
+}
+
+/** A component's text without comments, its CDATA sections as escaped text: what is left is elements and character data only. */
+function plainComponent(xml: string): string {
+  return xml.replace(/<!--[\s\S]*?-->|<!\[CDATA\[([\s\S]*?)\]\]>/g, (_m, cdata: string | undefined) => (cdata === undefined ? '' : escapeXml(cdata)));
+}
+
 function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
 /** validate_component: the id must be the app's (or start with it and a dot); the bundle says which ref. */
-function migrate(c: Component, ref: string, id: string, runtime: string | undefined, sdk: string | undefined): string | null {
+export function migrate(c: Component, ref: string, id: string, runtime: string | undefined, sdk: string | undefined): string | null {
   let cid = c.id;
   if (cid.endsWith('.desktop') && !id.endsWith('.desktop')) cid = cid.slice(0, -'.desktop'.length);
   if (!(cid === id || cid.startsWith(id + '.'))) return null;
-  let xml = c.xml.replace(/<bundle[\s>][\s\S]*?<\/bundle>|<bundle\b[^>]*\/>/g, '');
+  // The component has no comments or CDATA left (plainComponent): a <bundle is an element. One with child elements is not flatpak's: the component is left out.
+  let xml = c.xml.replace(/<bundle(?:\s[^>]*)?\/>|<bundle(?:\s[^>]*)?>[^<]*<\/bundle\s*>/g, '');
+  if (/<\/?bundle[\s/>]/.test(xml)) return null;
   const attrs = [`type="flatpak"`];
   if (runtime && !runtime.startsWith('runtime/')) attrs.push(`runtime="${escapeXml(runtime)}"`);
   if (sdk) attrs.push(`sdk="${escapeXml(sdk)}"`);
