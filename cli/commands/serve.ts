@@ -9,14 +9,23 @@ import { createLogger } from '../../server/logging';
 import { batchedSink } from '../../server/logsink';
 import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 import { validateRepoName } from '../../storage/repo/names';
+import { locationKind } from '../../storage/backends/factory';
+import { parseS3Url } from '../../storage/backends/s3';
 
-const usage = `Usage: cairn serve [--data DIR] [--port N] [--host ADDR] [--workers N] [--mount PREFIX=DIR]...
+const usage = `Usage: cairn serve [--data DIR | --storage s3://BUCKET/PREFIX] [--port N] [--host ADDR] [--workers N] [--mount PREFIX=DIR]...
 
 Serves every OSTree archive repository DIR/repos/NAME at /repo/NAME/.
 On first start with no repository, creates DIR/repos/main.
 
 Options:
   --data DIR            data folder (env CAIRN_DATA, default ./data)
+  --storage LOCATION    where repositories and server state live instead of the data
+                        folder (env CAIRN_STORAGE): a folder, file://PATH, or
+                        s3://BUCKET/PREFIX on an S3-compatible store (endpoint
+                        CAIRN_S3_ENDPOINT, the standard AWS credentials and AWS_REGION);
+                        replicas on one location share repositories, settings, keys and
+                        revocations (give them one CAIRN_TOKEN_SECRET); --data then names
+                        only local scratch
   --port N              TCP port, 0 picks a free one (env CAIRN_PORT, default 8080)
   --host ADDR           address to listen on (env CAIRN_HOST, default 127.0.0.1)
   --workers N           processes answering requests (env CAIRN_WORKERS, default: the
@@ -43,6 +52,7 @@ export const serve: Command = {
   async run(args) {
     const { values } = parseCommandLine('serve', args, {
       data: { type: 'string' },
+      storage: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       mount: { type: 'string', multiple: true },
@@ -50,7 +60,8 @@ export const serve: Command = {
       'follow-symlinks': { type: 'boolean' },
     }, false);
     const env = process.env;
-    const dataDir = dataDirOption(values.data);
+    const storage = values.storage ?? env.CAIRN_STORAGE;
+    const dataDir = storage !== undefined && storage !== '' ? storageOption(storage) : dataDirOption(values.data);
     const port = parsePort(values.port ?? env.CAIRN_PORT ?? '8080');
     const host = values.host ?? env.CAIRN_HOST ?? '127.0.0.1';
     const mounts = (values.mount ?? []).map(parseMount);
@@ -87,6 +98,19 @@ export function parseWorkers(s: string | undefined, cpus = os.availableParalleli
   if (s === undefined || s === '' || s === 'auto') return defaultWorkers(cpus);
   if (!/^\d{1,3}$/.test(s) || Number(s) < 1 || Number(s) > 256) throw new UsageError(`invalid --workers "${s}": use 1-256 or auto`, 'serve');
   return Number(s);
+}
+
+/** A storage location as the driver factory takes it (a folder made absolute). */
+function storageOption(s: string): string {
+  try {
+    if (locationKind(s) === 's3') {
+      parseS3Url(s);
+      return s.replace(/\/+$/, '');
+    }
+  } catch (e) {
+    throw new UsageError(`invalid --storage "${s.slice(0, 200)}": ${(e as Error).message}`, 'serve');
+  }
+  return path.resolve(s.startsWith('file://') ? decodeURIComponent(s.slice('file://'.length)) : s);
 }
 
 function parsePort(s: string): number {
