@@ -123,7 +123,7 @@ type WorkerResult = Required<Pick<DeltaJobResult, 'digest' | 'totalSize' | 'part
 export async function compileDeltaTask(p: WorkerParams, progress: (p: JobProgress) => void, ctx?: WorkerTaskContext): Promise<WorkerResult> {
   const repo = await new RepoRegistry(p.dataDir).open(p.repo);
   if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${p.repo}`);
-  assertOwned(new SettingsStore(p.dataDir).current(p.repo), p.repo);
+  assertOwned(await new SettingsStore(p.dataDir).get(p.repo), p.repo);
   progress({ done: 0, phase: 'compiling' });
   const r = await compileDelta(repo, p.from, p.to, {
     ...p.options,

@@ -107,7 +107,13 @@ export class RepoRegistry {
     } catch (e) {
       return fail(e);
     }
-    return isNow(config) ? settle(config) : config.then(settle, fail);
+    if (isNow(config)) return settle(config);
+    // A store that is not blocking: its settings are read with it (SettingsStore.current answers from what was read).
+    return config.then(async (c) => {
+      const r = settle(c);
+      if (r) await new SettingsStore(this.dataDir).get(name);
+      return r;
+    }, fail);
   }
 
   /** Repository `name`'s store, from the driver factory. */

@@ -84,11 +84,15 @@ export function assertOwned(settings: Readonly<Pick<RepoSettings, 'owned'>>, nam
  * read), so concurrent updates from several processes never lose one.
  */
 export class SettingsStore {
-  private readonly cache = new Map<string, { version: string; value: RepoSettings; at: number; refreshing?: boolean }>();
+  private readonly cache: Map<string, CachedSettings>;
   readonly store: Backend;
 
   constructor(readonly dataDir: string) {
     this.store = stateStore(dataDir);
+    // One cache per store: every SettingsStore of a data location in this process sees what one read.
+    let c = caches.get(this.store);
+    if (!c) caches.set(this.store, (c = new Map()));
+    this.cache = c;
   }
 
   private key(name: string): string {
@@ -133,7 +137,8 @@ export class SettingsStore {
   /** The parsed settings of `got` (defaults when absent), remembered by version. */
   private remember(name: string, got: { data: Buffer; info: BlobInfo } | null): RepoSettings {
     if (!got) {
-      this.cache.delete(name);
+      // Absence remembered too (a store that is not blocking answers from here).
+      this.cache.set(name, { version: '-', value: DEFAULT_SETTINGS, at: Date.now() });
       return DEFAULT_SETTINGS;
     }
     let value: RepoSettings;
@@ -166,7 +171,10 @@ export class SettingsStore {
     const hit = this.cache.get(name);
     if (hit && Date.now() - hit.at > REMOTE_TTL_MS && !hit.refreshing) {
       hit.refreshing = true;
-      void this.load(name).catch(() => this.cache.delete(name));
+      void this.load(name).then(
+        () => undefined,
+        () => this.cache.delete(name),
+      );
     }
     if (hit) return hit.value;
     void this.load(name).catch(() => undefined);
@@ -196,6 +204,16 @@ export class SettingsStore {
     }
   }
 }
+
+interface CachedSettings {
+  /** The stored file's version ('-': absent). */
+  version: string;
+  value: RepoSettings;
+  at: number;
+  refreshing?: boolean;
+}
+
+const caches = new WeakMap<Backend, Map<string, CachedSettings>>();
 
 /** How stale a non-blocking store's settings may be answered (the replicas' bound for a settings change). */
 export const REMOTE_TTL_MS = 1000;

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { S3Backend } from '../../storage/backends/s3';
 import { objectKey, ObjectType } from '../../storage/objects/types';
-import { startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, removeTempDirs } from '../helpers/ostree';
 import { cli, saveGpgKey, verifyingPull } from '../e2e/publish-helpers';
 import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
@@ -62,6 +62,11 @@ test('cairn serve --storage s3://…: cairn push publishes through it, the stock
   assert.equal((await b.read(`repos/main/refs/heads/${REF}`))?.data.toString().trim(), commit);
   assert.ok(await b.stat('repos/main/summary.sig'));
   assert.ok(await b.stat('keys/main/gpg-secret.asc'), 'signing keys live in the store');
+  // The delta policy's from-scratch delta to the new head was built (in the store) by the job queue.
+  await jobsSettled(cairn.url);
+  const deltas: string[] = [];
+  for await (const k of b.list('repos/main/deltas')) deltas.push(k);
+  assert.ok(deltas.some((k) => k.endsWith('/superblock')), `a delta superblock in the bucket: ${deltas.join(', ')}`);
   // ... and nothing of it in the local data folder.
   const local_ = await fsp.readdir(scratch).catch(() => [] as string[]);
   assert.ok(!local_.includes('repos') && !local_.includes('keys'), `scratch holds ${local_.join(', ')}`);
