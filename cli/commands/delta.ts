@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { compileDelta } from '../../storage/deltas/compile';
 import { deltaName, parseDeltaName } from '../../storage/deltas/format';
 import { deltaExists, listDeltas } from '../../storage/deltas/inventory';
@@ -9,7 +8,7 @@ import { isChecksum } from '../../storage/objects/checksum';
 import { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
 import { updateSummary, type SummarySigner } from '../../storage/repo/summary';
-import { repoKeysDir } from '../../storage/signing/keys';
+import { hasRepoKeys } from '../../storage/signing/keys';
 import { createServerContext } from '../../server/bootstrap';
 import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
 import { ownedOrAdopt } from './adopt';
@@ -156,7 +155,7 @@ async function generate(repo: Repo, dataDir: string, registry: RepoRegistry, toA
 
 /** Signs like `cairn serve` when the repository has keys; never creates keys from here. */
 async function summarySigner(dataDir: string, registry: RepoRegistry, repo: Repo): Promise<SummarySigner | undefined> {
-  if (!existsSync(repoKeysDir(dataDir, repo.name))) return undefined;
+  if (!(await hasRepoKeys(dataDir, repo.name))) return undefined;
   const ctx = await createServerContext(dataDir, registry, { deltas: false });
   return (await ctx.signerFor(repo))?.signSummary;
 }

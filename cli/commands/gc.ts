@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { CairnError } from '../../storage/errors';
 import { parseDuration } from '../../storage/maintenance/duration';
 import { DEFAULT_GRACE_MS, gc } from '../../storage/maintenance/gc';
@@ -6,7 +5,7 @@ import { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
 import { SettingsStore } from '../../storage/repo/settings';
 import type { SummarySigner } from '../../storage/repo/summary';
-import { repoKeysDir } from '../../storage/signing/keys';
+import { hasRepoKeys } from '../../storage/signing/keys';
 import { createServerContext } from '../../server/bootstrap';
 import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
 
@@ -89,7 +88,7 @@ export async function openOwnedRepo(dataDir: string, name: string | undefined, w
 
 /** Signs a regenerated summary as 'cairn serve' does when the repository has keys; never creates keys. */
 export async function maintenanceSigner(dataDir: string, registry: RepoRegistry, repo: Repo): Promise<SummarySigner | undefined> {
-  if (!existsSync(repoKeysDir(dataDir, repo.name))) return undefined;
+  if (!(await hasRepoKeys(dataDir, repo.name))) return undefined;
   const ctx = await createServerContext(dataDir, registry, { deltas: false });
   return (await ctx.signerFor(repo))?.signSummary;
 }
