@@ -139,6 +139,7 @@ function treeItem(e: TreeEntry): TreeItem {
     archivedSize: e.archivedSize,
     target: e.symlinkTarget,
     xattrs: e.xattrs,
+    ...(e.xattrsTruncated ? { xattrsTruncated: true } : {}),
     checksum: e.checksum,
     metaChecksum: e.metaChecksum,
   };

@@ -311,6 +311,7 @@ Object.assign(COMPONENTS, {
       archivedSize: { ...nullableInteger, description: 'bytes of the stored .filez (null for directories)' },
       target: { ...nullableString, description: 'symlink target' },
       xattrs: { type: 'array', items: xattr },
+      xattrsTruncated: { type: 'boolean', description: 'present (true) when only the first xattrs are shown (at most 256, 16 KiB of names and values)' },
       checksum: { ...checksum, description: 'content checksum, or dirtree checksum of a directory' },
       metaChecksum: { ...nullableChecksum, description: 'dirmeta checksum of a directory' },
     },
@@ -529,6 +530,7 @@ export interface TreeItem {
   archivedSize: number | null;
   target: string | null;
   xattrs: unknown[];
+  xattrsTruncated?: boolean;
   checksum: string;
   metaChecksum: string | null;
 }

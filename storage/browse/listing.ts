@@ -8,7 +8,8 @@ import { CairnError } from '../errors';
 import { isSymlink } from '../objects/content';
 import { S_IFMT } from '../objects/dirmeta';
 import type { Repo } from '../repo/repo';
-import { openContent, readContentHead } from './content';
+import type { Xattr } from '../objects/xattrs';
+import { openContent, readContentHead, type ContentHead } from './content';
 import { xattrJson, type XattrJson } from './json';
 import { joinPath, loadDirMeta, loadDirTree, pathSegments, resolvePath } from './trees';
 
@@ -32,6 +33,8 @@ export interface TreeEntry {
   archivedSize: number | null;
   symlinkTarget: string | null;
   xattrs: XattrJson[];
+  /** Present (true) when `xattrs` shows only the first of them: at most MAX_XATTRS_SHOWN, MAX_XATTR_BYTES_SHOWN bytes of names and values. */
+  xattrsTruncated?: true;
   /** Content checksum (files, symlinks) or dirtree checksum (directories). */
   checksum: string;
   /** Dirmeta checksum of a directory, else null. */
@@ -39,6 +42,27 @@ export interface TreeEntry {
 }
 
 /** Entries one page holds by default, and at most. */
+/**
+ * Extended attributes shown per entry, and bytes of their names and values.
+ * A header may hold up to MAX_ARCHIVE_HEADER (1 MiB) of them, ~80,000 empty
+ * ones: shown whole, one such file made ~4.5 MB of JSON per entry, and a
+ * directory naming it 1,000 times a page of gigabytes. Real files carry a
+ * few (SELinux label, capabilities, IMA signature).
+ */
+export const MAX_XATTRS_SHOWN = 256;
+export const MAX_XATTR_BYTES_SHOWN = 16 * 1024;
+
+function xattrsShown(list: readonly Xattr[]): Pick<TreeEntry, 'xattrs' | 'xattrsTruncated'> {
+  const out: XattrJson[] = [];
+  let bytes = 0;
+  for (const x of list) {
+    bytes += Buffer.byteLength(x.name) + x.value.length;
+    if (out.length >= MAX_XATTRS_SHOWN || bytes > MAX_XATTR_BYTES_SHOWN) return { xattrs: out, xattrsTruncated: true };
+    out.push(xattrJson(x));
+  }
+  return { xattrs: out };
+}
+
 export const DEFAULT_TREE_PAGE = 200;
 export const MAX_TREE_PAGE = 1000;
 
@@ -73,10 +97,17 @@ export async function listDirectory(repo: Repo, commit: string, path: string, op
   const entries: TreeEntry[] = [];
   const end = Math.min(total, offset + limit);
   const jobs: Array<() => Promise<TreeEntry>> = [];
+  // A directory may name one object many times: its header is read and decoded once per page.
+  const heads = new Map<string, Promise<ContentHead>>();
+  const headOf = (checksum: string) => {
+    let p = heads.get(checksum);
+    if (!p) heads.set(checksum, (p = readContentHead(repo, checksum)));
+    return p;
+  };
   for (let i = offset; i < end; i++) {
     if (i < dt.files.length) {
       const f = dt.files[i]!;
-      jobs.push(() => fileEntry(repo, [...segs, f.name], f.checksum));
+      jobs.push(() => fileEntry(repo, [...segs, f.name], f.checksum, headOf));
     } else {
       const d = dt.dirs[i - dt.files.length]!;
       jobs.push(() => dirEntry(repo, [...segs, d.name], d.treeChecksum, d.metaChecksum));
@@ -111,14 +142,14 @@ async function dirEntry(repo: Repo, segs: string[], tree: string, meta: string):
     size: 0,
     archivedSize: null,
     symlinkTarget: null,
-    xattrs: m.xattrs.map((x) => xattrJson(x)),
+    ...xattrsShown(m.xattrs),
     checksum: tree,
     metaChecksum: meta,
   };
 }
 
-async function fileEntry(repo: Repo, segs: string[], checksum: string): Promise<TreeEntry> {
-  const h = await readContentHead(repo, checksum);
+async function fileEntry(repo: Repo, segs: string[], checksum: string, headOf: (checksum: string) => Promise<ContentHead> = (c) => readContentHead(repo, c)): Promise<TreeEntry> {
+  const h = await headOf(checksum);
   const link = isSymlink(h.header);
   return {
     name: segs[segs.length - 1]!,
@@ -131,7 +162,7 @@ async function fileEntry(repo: Repo, segs: string[], checksum: string): Promise<
     size: link ? 0 : h.size,
     archivedSize: h.storedSize,
     symlinkTarget: link ? h.header.symlinkTarget : null,
-    xattrs: h.header.xattrs.map((x) => xattrJson(x)),
+    ...xattrsShown(h.header.xattrs),
     checksum,
     metaChecksum: null,
   };
