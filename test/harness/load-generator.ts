@@ -75,4 +75,5 @@ function run(cfg: Start): void {
   });
 }
 
-process.once('message', (m: Start) => run(m));
+// Only as a child with an IPC channel (`node --test dist/test/` also runs this file alone: nothing to do).
+if (process.send) process.once('message', (m: Start) => run(m));
