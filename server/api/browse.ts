@@ -468,7 +468,7 @@ export const browseRoutes: AnyRoute[] = [
     label: 'api_diff',
     summary: 'The difference between two commits, as `ostree diff` reports it, with sizes, modes, owners, xattrs and optional unified text diffs',
     description:
-      'Subtrees the two commits share are not entered. At most `limit` entries in all (`truncated` then). With `text=1`, the first `texts` modified regular files carry a unified diff when both sides are small UTF-8 text.',
+      'Subtrees the two commits share are not entered. At most `limit` entries in all, and a bound on large file headers (xattrs) decoded (`truncated` then). With `text=1`, the first `texts` modified regular files carry a unified diff when both sides are small UTF-8 text.',
     access: { repo: 'read' },
     query: {
       type: 'object',

@@ -85,6 +85,14 @@ export const MAX_TEXT_DIFFS = 100;
  * 100 text diffs of dissimilar files held the server for 100 × the per-file limit.
  */
 export const TEXT_DIFF_BUDGET_MS = 1000;
+/**
+ * Content headers over LARGE_HEADER bytes (real ones are a few hundred; up
+ * to 1 MiB of xattrs is possible, ~0.25 s and ~60 MB to decode) count
+ * towards MAX_LARGE_HEADER_BYTES per diff, their bytes above LARGE_HEADER;
+ * past it the diff stops there (`truncated`), as at `maxEntries`.
+ */
+const LARGE_HEADER = 4096;
+export const MAX_LARGE_HEADER_BYTES = 8 * 1024 * 1024;
 
 export interface DiffOptions {
   /** Most entries in all three lists together (default DEFAULT_DIFF_ENTRIES, at most MAX_DIFF_ENTRIES). */
@@ -126,8 +134,11 @@ export async function diffCommits(repo: Repo, from: string, to: string, opts: Di
     lastYield = performance.now();
   };
 
+  let largeHeaderBytes = 0;
   const contentSide = async (checksum: string): Promise<{ side: DiffSide; header: FileHeader }> => {
     const h = await readContentHead(repo, checksum);
+    largeHeaderBytes += Math.max(0, h.bodyOffset - LARGE_HEADER);
+    if (largeHeaderBytes > MAX_LARGE_HEADER_BYTES) throw new Full();
     const link = isSymlink(h.header);
     return {
       header: h.header,
@@ -167,9 +178,15 @@ export async function diffCommits(repo: Repo, from: string, to: string, opts: Di
     }
     out.modified.push(m);
   };
+  // Added and removed files need only kind and size: one header read per object, however many names it has.
+  const kindSize = new Map<string, { kind: EntryKind; size: number }>();
   const entry = async (path: string, c: Child): Promise<DiffEntry> => {
     if (c.kind === 'dir') return { path, kind: 'dir', checksum: c.tree, size: 0 };
-    const s = (await contentSide(c.checksum)).side;
+    let s = kindSize.get(c.checksum);
+    if (!s) {
+      const side = (await contentSide(c.checksum)).side;
+      kindSize.set(c.checksum, (s = { kind: side.kind, size: side.size }));
+    }
     return { path, kind: s.kind, checksum: c.checksum, size: s.size };
   };
   const addAll = async (segs: string[], tree: string): Promise<void> => {
