@@ -32,7 +32,14 @@ const truncated = (checksum: string) => new CairnError('INVALID_OBJECT', `conten
  * its file (4 KiB, more only for a header with large xattrs, at most
  * MAX_ARCHIVE_HEADER). NOT_FOUND when absent.
  */
-export async function readContentHead(repo: Repo, checksum: string): Promise<ContentHead> {
+/** Thrown by readContentHead when `admit` refused the header's size (nothing decoded). */
+export class HeaderRefused extends Error {
+  constructor(readonly headerBytes: number) {
+    super(`content header of ${headerBytes} bytes not admitted`);
+  }
+}
+
+export async function readContentHead(repo: Repo, checksum: string, opts: { admit?: (headerBytes: number) => boolean } = {}): Promise<ContentHead> {
   const key = objectKey(validateChecksum(checksum), ObjectType.File);
   const reader = await repo.backend.openReader(key);
   if (!reader) throw absent(checksum);
@@ -40,6 +47,7 @@ export async function readContentHead(repo: Repo, checksum: string): Promise<Con
     const storedSize = reader.info.size;
     let head = await readAt(reader, 0, Math.min(storedSize, FIRST_READ));
     const need = headerNeed(checksum, head);
+    if (opts.admit && !opts.admit(need)) throw new HeaderRefused(need);
     if (head.length < need) {
       if (need > storedSize) throw truncated(checksum);
       head = Buffer.concat([head, await readAt(reader, head.length, need - head.length)]);

@@ -9,7 +9,7 @@ import { isSymlink } from '../objects/content';
 import { S_IFMT } from '../objects/dirmeta';
 import type { Repo } from '../repo/repo';
 import type { Xattr } from '../objects/xattrs';
-import { openContent, readContentHead, type ContentHead } from './content';
+import { HeaderRefused, openContent, readContentHead } from './content';
 import { xattrJson, type XattrJson } from './json';
 import { joinPath, loadDirMeta, loadDirTree, pathSegments, resolvePath } from './trees';
 
@@ -63,6 +63,10 @@ function xattrsShown(list: readonly Xattr[]): Pick<TreeEntry, 'xattrs' | 'xattrs
   return { xattrs: out };
 }
 
+/** Content headers over LARGE_HEADER bytes count, their bytes above it, towards MAX_LARGE_HEADER_BYTES per page (~0.25 s and ~60 MB to decode a 1 MiB one). */
+const LARGE_HEADER = 4096;
+export const MAX_LARGE_HEADER_BYTES = 8 * 1024 * 1024;
+
 export const DEFAULT_TREE_PAGE = 200;
 export const MAX_TREE_PAGE = 1000;
 
@@ -98,24 +102,45 @@ export async function listDirectory(repo: Repo, commit: string, path: string, op
   const end = Math.min(total, offset + limit);
   const jobs: Array<() => Promise<TreeEntry>> = [];
   // A directory may name one object many times: its header is read and decoded once per page.
-  const heads = new Map<string, Promise<ContentHead>>();
-  const headOf = (checksum: string) => {
-    let p = heads.get(checksum);
-    if (!p) heads.set(checksum, (p = readContentHead(repo, checksum)));
+  // Headers over LARGE_HEADER bytes count towards MAX_LARGE_HEADER_BYTES per page: past it the page ends early (`next` goes on).
+  const infos = new Map<string, Promise<FileInfo>>();
+  let largeHeaderBytes = 0;
+  const admit = (headerBytes: number) => {
+    const large = Math.max(0, headerBytes - LARGE_HEADER);
+    if (large > 0 && largeHeaderBytes > 0 && largeHeaderBytes + large > MAX_LARGE_HEADER_BYTES) return false; // the first is always taken: pages progress
+    largeHeaderBytes += large;
+    return true;
+  };
+  const infoOf = (checksum: string) => {
+    let p = infos.get(checksum);
+    if (!p) infos.set(checksum, (p = fileInfo(repo, checksum, admit)));
     return p;
   };
   for (let i = offset; i < end; i++) {
     if (i < dt.files.length) {
       const f = dt.files[i]!;
-      jobs.push(() => fileEntry(repo, [...segs, f.name], f.checksum, headOf));
+      jobs.push(() => fileEntry(repo, [...segs, f.name], f.checksum, infoOf));
     } else {
       const d = dt.dirs[i - dt.files.length]!;
       jobs.push(() => dirEntry(repo, [...segs, d.name], d.treeChecksum, d.metaChecksum));
     }
   }
-  // Headers read 32 at a time.
-  for (let i = 0; i < jobs.length; i += 32) entries.push(...(await Promise.all(jobs.slice(i, i + 32).map((j) => j()))));
-  return { commit, dir, entries, total, offset, next: end < total ? String(end) : null };
+  // Headers read 32 at a time; the page ends before the first header refused.
+  let refused = false;
+  for (let i = 0; i < jobs.length && !refused; i += 32) {
+    const got = await Promise.allSettled(jobs.slice(i, i + 32).map((j) => j()));
+    for (const g of got) {
+      if (g.status === 'fulfilled') {
+        entries.push(g.value);
+        continue;
+      }
+      if (!(g.reason instanceof HeaderRefused)) throw g.reason;
+      refused = true;
+      break;
+    }
+  }
+  const stop = offset + entries.length;
+  return { commit, dir, entries, total, offset, next: stop < total ? String(stop) : null };
 }
 
 function parseCursor(c: string | null | undefined): number {
@@ -148,12 +173,14 @@ async function dirEntry(repo: Repo, segs: string[], tree: string, meta: string):
   };
 }
 
-async function fileEntry(repo: Repo, segs: string[], checksum: string, headOf: (checksum: string) => Promise<ContentHead> = (c) => readContentHead(repo, c)): Promise<TreeEntry> {
-  const h = await headOf(checksum);
+type FileInfo = Omit<TreeEntry, 'name' | 'path'> & { headerBytes: number };
+
+/** What a file's entry shows of its header (the decoded header itself is not kept: it may hold 1 MiB of xattrs). */
+async function fileInfo(repo: Repo, checksum: string, admit?: (headerBytes: number) => boolean): Promise<FileInfo> {
+  const h = await readContentHead(repo, checksum, { admit });
   const link = isSymlink(h.header);
   return {
-    name: segs[segs.length - 1]!,
-    path: joinPath(segs),
+    headerBytes: h.bodyOffset,
     kind: link ? 'symlink' : 'file',
     mode: h.header.mode,
     permissions: perms(h.header.mode),
@@ -166,6 +193,11 @@ async function fileEntry(repo: Repo, segs: string[], checksum: string, headOf: (
     checksum,
     metaChecksum: null,
   };
+}
+
+async function fileEntry(repo: Repo, segs: string[], checksum: string, infoOf: (checksum: string) => Promise<FileInfo> = (c) => fileInfo(repo, c)): Promise<TreeEntry> {
+  const { headerBytes: _h, ...info } = await infoOf(checksum);
+  return { name: segs[segs.length - 1]!, path: joinPath(segs), ...info };
 }
 
 function perms(mode: number): string {

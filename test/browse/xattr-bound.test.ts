@@ -19,6 +19,7 @@ import { initRepo, makeTempDir, removeTempDirs } from '../helpers/ostree';
 const NAMES = 40;
 let repo: Repo;
 let commit: string;
+let distinct: string;
 
 before(async () => {
   const dir = await initRepo(path.join(await makeTempDir('cairn-xattr-bound-'), 'repo'), 'archive');
@@ -33,6 +34,16 @@ before(async () => {
   const tree = await repo.writeMetadata(ObjectType.DirTree, encodeDirTree({ files, dirs: [] }));
   const meta = await repo.writeMetadata(ObjectType.DirMeta, encodeDirMeta({ uid: 0, gid: 0, mode: S_IFDIR | 0o755, xattrs: [] }));
   commit = await repo.writeMetadata(ObjectType.Commit, encodeCommit({ metadata: [], parent: null, subject: 'xattrs', body: '', timestamp: 1700000000n, rootTree: tree, rootMeta: meta }));
+  const bigs = [];
+  for (let i = 0; i < NAMES; i++) {
+    const d = Buffer.from(`big ${i}\n`);
+    const sum = await repo.writeContent({ uid: 0, gid: 0, mode: S_IFREG | 0o644, symlinkTarget: '', xattrs }, d.length, async function* () {
+      yield d;
+    });
+    bigs.push({ name: `f${String(i).padStart(3, '0')}`, checksum: sum });
+  }
+  const tree2 = await repo.writeMetadata(ObjectType.DirTree, encodeDirTree({ files: bigs, dirs: [] }));
+  distinct = await repo.writeMetadata(ObjectType.Commit, encodeCommit({ metadata: [], parent: null, subject: 'distinct', body: '', timestamp: 1700000000n, rootTree: tree2, rootMeta: meta }));
 });
 
 after(removeTempDirs);
@@ -50,4 +61,12 @@ test('a page of files with a megabyte of xattrs each stays small and quick', asy
   // Before the bound: ~4.5 MB of JSON per entry and one header decode (~0.25 s) per entry.
   assert.ok(json.length < NAMES * 64 * 1024, `the page is ${json.length} bytes of JSON`);
   assert.ok(elapsed < 4000, `the page took ${Math.round(elapsed)} ms`);
+});
+
+test('distinct large headers end a page early, and the next page goes on from there', async () => {
+  const page = await listDirectory(repo, distinct, '/', { limit: NAMES });
+  assert.ok(page.entries.length > 0 && page.entries.length < NAMES, `${page.entries.length} entries`);
+  assert.equal(page.next, String(page.entries.length));
+  const rest = await listDirectory(repo, distinct, '/', { limit: NAMES, cursor: page.next });
+  assert.equal(rest.entries[0]!.name, `f${String(page.entries.length).padStart(3, '0')}`);
 });
