@@ -55,7 +55,7 @@ export function archForRef(ref: string): string | null {
   return null;
 }
 
-/** Most files a size walk visits before giving up (a hostile or huge tree). */
+/** Most paths (files and directories) a size walk visits before giving up (a hostile or huge tree). */
 export const MAX_SIZE_WALK_ENTRIES = 2_000_000;
 /** Largest /metadata file read from a tree. */
 const MAX_METADATA_FILE = 1024 * 1024;
@@ -139,9 +139,14 @@ async function measureTree(repo: Repo, rootTree: string): Promise<{ installed: b
   const stack = [rootTree];
   while (stack.length) {
     const tree = await loadDirTree(repo, stack.pop()!);
-    for (const d of tree.dirs) stack.push(d.treeChecksum);
+    // Directories count too: dirtrees may share subtrees, so paths can double at every level with no file anywhere.
+    const tooMany = () => new CairnError('TOO_LARGE', `tree ${rootTree} has more than ${MAX_SIZE_WALK_ENTRIES} paths`);
+    for (const d of tree.dirs) {
+      if (++visited > MAX_SIZE_WALK_ENTRIES) throw tooMany();
+      stack.push(d.treeChecksum);
+    }
     for (const f of tree.files) {
-      if (++visited > MAX_SIZE_WALK_ENTRIES) throw new CairnError('TOO_LARGE', `tree ${rootTree} has more than ${MAX_SIZE_WALK_ENTRIES} files`);
+      if (++visited > MAX_SIZE_WALK_ENTRIES) throw tooMany();
       let h = heads.get(f.checksum);
       if (!h) {
         const head = await readContentHead(repo, f.checksum);
