@@ -175,29 +175,43 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
     }
   };
 
-  progress('sweeping objects/');
+  // Two passes: unreachable commits first (with their detached metadata and partial markers), then
+  // everything else. ostree's fsck checks every commit in objects/, reachable or not, so a sweep cut
+  // short (killed, out of time) must never leave a commit whose dirtrees or files it already deleted;
+  // for the same reason a commit kept for its age marks its tree before the second pass.
   const cutoff = started - graceMs;
   const statOf = (k: string) => Promise.resolve(repo.backend.statFast(k));
-  let lastLine = performance.now();
-  for await (const key of repo.backend.list('objects')) {
-    const o = parseObjectKey(key);
-    if (!o) continue;
-    report.scanned++;
-    if (performance.now() - lastLine > 2000) {
-      progress(`swept ${report.scanned} objects, ${report.deletedObjects + pending.length} unreachable`);
-      lastLine = performance.now();
+  for (const pass of ['commits', 'the rest'] as const) {
+    progress(`sweeping objects/ (${pass})`);
+    let lastLine = performance.now();
+    for await (const key of repo.backend.list('objects')) {
+      const o = parseObjectKey(key);
+      if (!o) continue;
+      if ((o.type === ObjectType.Commit) !== (pass === 'commits')) continue;
+      report.scanned++;
+      if (performance.now() - lastLine > 2000) {
+        progress(`swept ${report.scanned} objects, ${report.deletedObjects + pending.length} unreachable`);
+        lastLine = performance.now();
+      }
+      if (isKept(o.checksum, o.type)) continue;
+      const info = await statOf(key);
+      if (!info) continue;
+      if (info.mtimeMs >= cutoff) {
+        report.young++;
+        // A commit that stays keeps its tree, however old its objects (a push in flight, say).
+        // (What cannot be read of it is not gc's to judge: fsck's; it only keeps what it can reach.)
+        if (pass === 'commits') {
+          const known = corrupt.length;
+          await marker.markCommit(o.checksum, false).catch(() => 0);
+          corrupt.length = known;
+        }
+        continue;
+      }
+      pending.push({ key, ...o, size: info.size });
+      if (pending.length >= ROUND_OBJECTS) await flush();
     }
-    if (isKept(o.checksum, o.type)) continue;
-    const info = await statOf(key);
-    if (!info) continue;
-    if (info.mtimeMs >= cutoff) {
-      report.young++;
-      continue;
-    }
-    pending.push({ key, ...o, size: info.size });
-    if (pending.length >= ROUND_OBJECTS) await flush();
+    await flush();
   }
-  await flush();
 
   if (!opts.dryRun && commitsDeleted > 0) {
     report.deltas = await pruneDeltas(repo);
