@@ -57,6 +57,8 @@ export interface DispatcherOptions {
   timeoutMs?: number;
   /** Deliveries waiting or running at most; default 1000. */
   maxPending?: number;
+  /** Bytes of the bodies of those deliveries at most (a ref update of 1,000 refs is ~0.5 MB, once per webhook); default 64 MiB. */
+  maxPendingBytes?: number;
   /** Attempts at once; default 4. */
   concurrency?: number;
   /** Deliveries kept in the log per repository; default 100. */
@@ -103,6 +105,7 @@ export class WebhookDispatcher {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly inFlight = new Map<Task, AbortController>();
   private pending = 0;
+  private pendingBytes = 0;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -117,6 +120,7 @@ export class WebhookDispatcher {
       maxBackoffMs: d(opts.maxBackoffMs, 300_000),
       timeoutMs: d(opts.timeoutMs, 10_000),
       maxPending: d(opts.maxPending, 1000),
+      maxPendingBytes: d(opts.maxPendingBytes, 64 * 1024 * 1024),
       concurrency: d(opts.concurrency, 4),
       logSize: d(opts.logSize, 100),
       onFinished: opts.onFinished,
@@ -139,11 +143,12 @@ export class WebhookDispatcher {
       const body = JSON.stringify({ id, event: e.event, repo: e.repo, time: at, ...e.data });
       const delivery: Delivery = { id, webhook: hook.id, url: hook.url, event: e.event, state: 'pending', attempts: 0, createdAt: at };
       this.log(e.repo, delivery);
-      if (this.pending >= this.o.maxPending) {
-        this.finish(e.repo, delivery, 'dropped', `${this.o.maxPending} deliveries already pending`);
+      if (this.pending >= this.o.maxPending || this.pendingBytes + body.length > this.o.maxPendingBytes) {
+        this.finish(e.repo, delivery, 'dropped', `${this.pending} deliveries (${this.pendingBytes} bytes) already pending`);
         continue;
       }
       this.pending++;
+      this.pendingBytes += body.length;
       this.ready.push({ repo: e.repo, hook, body, delivery });
     }
     this.pump();
@@ -168,6 +173,7 @@ export class WebhookDispatcher {
     for (const c of this.inFlight.values()) c.abort();
     this.ready.length = 0;
     this.pending = 0;
+    this.pendingBytes = 0;
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -228,8 +234,8 @@ export class WebhookDispatcher {
       clearTimeout(deadline);
     }
     if (this.closed) return;
-    if (ok) return this.finish(task.repo, d, 'delivered');
-    if (d.attempts >= this.o.maxAttempts) return this.finish(task.repo, d, 'failed');
+    if (ok) return this.finish(task.repo, d, 'delivered', undefined, task.body.length);
+    if (d.attempts >= this.o.maxAttempts) return this.finish(task.repo, d, 'failed', undefined, task.body.length);
     const wait = Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** (d.attempts - 1));
     d.nextAttemptAt = new Date(Date.now() + wait).toISOString();
     const t = setTimeout(() => {
@@ -241,12 +247,13 @@ export class WebhookDispatcher {
     this.timers.add(t);
   }
 
-  private finish(repo: string, d: Delivery, state: Exclude<DeliveryState, 'pending'>, error?: string): void {
+  private finish(repo: string, d: Delivery, state: Exclude<DeliveryState, 'pending'>, error?: string, bodyBytes = 0): void {
     d.state = state;
     d.finishedAt = new Date().toISOString();
     if (error) d.error = error;
     if (state !== 'dropped') {
       this.pending--;
+      this.pendingBytes -= bodyBytes;
       if (this.pending === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
     this.o.onFinished?.(repo, { ...d });

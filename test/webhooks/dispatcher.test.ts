@@ -127,3 +127,19 @@ test('bounded: deliveries beyond maxPending are dropped and logged, a failing st
     await refuse.close();
   }
 });
+
+test('pending deliveries are bounded in bytes too: large bodies past the bound are dropped, not queued', async () => {
+  // Port 1 refuses at once: every delivery fails its attempt and waits its backoff, still pending.
+  const d = new WebhookDispatcher(await store([{ id: 'refused', url: 'http://127.0.0.1:1/' }]), { backoffMs: 60_000 });
+  try {
+    const changes = Array.from({ length: 4096 }, (_, i) => ({ ref: `os/${'x'.repeat(200)}/${i}`, old: null, new: 'a'.repeat(64) }));
+    for (let i = 0; i < 100; i++) await d.emit({ event: 'ref.updated', repo: 'main', data: { changes } }); // ~1.2 MB each
+    const log = d.deliveries('main', 100);
+    const dropped = log.filter((x) => x.state === 'dropped').length;
+    // Before the bound: all 100 (~120 MB of bodies) were kept pending, the count bound (1,000) being far.
+    assert.ok(dropped >= 40, `${dropped} of 100 dropped`);
+    assert.ok(log.filter((x) => x.state === 'pending').length <= 64);
+  } finally {
+    d.close();
+  }
+});
