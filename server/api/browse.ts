@@ -75,8 +75,8 @@ function immutable(req: Request, res: Response, etag: string): boolean {
 /** Whether If-None-Match names `etag` (weak comparison, as RFC 9110 asks for If-None-Match). */
 function fresh(req: Request, etag: string): boolean {
   const h = req.headers['if-none-match'];
+  // `*` is not honoured: it would answer 304 for a commit that does not exist (the answer is computed, or 404s).
   if (typeof h !== 'string' || h.length > 8192) return false;
-  if (h.trim() === '*') return true;
   const bare = etag.replace(/^W\//, '');
   return h.split(',').some((t) => t.trim().replace(/^W\//, '') === bare);
 }
@@ -486,6 +486,11 @@ export const browseRoutes: AnyRoute[] = [
     async handler({ req, res, repo, query }) {
       if (immutable(req, res, requestTag('diff', query.from, query.to, query.text, query.texts, query.limit))) return reply(304);
       const d = await diffCommits(repo, query.from, query.to, { maxEntries: query.limit, textDiffs: query.text === 1 ? query.texts : 0 });
+      // A text diff cut by the time budget depends on the moment (load), not on the commits: not cached.
+      if (d.modified.some((m) => m.text?.status === 'too-complex')) {
+        res.removeHeader('ETag');
+        res.setHeader('Cache-Control', 'no-store');
+      }
       const side = (s: (typeof d.modified)[number]['old']) => ({ kind: s.kind, size: s.size, checksum: s.checksum, treeChecksum: s.treeChecksum, mode: s.mode, uid: s.uid, gid: s.gid, target: s.symlinkTarget });
       return {
         from: d.from,

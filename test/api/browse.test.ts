@@ -213,6 +213,8 @@ test('tree answers are immutable: ETag, private caching, 304; bad paths and curs
   assert.equal(res.headers['cache-control'], 'private, max-age=86400, immutable');
   assert.ok(res.headers.etag);
   await api(url).set('If-None-Match', `"other", ${res.headers.etag}`).expect(304);
+  // `*` names no copy: a commit that does not exist is 404, never 304.
+  await api(`/commits/${'0'.repeat(64)}/tree?path=/bin`).set('If-None-Match', '*').expect(404);
   assert.deepEqual((await api(`/commits/${bed.line[0]}/tree?path=/bin/`).expect(200)).body.items, res.body.items);
   await api(`/commits/${bed.line[0]}/tree?path=/nope`).expect(404);
   await api(`/commits/${bed.line[0]}/tree?path=/README`).expect(400);
