@@ -6,7 +6,7 @@ import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, PutObjectCom
 import { CairnError } from '../../storage/errors';
 import { FsBackend } from '../../storage/backends/fs';
 import { S3Backend, makeS3Client, parseS3Url } from '../../storage/backends/s3';
-import { backendFor, childLocation, locationKind } from '../../storage/backends/factory';
+import { backendFor, childLocation, childNames, locationKind, stateStore } from '../../storage/backends/factory';
 import { full } from '../../storage/backends/full';
 import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
 
@@ -301,6 +301,18 @@ describe('S3Backend against Ceph RGW', () => {
     assert.deepEqual(left, ['objects/aa/live.filez']);
     assert.equal(await uploadsUnder(b.prefix), 0);
     assert.equal(await b.stat('summary'), null);
+  });
+
+  test('childNames lists the "folders" below a key (common prefixes, sorted), none when absent; stateStore of an s3:// location is the S3 driver', async () => {
+    const b = fresh('children');
+    const location = `s3://${store.bucket}/${b.prefix.replace(/\/$/, '')}`;
+    assert.deepEqual(await childNames(location, 'repos', { s3Client: store.settings }), []);
+    for (const k of ['repos/b/config', 'repos/a/config', 'repos/a/objects/ab/x.commit', 'repos/c d/config', 'reposx/z/config', 'repos/loose']) await b.write(k, Buffer.from(k));
+    assert.deepEqual(await childNames(location, 'repos', { s3Client: store.settings }), ['a', 'b', 'c d']);
+    const state = stateStore(location, { s3Client: store.settings });
+    assert.equal(state.blocking, false);
+    assert.equal(state.location, b.location);
+    assert.equal((await state.read('repos/a/config'))?.data.toString(), 'repos/a/config');
   });
 
   test('S3Backend is a whole Backend itself (full() returns it unwrapped); statFast is a promise', async () => {
