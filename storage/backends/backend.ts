@@ -26,6 +26,18 @@ export interface BlobReader {
   close(): Promise<void>;
 }
 
+/** Up to `length` bytes of `reader` at `position` (fewer only at the end), in as many reads as it takes. */
+export async function readAt(reader: Pick<BlobReader, 'read'>, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = await reader.read(got === 0 ? buf : buf.subarray(got), length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got === length ? buf : buf.subarray(0, got);
+}
+
 export type WriteSource = Buffer | AsyncIterable<Buffer | Uint8Array>;
 
 /**

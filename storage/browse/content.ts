@@ -6,6 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import { createInflateRaw } from 'node:zlib';
+import { readAt } from '../backends/backend';
 import { CairnError } from '../errors';
 import { ContentHasher, decodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from '../objects/content';
 import { validateChecksum } from '../objects/checksum';
@@ -75,16 +76,6 @@ function decode(checksum: string, head: Buffer): Omit<ContentHead, 'storedSize'>
   }
 }
 
-async function readAt(reader: { read(b: Buffer, n: number, p: number): Promise<number> }, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const n = await reader.read(got === 0 ? buf : buf.subarray(got), length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return buf.subarray(0, got);
-}
 
 export interface OpenedContent extends ContentHead {
   checksum: string;

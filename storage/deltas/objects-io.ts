@@ -3,7 +3,7 @@
  * compiler (to splice or diff them) and the applier (bsdiff/`w` read sources).
  */
 import { inflateRawSync } from 'node:zlib';
-import { type BlobReader, nowOf } from '../backends/backend';
+import { nowOf, readAt } from '../backends/backend';
 import { CairnError } from '../errors';
 import { contentChecksumOf, decodeArchiveHeader, isSymlink, MAX_ARCHIVE_HEADER, type FileHeader } from '../objects/content';
 import { verifyFilez } from '../objects/filez';
@@ -136,16 +136,6 @@ function decodeWhole(checksum: string, whole: Buffer, dataUpTo: number): Content
   return { ...info, data };
 }
 
-async function readAt(reader: BlobReader, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const n = await reader.read(got === 0 ? buf : buf.subarray(got), length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got === length ? buf : buf.subarray(0, got);
-}
 
 /** The deflate body inflated at once: exactly `size` bytes and nothing after the stream, or INVALID_OBJECT. */
 function inflateOnePiece(checksum: string, body: Buffer, size: number): Buffer {
