@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { createHash } from 'node:crypto';
 import { JOURNAL_KEY, type Journal } from '../../storage/repo/journal';
-import { startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, removeTempDirs } from '../helpers/ostree';
 import { cli, initData, moveRefs } from './publish-helpers';
 
@@ -38,6 +38,9 @@ before(async () => {
     const r = await cli(['push', '--url', `${cairn.url}/repo/main`, '--token', token, '--repo', local, '--to', REF, '--force', c]);
     assert.equal(r.code, 0, r.stderr);
   }
+  // Each publish queues delta jobs whose end regenerates the summary (listing the delta): these tests
+  // compare pairs on disk and served, so every publish below waits for its jobs before reading them.
+  await jobsSettled(cairn.url);
 });
 
 after(async () => {
@@ -85,6 +88,7 @@ test('summary follows the summary.sig its connection fetched, across a publish; 
     const head = await headOf();
     const moved = await moveRefs(cairn.url, token, [{ ref: REF, commit: head === commits[0] ? commits[1]! : commits[0]!, expected: head }]);
     assert.equal(moved.status, 200, JSON.stringify(moved.body));
+    await jobsSettled(cairn.url);
     const after = await diskPair();
     assert.notEqual(after.summary, before.summary, 'the publish replaced the pair');
     const summary = await get(one, 'summary');
@@ -106,6 +110,7 @@ test('a pair mid-switch on disk (journal written, summary renamed, summary.sig n
   // Publish once more, and keep the pair it replaced as the "next" pair of a hand-made switch back.
   const head = await headOf();
   assert.equal((await moveRefs(cairn.url, token, [{ ref: REF, commit: head === commits[0] ? commits[1]! : commits[0]!, expected: head }])).status, 200);
+  await jobsSettled(cairn.url);
   const published = await diskPair();
   assert.deepEqual(await pair(agent), published);
   const j: Journal = { version: 1, id: 'test', time: new Date().toISOString(), changes: [], next: current, prev: published };
