@@ -24,8 +24,12 @@ import { refName, ref, type TrafficAnswer, type TrafficUpdate } from './schema';
  * one update and could not be merged back. So there is one recorder, in the
  * primary: a worker forwards what it serves in batches over the cluster's
  * IPC channel (every 50 ms or 256 records, in order), and its traffic route
- * asks the primary, after sending its own pending records. Nothing is
- * written to disk: a restart starts a new window.
+ * asks the primary, after sending its own pending records. A record that
+ * begins an update (a superblock or a loose commit) is sent at once, with
+ * what was pending before it: the host asks for the update's other objects
+ * only after it has that answer, maybe from another worker, and those must
+ * find the update begun when they reach the primary, not 50 ms later. Nothing
+ * is written to disk: a restart starts a new window.
  */
 
 /** The traffic recorder as routes and the read path use it, wherever it runs. */
@@ -45,6 +49,11 @@ export function localTraffic(recorder = new TrafficRecorder()): TrafficService {
 const MAX_PENDING = 10_000;
 const BATCH = 256;
 const FLUSH_MS = 50;
+
+/** A superblock or a loose commit: what the recorder takes as the start of a host's update (storage/browse/traffic.ts). */
+function beginsUpdate(relPath: string): boolean {
+  return relPath.endsWith('/superblock') || relPath.endsWith('.commit');
+}
 
 type Rec = [repo: string, relPath: string, bytes: number, status: number, client: string | null];
 
@@ -70,7 +79,7 @@ export function remoteTraffic(call: ServiceCall): TrafficService & { dropped(): 
         return;
       }
       pending.push([repo, relPath, bytes, status, client ?? null]);
-      if (pending.length >= BATCH) void flush();
+      if (pending.length >= BATCH || beginsUpdate(relPath)) void flush();
       else if (!timer) {
         timer = setTimeout(() => void flush(), FLUSH_MS);
         timer.unref();

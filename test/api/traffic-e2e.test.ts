@@ -58,9 +58,11 @@ test(`traffic counts an update through plain objects and one through a delta, wi
   await ostree(['pull', '--require-static-deltas', 'cairn', 'os/main'], { repo: client });
   assert.equal((await ostree(['rev-parse', 'cairn:os/main'], { repo: client })).trim(), v2);
 
-  // Records reach the recorder within a moment (a worker forwards them in batches every 50 ms).
+  // Records reach the recorder within a moment (a worker forwards loose objects in batches every
+  // 50 ms, and the traffic request flushes only its own worker's): wait for everything asserted below.
+  const complete = (x: TrafficAnswer): boolean => x.updates.length >= 2 && x.objects.count > 10 && x.objects.bytes > 100_000;
   let t = await traffic('os/main');
-  for (let i = 0; i < 50 && t.updates.length < 2; i++) {
+  for (let i = 0; i < 50 && !complete(t); i++) {
     await new Promise((r) => setTimeout(r, 100));
     t = await traffic('os/main');
   }
