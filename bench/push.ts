@@ -17,8 +17,7 @@
 // The server's repository has policy deltas off: a delta job compiling v1 in the background would
 // share the CPU with the v2 push (bench:delta measures deltas).
 
-import { spawn } from 'node:child_process';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,7 +31,7 @@ import { Repo } from '../storage/repo/repo';
 import { verifyObject } from '../storage/repo/verify';
 import { projectRoot, startCairn } from '../test/helpers/cairn-process';
 import { addRemote, commitTree, initRepo, ostree, pseudoRandomBytes, updateSummary } from '../test/helpers/ostree';
-import { argv, flag, machineInfo, numberOption, readCachedRepo, writeCachedRepo } from './common';
+import { argv, flag, machineInfo, median, numberOption, readCachedRepo, runNode, treeCpuSeconds, writeCachedRepo } from './common';
 import { startNginx } from './nginx';
 
 const num = (name: string, dflt: number) => numberOption(name, dflt, { integer: true });
@@ -211,37 +210,8 @@ async function objectFiles(repo: string): Promise<string[]> {
 // ------------------------------------------------------------------------------------------------
 // helpers
 
-function runNode(args: string[], nodeArgs: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** CPU seconds (user + system) a live process and its children so far waited for have used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
-
-/** CPU seconds of a process and of every live descendant (the workers of `--workers N`). */
-function treeCpuSeconds(pid: number): number {
-  let total = 0;
-  const visit = (p: number) => {
-    try {
-      total += cpuSeconds(p);
-      for (const c of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/)) if (c) visit(Number(c));
-    } catch {
-      /* gone meanwhile */
-    }
-  };
-  visit(pid);
-  return total;
+function runCli(args: string[], nodeArgs: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runNode(CLI, args, nodeArgs);
 }
 
 /** nginx serving the local archive repo at /repo/local, for the reference pull. */
@@ -276,12 +246,12 @@ interface Round {
 async function pushRound(gen: Generated, i: number): Promise<Round['push']> {
   const data = path.join(WORK, `data-${i}`);
   await fsp.rm(data, { recursive: true, force: true });
-  const init = await runNode(['init-repo', 'main', '--data', data]);
+  const init = await runCli(['init-repo', 'main', '--data', data]);
   if (init.code !== 0) throw new Error(init.stderr);
   const settings = path.join(data, 'settings', 'main.json');
   const s = JSON.parse(await fsp.readFile(settings, 'utf8')) as Record<string, unknown>;
   await fsp.writeFile(settings, JSON.stringify({ ...s, deltas: { scratch: false, previousCommits: 0 } }, null, 2) + '\n');
-  const tok = await runNode(['token', '--data', data, '--scope', 'push', '--repo', 'main', '--ttl', '1h']);
+  const tok = await runCli(['token', '--data', data, '--scope', 'push', '--repo', 'main', '--ttl', '1h']);
   if (tok.code !== 0) throw new Error(tok.stderr);
   const server = await startCairn({
     dataDir: data,
@@ -294,7 +264,7 @@ async function pushRound(gen: Generated, i: number): Promise<Round['push']> {
     const cpu0 = treeCpuSeconds(server.pid);
     const t0 = performance.now();
     const args = ['push', '--url', `${server.url}/repo/main`, '--token', tok.stdout.trim(), '--repo', LOCAL, '--to', REF, '--jobs', String(opts.jobs), '--json', ref];
-    const r = await runNode(args, profileArgs('push'));
+    const r = await runCli(args, profileArgs('push'));
     const seconds = (performance.now() - t0) / 1000;
     const serverCpuSeconds = treeCpuSeconds(server.pid) - cpu0;
     if (r.code !== 0) throw new Error(`push of ${ref} failed: ${r.stderr}`);
@@ -359,12 +329,6 @@ async function verifyPass(): Promise<{ seconds: number; cpuSeconds: number; obje
   const cpu = process.cpuUsage(cpu0);
   return { seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, objects: n };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function summarize(rounds: Round[], which: 'fresh' | 'incremental') {
   const push = rounds.map((r) => r.push[which]);
