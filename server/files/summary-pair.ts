@@ -1,4 +1,4 @@
-import { type Backend, type BlobInfo, nowOf } from '../../storage/backends/backend';
+import { type Backend, type BlobInfo, isNow, type Maybe } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import { MAX_METADATA_SIZE } from '../../storage/objects/types';
 import { JOURNAL_KEY, pairMatches, parseJournal } from '../../storage/repo/journal';
@@ -31,6 +31,13 @@ import { answerEntry, type FileAnswer, type FileRequest, type ServeFileOptions }
  *
  * Files larger than the metadata limit (10 MiB, the client's own) are not
  * snapshotted: they are served as any file.
+ *
+ * Both kinds of store go through the same code (drive, below): on the
+ * filesystem the stats and reads answer at once and so does a summary
+ * request; on S3 each is a request to the store (two concurrent HEADs when
+ * nothing changed, none for a pinned summary), and a publish's switch takes
+ * longer there (each rename is a copy and a delete), which the journal covers
+ * just the same.
  */
 
 /** How long a connection's summary.sig pins its pair for the summary request that follows. */
@@ -64,9 +71,10 @@ export class SummaryPairs {
 
   /**
    * The entry to answer a GET/HEAD of `base + file` from (null: the file is
-   * absent), 'unsupported' when this file is served the ordinary way (a
-   * driver without blocking reads, or a file over the metadata limit), or a
-   * promise while a switch in progress is awaited.
+   * absent), 'unsupported' when this file is served the ordinary way (a file
+   * over the metadata limit), or a promise: on a store that is not blocking
+   * (S3), and while a switch in progress is awaited. On a blocking store (the
+   * filesystem) the answer is there at once when no switch is in progress.
    */
   entry(
     backend: Backend,
@@ -76,7 +84,6 @@ export class SummaryPairs {
     conn: object | undefined,
     count?: (hit: boolean) => void,
   ): CacheEntry | null | 'unsupported' | Promise<CacheEntry | null | 'unsupported'> {
-    if (!backend.blocking) return 'unsupported';
     const id = `${backend.location}\0${base}`;
     const now = Date.now();
     if (file === 'summary' && conn) {
@@ -86,58 +93,59 @@ export class SummaryPairs {
         return pin.snap.summary;
       }
     }
-    const got = this.snapshot(backend, base, id, false, count);
     const pick = (snap: PairSnapshot | 'unsupported'): CacheEntry | null | 'unsupported' => {
       if (snap === 'unsupported') return snap;
       if (file === 'summary.sig' && conn && method === 'GET') this.pins.set(conn, { snap, at: Date.now() });
       return file === 'summary' ? snap.summary : snap.sig;
     };
-    if (got !== 'wait') return pick(got);
-    return this.waitForSwitch(backend, base, id, now + SWITCH_WAIT_MS, count).then(pick);
+    const then = (got: PairSnapshot | 'unsupported' | 'wait') => (got !== 'wait' ? pick(got) : this.waitForSwitch(backend, base, id, now + SWITCH_WAIT_MS, count).then(pick));
+    const got = drive(this.snapshot(backend, base, id, false, count));
+    return got instanceof Promise ? got.then(then) : then(got);
   }
 
   private async waitForSwitch(backend: Backend, base: string, id: string, deadline: number, count?: (hit: boolean) => void): Promise<PairSnapshot | 'unsupported'> {
     for (;;) {
       await new Promise((r) => setTimeout(r, 10));
-      const got = this.snapshot(backend, base, id, Date.now() >= deadline, count);
+      const got = await drive(this.snapshot(backend, base, id, Date.now() >= deadline, count));
       if (got !== 'wait') return got;
     }
   }
 
   /**
-   * The pair as it is on disk, when it is a pair; 'wait' when the files are
-   * mid-switch and this process has no earlier snapshot (with `force`: the
-   * files as they are). Synchronous: two stats when nothing changed.
+   * The pair as it is in the store, when it is a pair; 'wait' when the files
+   * are mid-switch and this process has no earlier snapshot (with `force`:
+   * the files as they are). One code path for both kinds of store (see
+   * drive): two stats when nothing changed, at once on the filesystem, two
+   * concurrent HEADs on S3.
    */
-  private snapshot(backend: Backend, base: string, id: string, force = false, count?: (hit: boolean) => void): PairSnapshot | 'unsupported' | 'wait' {
-    const statNow = (k: string) => nowOf(backend.statFast(k));
-    const readNow = (k: string) => nowOf(backend.readFast(k));
+  private *snapshot(backend: Backend, base: string, id: string, force = false, count?: (hit: boolean) => void): Steps<PairSnapshot | 'unsupported' | 'wait'> {
     const sKey = `${base}summary`;
     const gKey = `${base}summary.sig`;
+    const jKey = `${base}${JOURNAL_KEY}`;
     const cur = this.current.get(id);
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const si = statNow(sKey);
-      const gi = statNow(gKey);
+      const [si, gi] = yield* step(both(backend.statFast(sKey), backend.statFast(gKey)));
       if ((si && si.size > MAX_METADATA_SIZE) || (gi && gi.size > MAX_METADATA_SIZE)) return 'unsupported';
       const versions = `${si?.version ?? '-'}|${gi?.version ?? '-'}`;
       if (cur && cur.versions === versions) {
         count?.(true);
         return cur;
       }
-      const s = si ? readNow(sKey) : null;
-      const g = gi ? readNow(gKey) : null;
+      const [s, g] = yield* step(both(si ? backend.readFast(sKey) : null, gi ? backend.readFast(gKey) : null));
       if ((si && s?.info.version !== si.version) || (gi && g?.info.version !== gi.version)) continue;
       // The journal after the reads, the versions again after the journal: a
       // pair read while no switch was recorded, and unchanged since, is one.
-      const journal = statNow(JOURNAL_KEY_AT(base)) ? readNow(JOURNAL_KEY_AT(base)) : null;
-      if (statNow(sKey)?.version !== si?.version || statNow(gKey)?.version !== gi?.version) continue;
+      const journal = yield* step(backend.readFast(jKey));
+      const [si2, gi2] = yield* step(both(backend.statFast(sKey), backend.statFast(gKey)));
+      if (si2?.version !== si?.version || gi2?.version !== gi?.version) continue;
       if (journal && !force) {
         const j = parseJournal(journal.data);
         if (j && !pairMatches(j, s?.data ?? null, g?.data ?? null)) return cur ?? 'wait';
       }
       const snap: PairSnapshot = { id, versions, summary: s ? entryOf(s.data, s.info) : null, sig: g ? entryOf(g.data, g.info) : null };
       if (!cur && this.current.size >= 1024) this.current.clear();
-      this.current.set(id, snap);
+      // A slower read (S3) must not replace a snapshot another request took meanwhile with an older one: the latest read wins only if nothing else was stored since.
+      if (this.current.get(id) === cur) this.current.set(id, snap);
       count?.(false);
       return snap;
     }
@@ -145,8 +153,46 @@ export class SummaryPairs {
   }
 }
 
-function JOURNAL_KEY_AT(base: string): string {
-  return `${base}${JOURNAL_KEY}`;
+/**
+ * A computation over a store's statFast/readFast answers, written once for
+ * both kinds of store: each `yield* step(x)` takes a value now (a blocking
+ * store's) or a promise (S3's). drive() runs it synchronously for as long as
+ * every answer is there at once, and goes on asynchronously from the first
+ * promise.
+ */
+type Steps<T> = Generator<unknown, T, unknown>;
+
+function* step<T>(v: Maybe<T>): Generator<unknown, T, unknown> {
+  return (yield v) as T;
+}
+
+function both<A, B>(a: Maybe<A>, b: Maybe<B>): Maybe<[A, B]> {
+  return isNow(a) && isNow(b) ? [a, b] : Promise.all([a, b]);
+}
+
+function drive<T>(g: Steps<T>): Maybe<T> {
+  let r = g.next();
+  while (!r.done) {
+    if (r.value instanceof Promise) return driveAsync(g, r.value);
+    r = g.next(r.value);
+  }
+  return r.value;
+}
+
+async function driveAsync<T>(g: Steps<T>, pending: Promise<unknown>): Promise<T> {
+  for (;;) {
+    let settled: { ok: true; value: unknown } | { ok: false; error: unknown };
+    try {
+      settled = { ok: true, value: await pending };
+    } catch (error) {
+      settled = { ok: false, error };
+    }
+    // A failed step is thrown into the computation, where it ends it (nothing there catches).
+    let r = settled.ok ? g.next(settled.value) : g.throw(settled.error);
+    while (!r.done && !(r.value instanceof Promise)) r = g.next(r.value);
+    if (r.done) return r.value;
+    pending = r.value as Promise<unknown>;
+  }
 }
 
 function entryOf(data: Buffer, info: BlobInfo): CacheEntry {
