@@ -102,6 +102,7 @@ export async function createServerContext(
       if (job.kind !== DELTA_JOB || !job.repo) return;
       const p = job.params as DeltaJobParams;
       const r = job.result as DeltaJobResult | undefined;
+      if (r?.ranBy) return; // another replica ran it: its webhook event is that replica's
       webhooks.emit({ event: 'delta.finished', repo: job.repo, data: { job: job.id, state: job.state, delta: r?.name ?? null, from: p.from, to: p.to, existed: r?.existed ?? null, size: r?.totalSize ?? null, error: job.error ?? null } });
     });
     scheduler.on('corrupt', (repo: string, f: ScrubFinding) => webhooks.emit({ event: 'scrub.corrupt', repo, data: { object: f.object, error: f.error, quarantinedTo: f.quarantinedTo, at: f.at } }));

@@ -47,6 +47,8 @@ export interface DeltaJobResult {
   stats?: CompileStats;
   /** Deltas removed afterwards because one of their commits is gone. */
   pruned: string[];
+  /** Another replica runs (or ran) this delta (its durable record: server/jobs/durable.ts): nothing was done here. */
+  ranBy?: string;
 }
 
 export interface DeltaJobDeps {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
-import { parseDeltaKey } from '../../storage/deltas/format';
+import { deltaName, parseDeltaKey } from '../../storage/deltas/format';
 import { deltaExists } from '../../storage/deltas/inventory';
 import { onDemandEligible, planDeltasForRefMove } from '../../storage/deltas/plan';
 import { ObjectType } from '../../storage/objects/types';
@@ -8,11 +8,13 @@ import type { RefLogEntry } from '../../storage/repo/reflog';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
 import { assertOwned, type SettingsStore } from '../../storage/repo/settings';
+import { deltaRecordStore, type DeltaRecord } from '../../storage/jobs/records';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { createLogger, type Logger } from '../logging';
 import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
-import { closeWorkers } from './worker';
-import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORITY_OLDER, type JobQueueOptions, type SubmitOutcome } from './queue';
+import { closeWorkers, WorkerTaskError } from './worker';
+import { DurableDeltaRecords, type DurableJobsOptions } from './durable';
+import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORITY_OLDER, type JobControl, type JobError, type JobKind, type JobQueueOptions, type SubmitOutcome } from './queue';
 
 /**
  * When static deltas get built, in the background:
@@ -27,7 +29,11 @@ import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORI
  *   - on request: the API and operators.
  * Everything goes through one bounded, deduplicated, prioritised JobQueue
  * (what hosts need now first: see `priorityOf` and planDeltasForRefMove), and a
- * newer move of a ref makes the jobs it superseded go (see `dropObsolete`);
+ * newer move of a ref makes the jobs it superseded go (see `dropObsolete`).
+ * Each job is also a durable record in the state store (server/jobs/durable.ts:
+ * leases, so that of several replicas on one store exactly one builds each
+ * delta, a crashed replica's job is taken over and jobs survive restarts):
+ * the queue decides when a job runs here, its record whether it runs here;
  * existing deltas are never rebuilt (immutable). Nothing is ever queued for a repository
  * Cairn does not own (RepoSettings.owned): `request` throws NOT_OWNED, the
  * policy and on-demand paths do nothing, and the job itself refuses.
@@ -81,14 +87,21 @@ export interface DeltaJobsOptions extends JobQueueOptions {
   compileOptions?: DeltaJobDeps['compileOptions'];
   /** For tests: see DeltaJobDeps.beforeCompile. */
   beforeCompile?: DeltaJobDeps['beforeCompile'];
+  /** Durable records and leases (server/jobs/durable.ts): their timings; false: this process's queue only. */
+  durable?: DurableJobsOptions | false;
 }
 
 /**
  * Queue limits from the environment, for `cairn serve`: CAIRN_JOBS_CONCURRENCY
  * (jobs at once, default defaultJobConcurrency(cpus): 1 on up to 4 cores, each
  * delta job keeps a core busy),
- * CAIRN_JOBS_MAX_QUEUED (default 100) and CAIRN_ONDEMAND_PER_HOUR (on-demand
- * deltas queued per repository per hour, default 10; 0: none).
+ * CAIRN_JOBS_MAX_QUEUED (default 100), CAIRN_ONDEMAND_PER_HOUR (on-demand
+ * deltas queued per repository per hour, default 10; 0: none) and
+ * CAIRN_JOBS_LEASE_MS (a running job's lease in the store, default 20 s:
+ * another replica takes a job over once its record stayed unchanged that long;
+ * renewed every quarter of it). A test hook, read only when set:
+ * CAIRN_TEST_DELTA_JOB_DELAY_MS holds every delta job that long, lease held,
+ * just before it compiles (test/s3/replicas kills a replica meanwhile).
  */
 export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, cpus: number = availableParallelism()): DeltaJobsOptions {
   const int = (name: string, min: number): number | undefined => {
@@ -98,7 +111,31 @@ export function deltaJobsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env, cp
     return Number(v);
   };
   const perHour = int('CAIRN_ONDEMAND_PER_HOUR', 0);
-  return { maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1) ?? defaultJobConcurrency(cpus), maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0), ...(perHour === undefined ? {} : { onDemandLimit: { perHour } }) };
+  const leaseMs = int('CAIRN_JOBS_LEASE_MS', 100);
+  const delayMs = int('CAIRN_TEST_DELTA_JOB_DELAY_MS', 0);
+  return {
+    maxConcurrent: int('CAIRN_JOBS_CONCURRENCY', 1) ?? defaultJobConcurrency(cpus),
+    maxQueued: int('CAIRN_JOBS_MAX_QUEUED', 0),
+    ...(perHour === undefined ? {} : { onDemandLimit: { perHour } }),
+    ...(leaseMs === undefined ? {} : { durable: { leaseMs } }),
+    ...(delayMs === undefined ? {} : { beforeCompile: (_p: DeltaJobParams, signal: AbortSignal) => delay(delayMs, signal) }),
+  };
+}
+
+/** Resolves after `ms`, rejects (CANCELLED) when `signal` aborts first. */
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stop = () => {
+      clearTimeout(t);
+      reject(new WorkerTaskError('CANCELLED', 'the job was cancelled before it compiled'));
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', stop);
+      resolve();
+    }, ms);
+    if (signal.aborted) stop();
+    else signal.addEventListener('abort', stop, { once: true });
+  });
 }
 
 export class DeltaJobs extends EventEmitter {
@@ -112,6 +149,9 @@ export class DeltaJobs extends EventEmitter {
   private readonly onDemandInFlight = new Set<string>();
   /** On-demand pairs decided lately as not to build (ineligible, existing): the result, and until when it stands. */
   private readonly recentlyDecided = new Map<string, { result: OnDemandResult; until: number }>();
+  /** The jobs' durable records (undefined: this process's queue only). */
+  readonly durable: DurableDeltaRecords | undefined;
+  private closing = false;
 
   constructor(
     private readonly deps: DeltaJobsDeps,
@@ -124,23 +164,89 @@ export class DeltaJobs extends EventEmitter {
     if (!(perHour >= 0) || !(burst >= 0)) throw new Error('onDemandLimit: perHour and burst must be ≥ 0');
     this.bucket = { perMs: perHour / 3_600_000, burst, now: opts.onDemandLimit?.now ?? Date.now, byRepo: new Map() };
     this.queue = new JobQueue(opts);
-    this.queue.register(
-      deltaJobKind({
-        dataDir: deps.dataDir,
-        openRepo: (name) => deps.registry.open(name),
-        owned: (name) => deps.settings.owned(name),
-        summarySigner: deps.summarySigner,
-        compileOptions: opts.compileOptions,
-        beforeCompile: opts.beforeCompile,
-      }),
-    );
+    const kind = deltaJobKind({
+      dataDir: deps.dataDir,
+      openRepo: (name) => deps.registry.open(name),
+      owned: (name) => deps.settings.owned(name),
+      summarySigner: deps.summarySigner,
+      compileOptions: opts.compileOptions,
+      beforeCompile: opts.beforeCompile,
+    });
+    if (opts.durable !== false) {
+      this.durable = new DurableDeltaRecords(
+        deltaRecordStore(deps.dataDir),
+        {
+          deltaExists: async (p) => {
+            const repo = await deps.registry.open(p.repo);
+            return !!repo && (await deltaExists(repo, p.from, p.to));
+          },
+          isActive: (p) => this.queue.activeJob(deltaJobKey(p.repo, p.from, p.to)) !== undefined,
+          submit: (r) => this.submitRecord(r),
+          log: () => this.log,
+        },
+        opts.durable,
+      );
+    }
+    this.queue.register(this.durable ? this.durableKind(kind, this.durable) : kind);
+    this.durable?.start();
     this.queue.on('finished', (job, ms: number) => {
       if (job.kind !== DELTA_JOB) return;
       const fields = { job: job.id, repo: job.repo, delta: (job.result as DeltaJobResult | undefined)?.name ?? job.key, source: job.source, duration_ms: ms };
-      if (job.state === 'done') this.log.info('delta job done', { ...fields, existed: (job.result as DeltaJobResult).existed, pruned: (job.result as DeltaJobResult).pruned });
+      const ranBy = (job.result as DeltaJobResult | undefined)?.ranBy;
+      if (job.state === 'done' && ranBy) this.log.info('delta job left to another replica', { ...fields, owner: ranBy });
+      else if (job.state === 'done') this.log.info('delta job done', { ...fields, existed: (job.result as DeltaJobResult).existed, pruned: (job.result as DeltaJobResult).pruned });
       else if (job.error?.code === 'OBSOLETE') this.log.info('delta job obsolete', { ...fields, error: job.error });
       else this.log.warn('delta job failed', { ...fields, error: job.error });
     });
+  }
+
+  /**
+   * The delta kind run under a durable record: claimed first (server/jobs/durable.ts
+   * claim), then compiled with a signal that also aborts when the lease is lost,
+   * and the outcome recorded. A job another replica runs (or ran) ends 'done'
+   * here with `ranBy`; one a replica cancelled, or whose run failed there, fails
+   * with that error.
+   */
+  private durableKind(inner: JobKind<DeltaJobParams, DeltaJobResult>, durable: DurableDeltaRecords): JobKind<DeltaJobParams, DeltaJobResult> {
+    return {
+      name: inner.name,
+      run: async (p, ctl) => {
+        const job = this.queue.get(ctl.id);
+        const claim = await durable.claim(p, { source: job?.source, priority: job?.priority ?? PRIORITY_NOW });
+        switch (claim.kind) {
+          case 'elsewhere':
+            return { name: deltaName(p.from, p.to), from: p.from, to: p.to, existed: false, pruned: [], ranBy: claim.owner };
+          case 'cancelled':
+          case 'failed':
+            throw new WorkerTaskError(claim.error.code, claim.error.message);
+          case 'exists':
+            return inner.run(p, ctl); // nothing to compile: prunes and answers existed
+        }
+        const lease = claim.lease;
+        const leased: JobControl = { id: ctl.id, signal: AbortSignal.any([ctl.signal, lease.signal]), progress: (pr) => ctl.progress(pr) };
+        try {
+          const result = await inner.run(p, leased);
+          await lease.finish({ state: 'done' });
+          return result;
+        } catch (e) {
+          const lost = lease.lost();
+          if (lost === 'taken') return { name: deltaName(p.from, p.to), from: p.from, to: p.to, existed: false, pruned: [], ranBy: 'another replica' };
+          if (lost === 'cancelled') throw new WorkerTaskError('OBSOLETE', `${p.to} is no longer the head of a ref of ${p.repo} (cancelled by another replica)`);
+          // Aborted by this queue: shutting down (hand the job back to the store) or obsolete.
+          if (ctl.signal.aborted) await lease.finish(this.closing ? { state: 'queued' } : { state: 'cancelled', error: { code: 'OBSOLETE', message: `${p.to} is no longer the head of a ref of ${p.repo}` } });
+          else await lease.finish({ state: 'failed', error: jobError(e) });
+          throw e;
+        }
+      },
+    };
+  }
+
+  /** The scanner's way into the local queue (a record queued by another replica, or left by one that stopped or died). */
+  private submitRecord(r: DeltaRecord): 'queued' | 'skipped' | 'no-room' {
+    const s = this.queue.stats();
+    if (s.queued >= s.maxQueued) return 'no-room';
+    const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(r.repo, r.from, r.to), { repo: r.repo, from: r.from, to: r.to }, { repo: r.repo, source: r.source, priority: r.priority });
+    return outcome.status === 'queued' ? 'queued' : outcome.status === 'duplicate' ? 'skipped' : 'no-room';
   }
 
   /** Logs go where the app's go (createApp calls this through the jobs routes). */
@@ -165,6 +271,7 @@ export class DeltaJobs extends EventEmitter {
       priority,
     });
     if (outcome.status === 'full') this.log.warn('delta queue full', { repo: repo.name, from, to, source: opts.source, limit: outcome.limit });
+    if (outcome.status === 'queued') await this.durable?.enqueue({ repo: repo.name, from, to }, priority, opts.source);
     return outcome;
   }
 
@@ -232,6 +339,12 @@ export class DeltaJobs extends EventEmitter {
    * `cancelRunning: false` leaves running jobs alone.
    */
   private async dropObsolete(repo: Repo, opts: { cancelRunning?: boolean } = {}): Promise<void> {
+    await this.dropObsoleteHere(repo, opts);
+    // …and the records in the store: jobs other replicas queued or run.
+    await this.durable?.dropObsolete(repo.name, () => heads(repo), { cancelRunning: opts.cancelRunning !== false });
+  }
+
+  private async dropObsoleteHere(repo: Repo, opts: { cancelRunning?: boolean }): Promise<void> {
     const candidates = this.queue
       .list({ repo: repo.name, kind: DELTA_JOB })
       .filter((j) => j.state === 'queued' || (j.state === 'running' && opts.cancelRunning !== false));
@@ -369,8 +482,15 @@ export class DeltaJobs extends EventEmitter {
     }
   }
 
+  /**
+   * Stops: decisions finish, queued jobs are dropped here (their records stay
+   * queued in the store), running ones are stopped (their records handed back
+   * as queued) unless `drain`. Another replica, or this one restarted, runs them.
+   */
   async close(opts: { drain?: boolean } = {}): Promise<void> {
     await Promise.all([...this.pending.keys()]);
+    await this.durable?.stop();
+    this.closing = true;
     await this.queue.close(opts);
     await closeWorkers();
   }
@@ -385,4 +505,9 @@ export class DeltaJobs extends EventEmitter {
 /** The commits that are the head of some ref of `repo`. */
 async function heads(repo: Repo): Promise<Set<string>> {
   return new Set((await repo.listRefs()).values());
+}
+
+function jobError(e: unknown): JobError {
+  const code = typeof (e as { code?: unknown })?.code === 'string' ? (e as { code: string }).code : 'INTERNAL';
+  return { code, message: (e instanceof Error ? e.message : String(e)).slice(0, 2000) };
 }
