@@ -101,6 +101,8 @@ export interface Driver {
    * Optional: takes the repository-wide lock `name` across processes (several
    * Cairn processes may share the storage); resolves with its release.
    * Drivers without it are locked per process only (storage/repo/mutex.ts).
+   * A driver whose lock can be taken over from a holder that is still alive
+   * (a lease) implements Backend.lock itself, with HeldLock.confirm.
    */
   lock?(name: string): Promise<() => Promise<void>>;
   /**
@@ -128,6 +130,26 @@ export interface Driver {
   create?(key: string, data: WriteSource): Promise<boolean>;
   /** Optional: Backend.compareAndSwap natively. */
   compareAndSwap?(key: string, data: Buffer, expected: string | null): Promise<string | null>;
+}
+
+/**
+ * A held store-wide lock (Backend.lock): calling it releases the lock.
+ * `confirm()` resolves when the lock is still this holder's, having just
+ * extended it (a lease renewed, a lock file refreshed), so it stays this
+ * holder's for at least one more lease; it rejects with CONFLICT when the
+ * lock was taken over meanwhile (the holder stalled for longer than a lease
+ * and a waiter broke in). A critical section calls it right before its
+ * commit point (the publish journal), so that a holder that lost its lock
+ * switches nothing: the fence that leases alone do not give.
+ */
+export interface HeldLock {
+  (): Promise<void>;
+  confirm(): Promise<void>;
+}
+
+/** What HeldLock.confirm() throws when the lock is no longer this holder's. */
+export function lockLost(name: string): CairnError {
+  return new CairnError('CONFLICT', `lock ${name} was taken over (its holder stalled past its lease): nothing was switched, try again`);
 }
 
 /** A value now (a blocking backend's statFast/readFast) or a promise of it. */
@@ -177,8 +199,8 @@ export interface Backend {
   ensurePrefixes(prefixes: string[]): Promise<void>;
   /** Every key below `prefix` ('' for all), recursively, in no particular order. */
   list(prefix: string): AsyncIterable<string>;
-  /** The store-wide lock `name`, across every process sharing the store; resolves with its release. */
-  lock(name: string): Promise<() => Promise<void>>;
+  /** The store-wide lock `name`, across every process sharing the store; resolves with its release (see HeldLock). */
+  lock(name: string): Promise<HeldLock>;
   /** Removes what dead writers left behind (see Driver.sweep); one line per thing removed. */
   sweep(opts?: { graceMs?: number }): Promise<string[]>;
   /** Sets the blob's mtime to now, bytes unchanged; absent is not an error (see Driver.touch). */

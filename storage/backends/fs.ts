@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { CairnError, insufficientStorage, isNoSpaceErrno, isNotFoundErrno } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type HeldLock, type PreparedWrite, type WriteSource, validateKey } from './backend';
 import { acquireLockFile, breakIfStale } from './lockfile';
 import { lockedCompareAndSwap } from './full';
 
@@ -645,7 +645,7 @@ export class FsBackend implements Backend {
   }
 
   /** Lock files live in the repository's tmp/ (never served; same filesystem for every process). */
-  lock(name: string): Promise<() => Promise<void>> {
+  lock(name: string): Promise<HeldLock> {
     if (!/^[a-z0-9-]{1,64}$/.test(name)) throw new CairnError('INVALID_ARGUMENT', `invalid lock name ${name.slice(0, 80)}`);
     return acquireLockFile(path.join(this.root, TMP_DIR, `cairn-${name}.lock`));
   }

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { CairnError } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Driver, type Maybe, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Driver, type HeldLock, type Maybe, type PreparedWrite, type WriteSource, validateKey } from './backend';
 
 /**
  * Every driver with the whole interface, so callers never test for optional
@@ -12,7 +12,7 @@ import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Driv
  * |---|---|
  * | openReader | positional reads as ranged openRead calls, pinned to the version opened (a replaced key fails the next read with CONFLICT, never mixes versions) |
  * | prepare | the bytes gathered in memory, written at commit() |
- * | lock | a lock within this process only |
+ * | lock | a lock within this process only (HeldLock.confirm: nothing to check, as for a driver's own lock) |
  * | sweep | nothing to sweep: [] |
  * | touch | the blob rewritten with its own bytes (a new mtime) |
  * | statFast / readFast | the driver's statNow / readNow (a value now: `blocking`), else a promise of stat / read |
@@ -37,6 +37,11 @@ export function full(b: Driver | Backend): Backend {
     wrapped.set(b, f);
   }
   return f;
+}
+
+/** A lock no one takes from a live holder (a driver's Driver.lock, this process's queue): confirm() has nothing to check. */
+function neverTakenOver(release: () => Promise<void>): HeldLock {
+  return Object.assign(release, { confirm: () => Promise.resolve() });
 }
 
 /** The driver under full()'s wrapper (`b` itself for a complete Backend). */
@@ -197,8 +202,8 @@ class Full implements Backend {
     };
   }
 
-  lock(name: string): Promise<() => Promise<void>> {
-    if (this.driver.lock) return this.driver.lock(name);
+  lock(name: string): Promise<HeldLock> {
+    if (this.driver.lock) return this.driver.lock(name).then(neverTakenOver);
     if (!/^[a-z0-9-]{1,64}$/.test(name)) throw new CairnError('INVALID_ARGUMENT', `invalid lock name ${name.slice(0, 80)}`);
     let queues = localLocks.get(this.driver);
     if (!queues) {
@@ -210,10 +215,12 @@ class Full implements Backend {
     const mine = new Promise<void>((r) => (release = r));
     const tail = prev.then(() => mine);
     queues.set(name, tail);
-    return prev.then(() => async () => {
-      release();
-      if (queues.get(name) === tail) queues.delete(name);
-    });
+    return prev.then(() =>
+      neverTakenOver(async () => {
+        release();
+        if (queues.get(name) === tail) queues.delete(name);
+      }),
+    );
   }
 
   sweep(opts?: { graceMs?: number }): Promise<string[]> {

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CairnError, insufficientStorage, isNoSpaceErrno, isNotFoundErrno } from '../errors';
+import { lockLost } from './backend';
 
 /**
  * A cross-process lock held as a lock file that appears atomically with its
@@ -37,7 +38,11 @@ export interface LockOptions {
   timeoutMs?: number;
 }
 
-export type Release = () => Promise<void>;
+/** A held lock file: calling it releases the lock; confirm() as Backend's HeldLock.confirm. */
+export interface Release {
+  (): Promise<void>;
+  confirm(): Promise<void>;
+}
 
 interface Holder {
   pid: number;
@@ -112,7 +117,7 @@ function held(file: string, me: Holder): Release {
   }, HEARTBEAT_MS);
   beat.unref();
   let released = false;
-  return async () => {
+  const release = async (): Promise<void> => {
     if (released) return;
     released = true;
     clearInterval(beat);
@@ -120,6 +125,14 @@ function held(file: string, me: Holder): Release {
     const cur = await readHolder(file);
     if (cur?.token === me.token) await fsp.rm(file, { force: true });
   };
+  // Still ours (not broken as stale after a stall of STALE_MS): refreshed now, so it stays ours for STALE_MS more.
+  const confirm = async (): Promise<void> => {
+    const cur = released ? null : await readHolder(file);
+    if (cur?.token !== me.token) throw lockLost(path.basename(file));
+    const now = new Date();
+    await fsp.utimes(file, now, now).catch(() => {});
+  };
+  return Object.assign(release, { confirm });
 }
 
 async function readHolder(file: string): Promise<Holder | null> {

@@ -17,7 +17,7 @@ import {
   type GetObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { CairnError, insufficientStorage } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type HeldLock, lockLost, type PreparedWrite, type WriteSource, validateKey } from './backend';
 
 /**
  * The S3 driver: one repository is the objects below `s3://BUCKET/PREFIX/` of
@@ -546,7 +546,7 @@ export class S3Backend implements Backend {
    * A holder that finds its lease taken stops renewing, and its release
    * changes nothing.
    */
-  async lock(name: string): Promise<() => Promise<void>> {
+  async lock(name: string): Promise<HeldLock> {
     if (!LOCK_NAME.test(name)) throw new CairnError('INVALID_ARGUMENT', `invalid lock name ${name.slice(0, 80)}`);
     const key = `tmp/cairn-${name}.lock`;
     const me = { host: os.hostname(), pid: process.pid, token: randomBytes(8).toString('hex') };
@@ -594,7 +594,7 @@ export class S3Backend implements Backend {
     const timer = setInterval(renew, Math.max(1, Math.floor(this.leaseMs / 3)));
     timer.unref();
     let released = false;
-    return async () => {
+    const release = async (): Promise<void> => {
       if (released) return;
       released = true;
       clearInterval(timer);
@@ -604,6 +604,26 @@ export class S3Backend implements Backend {
       held = null;
       await this.compareAndSwap(key, record(++seq, 'released'), v);
     };
+    // Renewed now, in the renewals' order: a waiter then measures a whole new lease from here.
+    const confirm = async (): Promise<void> => {
+      let failure: unknown;
+      chain = chain.then(async () => {
+        if (held === null) return;
+        try {
+          const v = await this.compareAndSwap(key, record(++seq, 'held'), held);
+          if (v === null) {
+            held = null;
+            clearInterval(timer);
+          } else held = v;
+        } catch (e) {
+          failure = e;
+        }
+      });
+      await chain;
+      if (released || held === null) throw lockLost(name);
+      if (failure) throw failure;
+    };
+    return Object.assign(release, { confirm });
   }
 }
 

@@ -1,4 +1,5 @@
-import type { Backend } from '../backends/backend';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Backend, HeldLock } from '../backends/backend';
 
 /**
  * A per-key async mutex for this process: ref moves and summary regeneration
@@ -26,14 +27,28 @@ export async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T>
   }
 }
 
+/** The store locks the current async context holds (withRepoLock, nested), for confirmLocks. */
+const held = new AsyncLocalStorage<HeldLock[]>();
+
 /** The repository-wide lock `name` (e.g. `refs`, `summary`) of `backend`, in this process and across processes. */
 export function withRepoLock<T>(backend: Backend, name: string, fn: () => Promise<T>): Promise<T> {
   return withLock(`${name}:${backend.location}`, async () => {
-    const unlock = await backend.lock(name);
+    const lock = await backend.lock(name);
     try {
-      return await fn();
+      return await held.run([...(held.getStore() ?? []), lock], fn);
     } finally {
-      await unlock();
+      await lock();
     }
   });
+}
+
+/**
+ * Confirms that every store lock the caller holds (withRepoLock, however
+ * nested) is still its own, extending each (HeldLock.confirm); CONFLICT when
+ * one was taken over after a stall longer than its lease. Called right
+ * before a commit point (the publish journal), so a holder that lost its
+ * lock switches nothing. Outside any lock it does nothing.
+ */
+export async function confirmLocks(): Promise<void> {
+  for (const lock of held.getStore() ?? []) await lock.confirm();
 }

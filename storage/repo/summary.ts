@@ -8,7 +8,7 @@ import { keyFileBool, keyFileGet, keyFileSet } from './config';
 import type { Backend, PreparedWrite } from '../backends/backend';
 import { faultPoint } from './faults';
 import { JOURNAL_KEY, newJournalId, readJournal, sha256OrNull, type Journal, type JournalChange } from './journal';
-import { withRepoLock } from './mutex';
+import { confirmLocks, withRepoLock } from './mutex';
 import { refLogBytes, refLogFileName, refLogKey, type RefLogEntry } from './reflog';
 import { compareBytes, type Repo } from './repo';
 import { isFlatpakRepo, planFlatpakPublish, indexSignature, sweepSummaries, SUMMARY_INDEX, SUMMARY_INDEX_SIG } from '../flatpak/index';
@@ -203,6 +203,9 @@ export async function switchPublished(repo: Repo, opts: SwitchOptions): Promise<
     }
     for (const c of changes) staged.push({ key: refLogKey(c.file), write: await stage(b, refLogKey(c.file), refLogBytes(c)) });
     const journal: Journal = { version: 1, id, time: new Date().toISOString(), changes, next: { summary: sha256OrNull(summary), sig: sha256OrNull(sig) }, prev };
+    // The commit point: only while the locks read under are still ours (a replica that stalled past
+    // its lease and was taken over must not switch refs and a summary from what it read before).
+    await confirmLocks();
     faultPoint('write journal');
     await b.write(JOURNAL_KEY, Buffer.from(JSON.stringify(journal) + '\n'));
   } catch (e) {

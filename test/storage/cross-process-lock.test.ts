@@ -5,6 +5,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { FsBackend } from '../../storage/backends/fs';
 import { acquireLockFile } from '../../storage/backends/lockfile';
+import { CairnError } from '../../storage/errors';
 import { Repo } from '../../storage/repo/repo';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, ostree, removeTempDirs } from '../helpers/ostree';
 
@@ -100,4 +101,21 @@ test('a held lock makes the next taker wait until it is released', async () => {
   await first();
   await (await second)();
   assert.equal(got, true);
+});
+
+test('confirm(): a held lock file is refreshed; one broken as stale after a stall (a new holder in its place) rejects with CONFLICT', async () => {
+  const file = path.join(work, 'locks', 'cairn-z.lock');
+  const held = await acquireLockFile(file);
+  const old = new Date(Date.now() - 20_000);
+  await fsp.utimes(file, old, old);
+  await held.confirm();
+  assert.ok(Date.now() - (await fsp.stat(file)).mtimeMs < 5_000, 'refreshed by confirm()');
+  // A waiter judged it stale (not refreshed for 30 s) and took it: another holder's record under the name.
+  await fsp.rm(file);
+  const next = await acquireLockFile(file);
+  await assert.rejects(held.confirm(), (e: unknown) => e instanceof CairnError && e.code === 'CONFLICT');
+  await held(); // leaves the new holder's file alone
+  assert.equal(existsSync(file), true);
+  await next.confirm();
+  await next();
 });

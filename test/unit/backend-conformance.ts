@@ -562,11 +562,13 @@ export function backendConformance(name: string, makeBackend: () => Promise<Back
           return r;
         });
         const other = await f.lock('summary'); // another name is free
+        await release.confirm(); // still the holder's (HeldLock.confirm)
         await new Promise((r) => setTimeout(r, 300));
         assert.equal(secondHeld, false, 'the second waiter waits while the first holds the lock');
         await release();
         await release(); // twice is harmless
         const release2 = await second;
+        await release2.confirm();
         assert.equal(secondHeld, true);
         await other();
         await release2();
