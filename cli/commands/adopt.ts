@@ -4,9 +4,10 @@ import type { Repo } from '../../storage/repo/repo';
 import { SettingsStore } from '../../storage/repo/settings';
 import { createServerContext } from '../../server/bootstrap';
 import { adoptRepo } from '../../server/context';
-import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 
-const usage = `Usage: cairn adopt NAME [--data DIR] [--no-sign]
+const usage = `Usage: cairn adopt NAME [--data DIR | --storage LOCATION] [--no-sign]
 
 Lets Cairn publish into repository NAME of the data folder, which Cairn did
 not create (one made by 'ostree init', 'flatpak build-update-repo', or copied
@@ -29,6 +30,9 @@ from the start. Adopting an owned repository again only regenerates its summary.
 
 Options:
   --data DIR     data folder (env CAIRN_DATA, default ./data)
+  --storage LOC  repositories on a store instead (env CAIRN_STORAGE): a folder,
+                 file://PATH or s3://BUCKET/PREFIX (a repository copied into the
+                 bucket, say by 'aws s3 sync'), as 'cairn serve --storage'
   --no-sign      regenerate the summary unsigned (removes summary.sig; no keys made)`;
 
 export const adopt: Command = {
@@ -38,15 +42,16 @@ export const adopt: Command = {
   async run(args) {
     const { values, positionals } = parseCommandLine('adopt', args, {
       data: { type: 'string' },
+      storage: { type: 'string' },
       'no-sign': { type: 'boolean' },
     }, true);
     if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing repository NAME' : `unexpected argument "${positionals[1]}"`, 'adopt');
     const name = positionals[0]!;
-    const dataDir = dataDirOption(values.data);
+    const dataDir = locationOption(values, 'adopt');
     const registry = new RepoRegistry(dataDir);
     const repo = await registry.open(name);
     if (!repo) throw new CairnError('NOT_FOUND', `no repository ${name} in ${registry.reposDir}`);
-    const was = new SettingsStore(dataDir).owned(name);
+    const was = (await new SettingsStore(dataDir).get(name)).owned;
     await adoptRepository(dataDir, registry, repo, { sign: !values['no-sign'] });
     process.stderr.write(`${was ? 'regenerated the summary of' : 'adopted'} ${name}: Cairn owns its summary${values['no-sign'] ? '' : ' and its signature'} now\n`);
     return 0;
@@ -65,7 +70,7 @@ export async function adoptRepository(dataDir: string, registry: RepoRegistry, r
 
 /** For commands that write into a repository: NOT_OWNED unless Cairn owns it, or adopts it first with `--adopt`. */
 export async function ownedOrAdopt(dataDir: string, registry: RepoRegistry, repo: Repo, adoptFirst: boolean | undefined, command: string, opts: { sign?: boolean } = {}): Promise<void> {
-  if (new SettingsStore(dataDir).owned(repo.name)) return;
+  if ((await new SettingsStore(dataDir).get(repo.name)).owned) return;
   if (!adoptFirst) {
     throw new CairnError('NOT_OWNED', `repository ${repo.name} was not created by Cairn; run \`cairn adopt ${repo.name}\` (or 'cairn ${command} --adopt') to let Cairn publish into it`);
   }

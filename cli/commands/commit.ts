@@ -6,7 +6,8 @@ import { RepoRegistry } from '../../storage/repo/registry';
 import { updateRefs } from '../../storage/repo/publish';
 import { ensureRepoKeys } from '../../storage/signing/keys';
 import { createRepoSigner } from '../../storage/signing/signer';
-import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 import { ownedOrAdopt } from './adopt';
 
 const usage = `Usage: cairn commit --branch REF --tree DIR [--repo NAME] [--data DIR] [options]
@@ -18,6 +19,8 @@ and regenerates the summary.
 Options:
   --repo NAME          repository (default main)
   --data DIR           data folder (env CAIRN_DATA, default ./data)
+  --storage LOCATION   repositories on a store instead (env CAIRN_STORAGE): a folder,
+                       file://PATH or s3://BUCKET/PREFIX, as 'cairn serve --storage'
   -s, --subject TEXT   commit subject
   --body TEXT          commit body
   --version V          set the 'version' metadata
@@ -42,6 +45,7 @@ export const commit: Command = {
       tree: { type: 'string' },
       repo: { type: 'string' },
       data: { type: 'string' },
+      storage: { type: 'string' },
       subject: { type: 'string', short: 's' },
       body: { type: 'string' },
       version: { type: 'string' },
@@ -55,7 +59,7 @@ export const commit: Command = {
     if (!values.tree) throw new UsageError('missing --tree DIR', 'commit');
     if (values.timestamp !== undefined && !/^\d+$/.test(values.timestamp)) throw new UsageError('--timestamp takes seconds since the epoch', 'commit');
     const branch = validateRefName(values.branch);
-    const registry = new RepoRegistry(dataDirOption(values.data));
+    const registry = new RepoRegistry(locationOption(values, 'commit'));
     const name = values.repo ?? 'main';
     const repo = await registry.open(name);
     if (!repo) throw new CairnError('NOT_FOUND', `no repository ${name} in ${registry.reposDir}`);

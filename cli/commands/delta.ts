@@ -10,13 +10,14 @@ import type { Repo } from '../../storage/repo/repo';
 import { updateSummary, type SummarySigner } from '../../storage/repo/summary';
 import { hasRepoKeys } from '../../storage/signing/keys';
 import { createServerContext } from '../../server/bootstrap';
-import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 import { ownedOrAdopt } from './adopt';
 
-const usage = `Usage: cairn delta generate --repo NAME --to C|REF [--from C|REF | --empty] [--data DIR] [--adopt]
-       cairn delta list --repo NAME [--data DIR] [--json]
-       cairn delta show --repo NAME [--data DIR] [--json] FROM-TO|TO
-       cairn delta prune --repo NAME [--data DIR] [--adopt]
+const usage = `Usage: cairn delta generate --repo NAME --to C|REF [--from C|REF | --empty] [--data DIR | --storage LOC] [--adopt]
+       cairn delta list --repo NAME [--data DIR | --storage LOC] [--json]
+       cairn delta show --repo NAME [--data DIR | --storage LOC] [--json] FROM-TO|TO
+       cairn delta prune --repo NAME [--data DIR | --storage LOC] [--adopt]
 
 Static deltas of a repository in the data folder, for operators. A running
 'cairn serve' makes them by itself when refs move (see the repository settings
@@ -35,6 +36,8 @@ deltas.scratch and deltas.previousCommits) and when hosts ask for missing ones.
 Options:
   --repo NAME    repository (default main)
   --data DIR     data folder (env CAIRN_DATA, default ./data)
+  --storage LOC  repositories on a store instead (env CAIRN_STORAGE): a folder,
+                 file://PATH or s3://BUCKET/PREFIX, as 'cairn serve --storage'
   --to C|REF     target commit (checksum or ref name)
   --from C|REF   source commit
   --empty        from scratch (hosts with nothing installed)
@@ -52,13 +55,14 @@ export const delta: Command = {
     const { values, positionals } = parseCommandLine('delta', rest, {
       repo: { type: 'string' },
       data: { type: 'string' },
+      storage: { type: 'string' },
       to: { type: 'string' },
       from: { type: 'string' },
       empty: { type: 'boolean' },
       json: { type: 'boolean' },
       adopt: { type: 'boolean' },
     }, true);
-    const dataDir = dataDirOption(values.data);
+    const dataDir = locationOption(values, 'delta');
     const registry = new RepoRegistry(dataDir);
     const openRepo = async () => {
       const name = values.repo ?? 'main';
@@ -73,7 +77,7 @@ export const delta: Command = {
 
     switch (sub) {
       case 'generate': {
-        onlyFor(flags, ['repo', 'data', 'to', 'from', 'empty', 'adopt']);
+        onlyFor(flags, ['repo', 'data', 'storage', 'to', 'from', 'empty', 'adopt']);
         if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'delta');
         if (!values.to) throw new UsageError('missing --to COMMIT|REF', 'delta');
         if (values.from && values.empty) throw new UsageError('--from and --empty exclude each other', 'delta');
@@ -82,7 +86,7 @@ export const delta: Command = {
         return generate(repo, dataDir, registry, values.to, values.empty ? null : values.from);
       }
       case 'list': {
-        onlyFor(flags, ['repo', 'data', 'json']);
+        onlyFor(flags, ['repo', 'data', 'storage', 'json']);
         if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'delta');
         const deltas = await listDeltas(await openRepo());
         if (values.json) process.stdout.write(JSON.stringify({ deltas }, null, 2) + '\n');
@@ -90,7 +94,7 @@ export const delta: Command = {
         return 0;
       }
       case 'show': {
-        onlyFor(flags, ['repo', 'data', 'json']);
+        onlyFor(flags, ['repo', 'data', 'storage', 'json']);
         if (positionals.length !== 1) throw new UsageError('show takes one delta name: FROM-TO or TO (hex)', 'delta');
         const { from, to } = parseDeltaName(positionals[0]!);
         const repo = await openRepo();
@@ -100,7 +104,7 @@ export const delta: Command = {
         return 0;
       }
       case 'prune': {
-        onlyFor(flags, ['repo', 'data', 'adopt']);
+        onlyFor(flags, ['repo', 'data', 'storage', 'adopt']);
         const repo = await openRepo();
         await ownedOrAdopt(dataDir, registry, repo, values.adopt, 'delta prune');
         const removed = await pruneDeltas(repo);

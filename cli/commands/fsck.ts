@@ -2,9 +2,10 @@ import { CairnError } from '../../storage/errors';
 import { fsck, type FsckReport } from '../../storage/maintenance/fsck';
 import { RepoRegistry } from '../../storage/repo/registry';
 import { SettingsStore } from '../../storage/repo/settings';
-import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 
-const usage = `Usage: cairn fsck --data DIR [--repo NAME] [--repair] [--json]
+const usage = `Usage: cairn fsck [--data DIR | --storage LOCATION] [--repo NAME] [--repair] [--json]
 
 Verifies every object of the repository NAME (every repository of the data
 folder without --repo) against its name, as uploads are verified: metadata
@@ -23,6 +24,8 @@ Names every corrupt and missing object and every damaged ref file.
 
 Options:
   --data DIR     data folder (env CAIRN_DATA, default ./data)
+  --storage LOC  repositories on a store instead (env CAIRN_STORAGE): a folder,
+                 file://PATH or s3://BUCKET/PREFIX, as 'cairn serve --storage'
   --repo NAME    one repository (default: all)
   --json         print the reports as JSON on stdout
 
@@ -36,12 +39,13 @@ export const fsckCommand: Command = {
   async run(args) {
     const { values, positionals } = parseCommandLine('fsck', args, {
       data: { type: 'string' },
+      storage: { type: 'string' },
       repo: { type: 'string' },
       repair: { type: 'boolean' },
       json: { type: 'boolean' },
     }, false);
     if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, 'fsck');
-    const dataDir = dataDirOption(values.data);
+    const dataDir = locationOption(values, 'fsck');
     const registry = new RepoRegistry(dataDir);
     const settings = new SettingsStore(dataDir);
     const names = values.repo !== undefined ? [values.repo] : await registry.list();
@@ -49,7 +53,7 @@ export const fsckCommand: Command = {
     for (const name of names) {
       const repo = await registry.open(name);
       if (!repo) throw new CairnError('NOT_FOUND', `no repository ${name} in ${registry.reposDir}`);
-      const repair = values.repair === true && settings.owned(name);
+      const repair = values.repair === true && (await settings.get(name)).owned;
       if (values.repair && !repair) process.stderr.write(`${name}: not owned by Cairn: checked, not repaired\n`);
       const r = await fsck(repo, { repair, onProgress: (line) => process.stderr.write(`${line}\n`) });
       reports.push(r);

@@ -7,9 +7,10 @@ import { SettingsStore } from '../../storage/repo/settings';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { hasRepoKeys } from '../../storage/signing/keys';
 import { createServerContext } from '../../server/bootstrap';
-import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 
-const usage = `Usage: cairn gc --data DIR --repo NAME [--grace DURATION] [--dry-run] [--json]
+const usage = `Usage: cairn gc [--data DIR | --storage LOCATION] --repo NAME [--grace DURATION] [--dry-run] [--json]
 
 Deletes the objects of repository NAME that no ref reaches: not in the tree
 of any ref (refs/heads, mirrors, remotes) or of any commit of its history
@@ -20,10 +21,14 @@ long as it takes less than the grace), deletions run in rounds of at most
 0.1 s under the repository's ref lock, each round first marking refs that
 moved, and publishing never waits longer than a round. Deltas whose commits
 went are removed and the summary regenerated (signed when the repository has
-keys in DIR/keys/NAME).
+keys in DIR/keys/NAME). On S3 (--storage s3://…) an object's age is measured by
+the store's own clock (its Last-Modified against a probe written at the start),
+whole seconds rounded in favour of keeping.
 
 Options:
   --data DIR         data folder (env CAIRN_DATA, default ./data)
+  --storage LOC      repositories on a store instead (env CAIRN_STORAGE): a folder,
+                     file://PATH or s3://BUCKET/PREFIX, as 'cairn serve --storage'
   --repo NAME        repository (default main)
   --grace DURATION   keep objects younger than this (default 1h; 90s, 30m, 2h, 1d)
   --dry-run          report what would be deleted and how many bytes, delete nothing
@@ -38,6 +43,7 @@ export const gcCommand: Command = {
   async run(args) {
     const { values, positionals } = parseCommandLine('gc', args, {
       data: { type: 'string' },
+      storage: { type: 'string' },
       repo: { type: 'string' },
       grace: { type: 'string' },
       'dry-run': { type: 'boolean' },
@@ -52,7 +58,7 @@ export const gcCommand: Command = {
         throw new UsageError((e as Error).message, 'gc');
       }
     }
-    const dataDir = dataDirOption(values.data);
+    const dataDir = locationOption(values, 'gc');
     const { registry, repo } = await openOwnedRepo(dataDir, values.repo, !values['dry-run'], 'gc');
     const report = await gc(repo, {
       graceMs,
@@ -80,7 +86,7 @@ export async function openOwnedRepo(dataDir: string, name: string | undefined, w
   const repoName = name ?? 'main';
   const repo = await registry.open(repoName);
   if (!repo) throw new CairnError('NOT_FOUND', `no repository ${repoName} in ${registry.reposDir}`);
-  if (write && !new SettingsStore(dataDir).owned(repoName)) {
+  if (write && !(await new SettingsStore(dataDir).get(repoName)).owned) {
     throw new CairnError('NOT_OWNED', `repository ${repoName} was not created by Cairn; 'cairn ${command}' changes only repositories Cairn owns (see 'cairn adopt')`);
   }
   return { registry, repo };

@@ -1,9 +1,10 @@
 import { parseTimeOrAge } from '../../storage/maintenance/duration';
 import { prune } from '../../storage/maintenance/prune';
-import { type Command, dataDirOption, parseCommandLine, UsageError } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 import { maintenanceSigner, openOwnedRepo } from './gc';
 
-const usage = `Usage: cairn prune --data DIR --repo NAME [--ref REF]... [--keep N] [--keep-younger-than T] [--dry-run] [--json]
+const usage = `Usage: cairn prune [--data DIR | --storage LOCATION] --repo NAME [--ref REF]... [--keep N] [--keep-younger-than T] [--dry-run] [--json]
 
 Cuts the history of refs of repository NAME (every ref under refs/heads, or
 only those named with --ref): from each head, commits are kept while they
@@ -19,6 +20,8 @@ says how many and how many bytes that frees).
 
 Options:
   --data DIR               data folder (env CAIRN_DATA, default ./data)
+  --storage LOCATION       repositories on a store instead (env CAIRN_STORAGE): a folder,
+                           file://PATH or s3://BUCKET/PREFIX, as 'cairn serve --storage'
   --repo NAME              repository (default main)
   --ref REF                prune this ref only (repeat for several)
   --keep N                 keep the last N commits of each ref (N >= 1)
@@ -35,6 +38,7 @@ export const pruneCommand: Command = {
   async run(args) {
     const { values, positionals } = parseCommandLine('prune', args, {
       data: { type: 'string' },
+      storage: { type: 'string' },
       repo: { type: 'string' },
       ref: { type: 'string', multiple: true },
       keep: { type: 'string' },
@@ -57,7 +61,7 @@ export const pruneCommand: Command = {
         throw new UsageError((e as Error).message, 'prune');
       }
     }
-    const dataDir = dataDirOption(values.data);
+    const dataDir = locationOption(values, 'prune');
     const dryRun = values['dry-run'] === true;
     const { registry, repo } = await openOwnedRepo(dataDir, values.repo, !dryRun, 'prune');
     const report = await prune(repo, {
