@@ -1,10 +1,11 @@
 import { CairnError } from '../errors';
 import { isChecksum } from '../objects/checksum';
 import { DEFAULT_INGEST_LIMITS } from '../repo/ingest';
+import type { ObjectType } from '../objects/types';
 import type { Repo } from '../repo/repo';
 import { verifyStored } from '../repo/verify';
 import { MarkSet } from './markset';
-import { Marker, objectLabel, parseObjectKey } from './reach';
+import { mapLimit, Marker, objectLabel, parallelism, parseObjectKey } from './reach';
 
 /**
  * fsck: every object of the repository checked against its name with the
@@ -79,40 +80,55 @@ export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckRepo
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
-  // 1. Every object against its name.
+  // 1. Every object against its name (several at once on a remote store: each is a round trip),
+  // remembering which are present so that the closure walk asks the store only about the others.
   progress(`checking the objects of ${repo.name}`);
   let last = performance.now();
-  for await (const key of repo.backend.list('objects')) {
-    const o = parseObjectKey(key);
-    if (!o) continue;
-    const name = objectLabel(o.checksum, o.type);
-    let size = 0;
-    let error: string | null;
-    try {
-      const r = await checkObject(repo, key, o.checksum, o.type, maxFileSize);
-      if (r === null) continue; // removed meanwhile (gc, prune)
-      size = r;
-      error = null;
-    } catch (e) {
-      error = e instanceof CairnError ? e.message : (e as Error).message;
-    }
-    report.objects++;
-    report.bytes += size;
-    if (error !== null) {
-      addCorrupt(name, error);
-      progress(`corrupt: ${name}: ${error}`);
+  const width = parallelism(repo);
+  const present = width > 1 ? new MarkSet() : undefined; // a local store answers the walk's stats at once: no need to hold them
+  let batch: Array<{ key: string; checksum: string; type: ObjectType }> = [];
+  const checkBatch = async () => {
+    const results = await mapLimit(batch, width, async (o) => {
+      try {
+        const r = await checkObject(repo, o.key, o.checksum, o.type, maxFileSize);
+        return r === null ? null : { size: r, error: null };
+      } catch (e) {
+        return { size: 0, error: e instanceof CairnError ? e.message : (e as Error).message };
+      }
+    });
+    for (let i = 0; i < batch.length; i++) {
+      const o = batch[i]!;
+      const r = results[i];
+      if (!r) continue; // removed meanwhile (gc, prune)
+      const name = objectLabel(o.checksum, o.type);
+      report.objects++;
+      report.bytes += r.size;
+      if (r.error === null) {
+        present?.add(o.checksum, o.type);
+        continue;
+      }
+      addCorrupt(name, r.error);
+      progress(`corrupt: ${name}: ${r.error}`);
       if (opts.repair) {
         const to = `${QUARANTINE_PREFIX}/${stamp}/${name}`;
-        await quarantine(repo, key, to);
+        await quarantine(repo, o.key, to);
         report.quarantined.push({ object: name, to });
         progress(`quarantined ${name} -> ${to}`);
       }
     }
+    batch = [];
     if (performance.now() - last > 2000) {
       progress(`checked ${report.objects} objects (${(report.bytes / 1048576).toFixed(0)} MiB), ${report.corruptCount} corrupt`);
       last = performance.now();
     }
+  };
+  for await (const key of repo.backend.list('objects')) {
+    const o = parseObjectKey(key);
+    if (!o) continue;
+    batch.push({ key, ...o });
+    if (batch.length >= width * 4) await checkBatch();
   }
+  await checkBatch();
 
   // 2. Every ref's closure, with its present history.
   const refs = new Map<string, string>();
@@ -128,6 +144,7 @@ export async function fsck(repo: Repo, opts: FsckOptions = {}): Promise<FsckRepo
   const incomplete = new Set<string>();
   const marker = new Marker(repo, new MarkSet(), {
     checkContent: true,
+    present,
     onPartial: (commit) => report.partialCommits.length < MAX_LISTED && report.partialCommits.push(commit),
     onMissing: (object, commit) => {
       if (incomplete.size < MAX_LISTED) incomplete.add(commit);

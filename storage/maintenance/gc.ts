@@ -5,7 +5,9 @@ import { withRepoLock } from '../repo/mutex';
 import type { Repo } from '../repo/repo';
 import { updateSummary, type SummarySigner } from '../repo/summary';
 import { MarkSet } from './markset';
-import { listAllRefs, Marker, objectLabel, parseObjectKey } from './reach';
+import { randomBytes } from 'node:crypto';
+import type { Backend } from '../backends/backend';
+import { listAllRefs, mapLimit, Marker, objectLabel, parallelism, parseObjectKey } from './reach';
 
 /**
  * Garbage collection of unreachable objects, safe while publishers push.
@@ -32,6 +34,21 @@ import { listAllRefs, Marker, objectLabel, parseObjectKey } from './reach';
  * not every checksum as strings; the sweep streams the listing of objects/
  * and holds one round's deletions at a time. Deltas whose commits went are
  * removed afterwards and the summary regenerated (signed with `signer`).
+ *
+ * On a remote store (S3: `Backend.blocking` false) three things differ:
+ *  - Age is measured by the store's clock, not ours: an object's mtime is the
+ *    store's Last-Modified, so "now" is the Last-Modified of a probe written
+ *    at the start (storeNow), and a clock skew between this host and the
+ *    store cannot shorten the grace window. S3 dates are whole seconds
+ *    (truncated): an mtime of a whole second counts as the latest instant it
+ *    may stand for (m + 1 s), so rounding never deletes an object younger
+ *    than the window (the probe's own truncation only makes "now" earlier).
+ *  - Stats of candidates and reads of the walk go several at once (each is a
+ *    round trip), deletions 32 at once, as on the filesystem.
+ *  - Rounds are longer (REMOTE_ROUND_MS) and REMOTE_PAUSE_MS apart: a publisher
+ *    in another process waits for the store's lease lock by polling it (at most
+ *    ~1 s apart), so a collector retaking the lock at once would starve it;
+ *    the pause is longer than a poll interval.
  */
 
 export interface GcOptions {
@@ -76,6 +93,10 @@ export interface GcReport {
 export const DEFAULT_GRACE_MS = 60 * 60_000;
 /** Longest a sweep round holds the `refs` lock. */
 const ROUND_MS = 100;
+/** The same on a remote store (each deletion is a round trip; taking the lock costs a few). */
+const REMOTE_ROUND_MS = 500;
+/** Between two rounds on a remote store, the lock free for a waiter in another process (its polls are at most ~1 s apart). */
+export const REMOTE_PAUSE_MS = 1500;
 /** Removals in flight at once. */
 const PARALLEL_REMOVES = 32;
 /** Candidates gathered before a round. */
@@ -84,6 +105,9 @@ const ROUND_OBJECTS = 512;
 export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   const now = opts.now ?? Date.now;
   const started = now();
+  const remote = !repo.backend.blocking;
+  // "Now" for the grace window: taken before the mark (a later one would shorten the window by the mark's time).
+  const clock = opts.now || !remote ? { nowMs: started, how: 'this host' } : await storeNow(repo.backend, started);
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   if (!(graceMs >= 0)) throw new CairnError('INVALID_ARGUMENT', 'the grace window must be 0 or more');
   const progress = opts.onProgress ?? (() => undefined);
@@ -154,7 +178,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
     while (pending.length > 0) {
       await withRepoLock(repo.backend, 'refs', async () => {
         await markRefs(await listAllRefs(repo));
-        const until = performance.now() + ROUND_MS;
+        const until = performance.now() + (remote ? REMOTE_ROUND_MS : ROUND_MS);
         while (pending.length > 0 && performance.now() < until) {
           // Several at once: each removal syncs its folder, and concurrent syncs share the journal's commits.
           const batch = pending.splice(-PARALLEL_REMOVES).filter((p) => !isKept(p.checksum, p.type));
@@ -171,7 +195,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
           );
         }
       });
-      if (pending.length > 0) await new Promise<void>((r) => setImmediate(r));
+      if (pending.length > 0) await new Promise<void>((r) => (remote ? setTimeout(r, REMOTE_PAUSE_MS) : setImmediate(r)));
     }
   };
 
@@ -179,8 +203,36 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   // everything else. ostree's fsck checks every commit in objects/, reachable or not, so a sweep cut
   // short (killed, out of time) must never leave a commit whose dirtrees or files it already deleted;
   // for the same reason a commit kept for its age marks its tree before the second pass.
-  const cutoff = started - graceMs;
+  const cutoff = clock.nowMs - graceMs;
+  progress(`keeping objects modified after ${new Date(cutoff).toISOString()} (by ${clock.how}'s clock)`);
+  const isYoung = (mtimeMs: number) => mtimeMs >= cutoff || (mtimeMs % 1000 === 0 && mtimeMs + 1000 > cutoff);
   const statOf = (k: string) => Promise.resolve(repo.backend.statFast(k));
+  const width = parallelism(repo);
+  let candidates: Array<{ key: string; checksum: string; type: ObjectType }> = [];
+  /** Stats the candidates (several at once on a remote store): the young stay (a young commit marks its tree), the rest go to `pending`. */
+  const classify = async (pass: 'commits' | 'the rest') => {
+    const batch = candidates;
+    candidates = [];
+    const infos = await mapLimit(batch, width, (c) => statOf(c.key));
+    for (let i = 0; i < batch.length; i++) {
+      const c = batch[i]!;
+      const info = infos[i];
+      if (!info || isKept(c.checksum, c.type)) continue;
+      if (isYoung(info.mtimeMs)) {
+        report.young++;
+        // A commit that stays keeps its tree, however old its objects (a push in flight, say).
+        // (What cannot be read of it is not gc's to judge: fsck's; it only keeps what it can reach.)
+        if (pass === 'commits') {
+          const known = corrupt.length;
+          await marker.markCommit(c.checksum, false).catch(() => 0);
+          corrupt.length = known;
+        }
+        continue;
+      }
+      pending.push({ ...c, size: info.size });
+    }
+    if (pending.length >= ROUND_OBJECTS) await flush();
+  };
   for (const pass of ['commits', 'the rest'] as const) {
     progress(`sweeping objects/ (${pass})`);
     let lastLine = performance.now();
@@ -194,22 +246,10 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
         lastLine = performance.now();
       }
       if (isKept(o.checksum, o.type)) continue;
-      const info = await statOf(key);
-      if (!info) continue;
-      if (info.mtimeMs >= cutoff) {
-        report.young++;
-        // A commit that stays keeps its tree, however old its objects (a push in flight, say).
-        // (What cannot be read of it is not gc's to judge: fsck's; it only keeps what it can reach.)
-        if (pass === 'commits') {
-          const known = corrupt.length;
-          await marker.markCommit(o.checksum, false).catch(() => 0);
-          corrupt.length = known;
-        }
-        continue;
-      }
-      pending.push({ key, ...o, size: info.size });
-      if (pending.length >= ROUND_OBJECTS) await flush();
+      candidates.push({ key, ...o });
+      if (candidates.length >= ROUND_OBJECTS) await classify(pass);
     }
+    await classify(pass);
     await flush();
   }
 
@@ -222,4 +262,24 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   report.seconds = (now() - started) / 1000;
   progress(`${opts.dryRun ? 'would delete' : 'deleted'} ${report.deletedObjects} objects (${report.deletedBytes} bytes); kept ${report.young} younger than the grace window`);
   return report;
+}
+
+/**
+ * "Now" by the clock of the store's mtimes: the Last-Modified of a probe
+ * object written into the repository's tmp/ (and removed). Falls back to
+ * this host's clock (`fallback`) when the probe cannot be written (a store
+ * this process may only read: a dry run).
+ */
+export async function storeNow(backend: Backend, fallback: number): Promise<{ nowMs: number; how: string }> {
+  const key = `tmp/cairn-gc-clock-${process.pid}-${randomBytes(6).toString('hex')}`;
+  try {
+    await backend.write(key, Buffer.from('the store\'s clock, for cairn gc\n'));
+    const info = await backend.stat(key);
+    if (info && info.mtimeMs > 0) return { nowMs: info.mtimeMs, how: 'the store' };
+  } catch {
+    // reported below: this host's clock
+  } finally {
+    await backend.remove(key).catch(() => undefined);
+  }
+  return { nowMs: fallback, how: 'this host (the store took no probe)' };
 }

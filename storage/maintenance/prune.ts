@@ -10,7 +10,7 @@ import { validateRefName } from '../repo/names';
 import type { Repo } from '../repo/repo';
 import { updateSummary, type SummarySigner } from '../repo/summary';
 import { MarkSet } from './markset';
-import { listAllRefs, Marker } from './reach';
+import { listAllRefs, mapLimit, Marker, parallelism } from './reach';
 
 /**
  * Prune: cut the history of refs. For each ref chosen (default: every ref
@@ -197,7 +197,7 @@ async function measureExclusive(repo: Repo, tree: string, meta: string, kept: Ma
     } catch {
       continue;
     }
-    for (const f of dt.files) await count(f.checksum, ObjectType.File);
+    await mapLimit(dt.files, parallelism(repo), (f) => count(f.checksum, ObjectType.File)); // several stats at once on a remote store
     for (const d of dt.dirs) stack.push([d.treeChecksum, d.metaChecksum]);
   }
 }

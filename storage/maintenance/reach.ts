@@ -18,13 +18,17 @@ import { MarkSet } from './markset';
 export async function listAllRefs(repo: Repo): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const damaged: string[] = [];
-  for await (const key of repo.backend.list('refs')) {
-    const got = await repo.backend.read(key);
-    if (!got) continue; // gone since the listing: a deleted ref
+  const keys: string[] = [];
+  for await (const key of repo.backend.list('refs')) keys.push(key);
+  // Read several at once on a remote store (gc reads them all at every round, under the ref lock).
+  const files = await mapLimit(keys, parallelism(repo), (key) => repo.backend.read(key));
+  keys.forEach((key, i) => {
+    const got = files[i];
+    if (!got) return; // gone since the listing: a deleted ref
     const csum = got.data.toString('utf8').trim();
     if (isChecksum(csum)) out.set(key.slice('refs/'.length), csum);
     else damaged.push(key);
-  }
+  });
   if (damaged.length) {
     throw new CairnError('INVALID_OBJECT', `ref file ${damaged[0]} does not hold a checksum (restart 'cairn serve' to restore it from the ref log, or fix it): refusing to decide what is reachable`, {
       refs: damaged.slice(0, 100),
@@ -46,6 +50,11 @@ export interface MarkOptions {
   onCorrupt?(name: string, error: string): void;
   /** A commit walked that ostree marked partial (`state/C.commitpartial`). */
   onPartial?(commit: string): void;
+  /**
+   * Objects known to be present (fsck fills it while it lists objects/): the
+   * walk asks the store only about the others (one request each on S3).
+   */
+  present?: MarkSet;
   /** Called every few milliseconds with the objects marked so far (progress). */
   onProgress?(marked: number): void;
 }
@@ -113,40 +122,64 @@ export class Marker {
     }
   }
 
-  /** Marks a tree (dirtree `tree` with dirmeta `meta`) and everything below it. */
+  /**
+   * Marks a tree (dirtree `tree` with dirmeta `meta`) and everything below it.
+   * On a remote store several folders are read at once (a wave of
+   * `parallelism` from the stack), since each read is a round trip.
+   */
   async markTree(tree: string, meta: string, commit: string, partial = false): Promise<void> {
     const stack: Array<[string, string]> = [[tree, meta]];
-    const check = this.opts.checkContent === true;
+    const width = parallelism(this.repo);
     while (stack.length > 0) {
-      const [t, m] = stack.pop()!;
-      if (this.set.add(m, ObjectType.DirMeta) && check && !partial && !(await this.repo.hasObject(m, ObjectType.DirMeta))) this.reportMissing(objectLabel(m, ObjectType.DirMeta), commit);
-      if (!this.set.add(t, ObjectType.DirTree)) continue;
-      let raw: Buffer | null;
-      try {
-        raw = await this.repo.readMetadata(t, ObjectType.DirTree);
-      } catch (e) {
-        this.reportCorrupt(objectLabel(t, ObjectType.DirTree), (e as Error).message);
-        continue;
+      if (width === 1) {
+        const [t, m] = stack.pop()!;
+        await this.visit(t, m, commit, partial, stack);
+      } else {
+        await Promise.all(stack.splice(-width).map(([t, m]) => this.visit(t, m, commit, partial, stack)));
       }
-      if (!raw) {
-        if (!partial) this.reportMissing(objectLabel(t, ObjectType.DirTree), commit);
-        continue;
-      }
-      let dt;
-      try {
-        dt = decodeDirTree(raw);
-      } catch (e) {
-        this.reportCorrupt(objectLabel(t, ObjectType.DirTree), (e as Error).message);
-        continue;
-      }
-      for (const f of dt.files) {
-        if (this.set.add(f.checksum, ObjectType.File) && check && !partial && !(await this.repo.hasObject(f.checksum, ObjectType.File))) {
-          this.reportMissing(objectLabel(f.checksum, ObjectType.File), commit);
-        }
-      }
-      for (const d of dt.dirs) stack.push([d.treeChecksum, d.metaChecksum]);
       await this.pace();
     }
+  }
+
+  /** One folder of a tree walk: its dirmeta and dirtree marked (and checked), its files marked, its subfolders pushed onto `stack`. */
+  private async visit(t: string, m: string, commit: string, partial: boolean, stack: Array<[string, string]>): Promise<void> {
+    const check = this.opts.checkContent === true;
+    if (this.set.add(m, ObjectType.DirMeta) && check && !partial && !(await this.present(m, ObjectType.DirMeta))) this.reportMissing(objectLabel(m, ObjectType.DirMeta), commit);
+    if (!this.set.add(t, ObjectType.DirTree)) return;
+    let raw: Buffer | null;
+    try {
+      raw = await this.repo.readMetadata(t, ObjectType.DirTree);
+    } catch (e) {
+      this.reportCorrupt(objectLabel(t, ObjectType.DirTree), (e as Error).message);
+      return;
+    }
+    if (!raw) {
+      if (!partial) this.reportMissing(objectLabel(t, ObjectType.DirTree), commit);
+      return;
+    }
+    let dt;
+    try {
+      dt = decodeDirTree(raw);
+    } catch (e) {
+      this.reportCorrupt(objectLabel(t, ObjectType.DirTree), (e as Error).message);
+      return;
+    }
+    if (check && !partial) {
+      const unseen = dt.files.filter((f) => this.set.add(f.checksum, ObjectType.File));
+      const here = await mapLimit(unseen, parallelism(this.repo), (f) => this.present(f.checksum, ObjectType.File));
+      unseen.forEach((f, i) => {
+        if (!here[i]) this.reportMissing(objectLabel(f.checksum, ObjectType.File), commit);
+      });
+    } else {
+      for (const f of dt.files) this.set.add(f.checksum, ObjectType.File);
+    }
+    for (const d of dt.dirs) stack.push([d.treeChecksum, d.metaChecksum]);
+  }
+
+  /** Whether an object is there: known present (MarkOptions.present, fsck's listing), else asked of the store. */
+  private async present(checksum: string, type: ObjectType): Promise<boolean> {
+    if (this.opts.present?.has(checksum, type)) return true;
+    return this.repo.hasObject(checksum, type);
   }
 
   private reportMissing(name: string, commit: string): void {
@@ -178,3 +211,27 @@ export function parseObjectKey(key: string): { checksum: string; type: ObjectTyp
 }
 
 const EXT_TYPES = new Map<string, ObjectType>(Object.entries(ARCHIVE_EXTENSION).map(([t, ext]) => [ext, Number(t) as ObjectType]));
+
+/**
+ * Requests a maintenance walk keeps in flight: one on a blocking store (the
+ * filesystem: local calls, nothing to overlap), several on a remote one (S3:
+ * every stat and read is a round trip, so one at a time is all latency).
+ */
+export function parallelism(repo: Repo): number {
+  return repo.backend.blocking ? 1 : REMOTE_PARALLEL;
+}
+export const REMOTE_PARALLEL = 16;
+
+/** `fn` over `items`, at most `limit` at once; results in the items' order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return out;
+}
