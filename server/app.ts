@@ -3,6 +3,7 @@ import type { RepoRegistry } from '../storage/repo/registry';
 import { errorMiddleware, sendError, sendNotFound } from './errors';
 import { createFiles, type Files, type Mount } from './files/answer';
 import { FileCache, type FileCacheOptions } from './files/cache';
+import type { S3RedirectOptions } from './files/redirect';
 import type { FrontOptions } from './http1/front';
 import { createLogger, type Logger } from './logging';
 import { createMetrics, repoLabel, type Metrics, type RepoSizeSource } from './metrics';
@@ -28,6 +29,8 @@ export interface AppOptions {
   context?: ServerContext;
   /** In-memory cache of small files; false disables it. */
   fileCache?: FileCacheOptions | false;
+  /** Redirect reads of content-addressed files on S3 to presigned URLs (server/files/redirect.ts). */
+  s3Redirect?: S3RedirectOptions;
 }
 
 export interface CairnApp extends Express {
@@ -58,6 +61,7 @@ export function createApp(opts: AppOptions): CairnApp {
     logger,
     onMissing: ctx?.jobs && ((repo, key) => ctx.jobs!.onMissing(repo, key)),
     traffic: ctx?.traffic,
+    s3Redirect: opts.s3Redirect,
   });
 
   const app = express() as unknown as CairnApp;

@@ -13,6 +13,7 @@ import { remoteTraffic, serveTrafficCalls } from './api/traffic';
 import { remoteWebhooks, serveWebhookCalls } from './api/webhooks';
 import { instrumentScrub } from './jobs/maintenance-job';
 import type { ServerContext } from './context';
+import type { S3RedirectOptions } from './files/redirect';
 
 export interface ServeOptions {
   dataDir: string;
@@ -23,6 +24,8 @@ export interface ServeOptions {
   /** Processes answering requests; 1: everything in this process. */
   workers: number;
   logger: Logger;
+  /** `--s3-redirect`: reads of content-addressed files on S3 redirected to presigned URLs. */
+  s3Redirect?: S3RedirectOptions;
 }
 
 /**
@@ -74,7 +77,7 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   // A worker's delta jobs run in the primary: the same service, as messages.
   // …and so is update traffic (one recorder for every worker: server/api/traffic.ts).
   const context = await createServerContext(opts.dataDir, opts.registry, channel ? { deltas: { remote: remoteDeltaJobService(channel.call) }, traffic: remoteTraffic(channel.call), webhooks: remoteWebhooks(channel.call) } : {});
-  const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics });
+  const app = createApp({ registry: opts.registry, mounts: opts.mounts, logger, context, metrics, s3Redirect: opts.s3Redirect });
   if (role === 'single') {
     prewarmWorkers(); // the delta compiles' thread, warm before the first push
     startBackground(context, metrics, logger);

@@ -7,9 +7,11 @@ import { isClusterWorker } from '../../server/cluster';
 import { serve as serveServer } from '../../server/start';
 import { createLogger } from '../../server/logging';
 import { batchedSink } from '../../server/logsink';
-import { type Command, parseCommandLine, UsageError } from '../command';
-import { locationOption } from '../storage-option';
+import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
 import { validateRepoName } from '../../storage/repo/names';
+import { checkPublicEndpoint, type S3RedirectOptions } from '../../server/files/redirect';
+import { locationKind } from '../../storage/backends/factory';
+import { MAX_PRESIGN_SECONDS, parseS3Url } from '../../storage/backends/s3';
 
 const usage = `Usage: cairn serve [--data DIR | --storage s3://BUCKET/PREFIX] [--port N] [--host ADDR] [--workers N] [--mount PREFIX=DIR]...
 
@@ -39,6 +41,17 @@ Options:
   --mount PREFIX=repo:NAME
                         also serve the data folder's repository NAME at PREFIX, exactly
                         as at /repo/NAME/ (an old URL hosts already have as their remote)
+  --s3-redirect         with --storage s3://…: answer GETs of content-addressed files
+                        (objects, delta parts and superblocks) with a 307 to a presigned
+                        URL of the S3 object, so their bytes go from the store to the
+                        client (env CAIRN_S3_REDIRECT=1); summary, signatures, refs and
+                        config are still served by Cairn
+  --s3-redirect-expires SECONDS
+                        how long a presigned URL is valid (env CAIRN_S3_REDIRECT_EXPIRES,
+                        default 300, at most 604800)
+  --s3-public-endpoint URL
+                        the store's origin as clients reach it, for the presigned URLs
+                        (env CAIRN_S3_PUBLIC_ENDPOINT; default CAIRN_S3_ENDPOINT)
 
 Once listening, prints one JSON line with "msg":"listening", "port" and "url".
 Logs are JSON lines on stdout; CAIRN_LOG=debug|info|warn|error|silent.
@@ -57,17 +70,22 @@ export const serve: Command = {
       mount: { type: 'string', multiple: true },
       workers: { type: 'string' },
       'follow-symlinks': { type: 'boolean' },
+      's3-redirect': { type: 'boolean' },
+      's3-redirect-expires': { type: 'string' },
+      's3-public-endpoint': { type: 'string' },
     }, false);
     const env = process.env;
-    const dataDir = locationOption(values, 'serve');
+    const storage = values.storage ?? env.CAIRN_STORAGE;
+    const dataDir = storage !== undefined && storage !== '' ? storageOption(storage) : dataDirOption(values.data);
     const port = parsePort(values.port ?? env.CAIRN_PORT ?? '8080');
     const host = values.host ?? env.CAIRN_HOST ?? '127.0.0.1';
     const mounts = (values.mount ?? []).map(parseMount);
     const workers = parseWorkers(values.workers ?? env.CAIRN_WORKERS);
+    const s3Redirect = s3RedirectOption(values, env, dataDir);
 
     const logger = createLogger({ write: batchedSink().write });
     const followSymlinks = values['follow-symlinks'] === true || env.CAIRN_FOLLOW_SYMLINKS === '1';
-    const code = await serveServer({ dataDir, registry: new RepoRegistry(dataDir, { followSymlinks }), port, host, mounts, workers, logger });
+    const code = await serveServer({ dataDir, registry: new RepoRegistry(dataDir, { followSymlinks }), port, host, mounts, workers, logger, s3Redirect });
     // A cluster worker's IPC channel would keep it alive: leave once the log is out (the sink flushes on exit).
     if (isClusterWorker()) setImmediate(() => process.exit(code));
     return code;
@@ -96,6 +114,19 @@ export function parseWorkers(s: string | undefined, cpus = os.availableParalleli
   if (s === undefined || s === '' || s === 'auto') return defaultWorkers(cpus);
   if (!/^\d{1,3}$/.test(s) || Number(s) < 1 || Number(s) > 256) throw new UsageError(`invalid --workers "${s}": use 1-256 or auto`, 'serve');
   return Number(s);
+}
+
+/** A storage location as the driver factory takes it (a folder made absolute). */
+function storageOption(s: string): string {
+  try {
+    if (locationKind(s) === 's3') {
+      parseS3Url(s);
+      return s.replace(/\/+$/, '');
+    }
+  } catch (e) {
+    throw new UsageError(`invalid --storage "${s.slice(0, 200)}": ${(e as Error).message}`, 'serve');
+  }
+  return path.resolve(s.startsWith('file://') ? decodeURIComponent(s.slice('file://'.length)) : s);
 }
 
 function parsePort(s: string): number {
@@ -129,4 +160,34 @@ function parseMount(spec: string): Mount {
   }
   if (!isDir) throw new UsageError(`invalid --mount "${spec}": ${dir} is not a folder`, 'serve');
   return { prefix, dir };
+}
+
+/** `--s3-redirect` and its settings; only for a store on S3. */
+export function s3RedirectOption(
+  values: { 's3-redirect'?: boolean; 's3-redirect-expires'?: string; 's3-public-endpoint'?: string },
+  env: NodeJS.ProcessEnv,
+  location: string,
+): S3RedirectOptions | undefined {
+  const on = values['s3-redirect'] === true || env.CAIRN_S3_REDIRECT === '1';
+  if (!on) {
+    if (values['s3-redirect-expires'] !== undefined || values['s3-public-endpoint'] !== undefined) throw new UsageError('--s3-redirect-expires and --s3-public-endpoint go with --s3-redirect', 'serve');
+    return undefined;
+  }
+  if (!location.startsWith('s3://')) throw new UsageError('--s3-redirect needs --storage s3://BUCKET/PREFIX (a folder\'s files are always served by Cairn)', 'serve');
+  const expires = values['s3-redirect-expires'] ?? env.CAIRN_S3_REDIRECT_EXPIRES;
+  let expiresSec: number | undefined;
+  if (expires !== undefined && expires !== '') {
+    if (!/^\d{1,6}$/.test(expires) || Number(expires) < 1 || Number(expires) > MAX_PRESIGN_SECONDS) throw new UsageError(`invalid --s3-redirect-expires "${expires.slice(0, 40)}": use 1-${MAX_PRESIGN_SECONDS} (seconds)`, 'serve');
+    expiresSec = Number(expires);
+  }
+  const endpoint = values['s3-public-endpoint'] ?? (env.CAIRN_S3_PUBLIC_ENDPOINT || undefined);
+  let publicEndpoint: string | undefined;
+  if (endpoint !== undefined) {
+    try {
+      publicEndpoint = checkPublicEndpoint(endpoint);
+    } catch (e) {
+      throw new UsageError(`invalid --s3-public-endpoint "${endpoint.slice(0, 200)}": ${(e as Error).message}`, 'serve');
+    }
+  }
+  return { expiresSec, publicEndpoint };
 }

@@ -18,6 +18,7 @@ import type { FileCache } from './cache';
 import { decodePathSegments } from './paths';
 import { answerFile, releaseAnswer, writeAnswer, type FileAnswer } from './serve';
 import { answerPairFile, SummaryPairs } from './summary-pair';
+import { createRedirects, type S3RedirectOptions } from './redirect';
 import { validateKey } from '../../storage/backends/backend';
 
 /**
@@ -50,6 +51,8 @@ export interface FilesOptions {
   onMissing?(repo: string, key: string): void;
   /** Told of every GET of a data-folder repository's file once answered (update traffic, server/api/traffic.ts). */
   traffic?: TrafficSink;
+  /** Redirect GETs of content-addressed files of repositories on S3 to presigned URLs (redirect.ts); absent: every byte through Cairn. */
+  s3Redirect?: S3RedirectOptions;
 }
 
 /** The request as far as the decision goes. */
@@ -96,6 +99,7 @@ interface Target {
 export function createFiles(opts: FilesOptions): Files {
   const { registry, cache, metrics, logger } = opts;
   const pairs = new SummaryPairs();
+  const redirects = opts.s3Redirect ? createRedirects(opts.s3Redirect, metrics) : undefined;
   const isPrivate = opts.settings ? privacyPerTurn(opts.settings) : () => false;
   const mounts = (opts.mounts ?? []).map((m) => ({
     prefix: m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`,
@@ -197,6 +201,8 @@ export function createFiles(opts: FilesOptions): Files {
       return Object.assign(errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo), { key });
     };
     try {
+      const reads = redirects?.of(req.method, req.headers, backend, cls);
+      if (reads) return redirects!.answer(backend, reads, key).then(done, (e: unknown) => failed(e, req, route, repo));
       const opts = { cache, metrics, privateRepo };
       const p = answerPairFile(pairs, req, req.conn, backend, key, cls, opts);
       if (p instanceof Promise) return p.then((x) => (x === undefined ? answerFile(req, backend, key, cls, opts) : x)).then(done, (e: unknown) => failed(e, req, route, repo));

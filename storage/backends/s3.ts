@@ -16,6 +16,7 @@ import {
   UploadPartCommand,
   type GetObjectCommandOutput,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { CairnError, insufficientStorage } from '../errors';
 import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type HeldLock, lockLost, type PreparedWrite, type WriteSource, validateKey } from './backend';
 
@@ -137,7 +138,54 @@ const isPrecondition = (e: unknown): boolean => statusOf(e) === 412 || nameOf(e)
 const unquote = (etag: string | undefined): string => (etag ?? '').replace(/^W\//, '').replace(/"/g, '');
 const md5 = (b: Uint8Array): Buffer => createHash('md5').update(b).digest();
 
-export class S3Backend implements Backend {
+/**
+ * A store whose blobs a client can fetch itself, by a URL that carries a
+ * short-lived permission of its own (an S3 presigned GET): what the read
+ * path redirects to instead of streaming the bytes (cairn serve
+ * --s3-redirect). Kept out of Backend: `presignedReads` is the one place that
+ * says which stores have it.
+ */
+export interface PresignedReads {
+  /**
+   * A URL that GETs `key` as it is when fetched (Range honoured), valid for
+   * `expiresSec` seconds from now, on `endpoint` (the host clients reach the
+   * store by; default the store's own endpoint). Nothing is asked of the store:
+   * whether the key exists is the caller's business.
+   */
+  presignGet(key: string, expiresSec: number, endpoint?: string): Promise<string>;
+}
+
+/** The presigned reads of `b`, or null when its blobs can only be read through Cairn (a folder). */
+export function presignedReads(b: Backend): PresignedReads | null {
+  return b instanceof S3Backend ? b : null;
+}
+
+/** SigV4 presigned URLs live at most 7 days. */
+export const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
+/** Presigning clients for other endpoints than the store's own, per store client and endpoint (they share its region and credentials). */
+const presigners = new WeakMap<S3Client, Map<string, S3Client>>();
+
+function presignerFor(client: S3Client, endpoint: string): S3Client {
+  let m = presigners.get(client);
+  if (!m) presigners.set(client, (m = new Map()));
+  let c = m.get(endpoint);
+  if (!c) {
+    c = new S3Client({
+      endpoint,
+      forcePathStyle: true,
+      region: client.config.region,
+      credentials: client.config.credentials,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    if (m.size >= 16) m.clear();
+    m.set(endpoint, c);
+  }
+  return c;
+}
+
+export class S3Backend implements Backend, PresignedReads {
   readonly location: string;
   private readonly partSize: number;
   private readonly leaseMs: number;
@@ -212,6 +260,17 @@ export class S3Backend implements Backend {
       );
     } catch (e) {
       if (isNotFound(e)) return;
+      throw this.ioError(e, key);
+    }
+  }
+
+  async presignGet(key: string, expiresSec: number, endpoint?: string): Promise<string> {
+    if (!Number.isInteger(expiresSec) || expiresSec < 1 || expiresSec > MAX_PRESIGN_SECONDS) throw new CairnError('INVALID_ARGUMENT', `presigned URL expiry must be 1-${MAX_PRESIGN_SECONDS} s`);
+    const Key = this.objectKey(key);
+    const client = endpoint === undefined ? this.client : presignerFor(this.client, endpoint);
+    try {
+      return await getSignedUrl(client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn: expiresSec });
+    } catch (e) {
       throw this.ioError(e, key);
     }
   }
