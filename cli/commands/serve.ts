@@ -7,11 +7,11 @@ import { isClusterWorker } from '../../server/cluster';
 import { serve as serveServer } from '../../server/start';
 import { createLogger } from '../../server/logging';
 import { batchedSink } from '../../server/logsink';
-import { type Command, parseCommandLine, UsageError, dataDirOption } from '../command';
+import { type Command, parseCommandLine, UsageError } from '../command';
+import { locationOption } from '../storage-option';
 import { validateRepoName } from '../../storage/repo/names';
 import { checkPublicEndpoint, type S3RedirectOptions } from '../../server/files/redirect';
-import { locationKind } from '../../storage/backends/factory';
-import { MAX_PRESIGN_SECONDS, parseS3Url } from '../../storage/backends/s3';
+import { MAX_PRESIGN_SECONDS } from '../../storage/backends/s3';
 
 const usage = `Usage: cairn serve [--data DIR | --storage s3://BUCKET/PREFIX] [--port N] [--host ADDR] [--workers N] [--mount PREFIX=DIR]...
 
@@ -75,8 +75,7 @@ export const serve: Command = {
       's3-public-endpoint': { type: 'string' },
     }, false);
     const env = process.env;
-    const storage = values.storage ?? env.CAIRN_STORAGE;
-    const dataDir = storage !== undefined && storage !== '' ? storageOption(storage) : dataDirOption(values.data);
+    const dataDir = locationOption(values, 'serve');
     const port = parsePort(values.port ?? env.CAIRN_PORT ?? '8080');
     const host = values.host ?? env.CAIRN_HOST ?? '127.0.0.1';
     const mounts = (values.mount ?? []).map(parseMount);
@@ -114,19 +113,6 @@ export function parseWorkers(s: string | undefined, cpus = os.availableParalleli
   if (s === undefined || s === '' || s === 'auto') return defaultWorkers(cpus);
   if (!/^\d{1,3}$/.test(s) || Number(s) < 1 || Number(s) > 256) throw new UsageError(`invalid --workers "${s}": use 1-256 or auto`, 'serve');
   return Number(s);
-}
-
-/** A storage location as the driver factory takes it (a folder made absolute). */
-function storageOption(s: string): string {
-  try {
-    if (locationKind(s) === 's3') {
-      parseS3Url(s);
-      return s.replace(/\/+$/, '');
-    }
-  } catch (e) {
-    throw new UsageError(`invalid --storage "${s.slice(0, 200)}": ${(e as Error).message}`, 'serve');
-  }
-  return path.resolve(s.startsWith('file://') ? decodeURIComponent(s.slice('file://'.length)) : s);
 }
 
 function parsePort(s: string): number {
