@@ -1,7 +1,7 @@
 import { pruneDeltas } from '../deltas/prune';
 import { CairnError } from '../errors';
 import { ObjectType, objectKey } from '../objects/types';
-import { withRepoLock } from '../repo/mutex';
+import { confirmLocks, withRepoLock } from '../repo/mutex';
 import type { Repo } from '../repo/repo';
 import { updateSummary, type SummarySigner } from '../repo/summary';
 import { MarkSet } from './markset';
@@ -182,6 +182,9 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
         while (pending.length > 0 && performance.now() < until) {
           // Several at once: each removal syncs its folder, and concurrent syncs share the journal's commits.
           const batch = pending.splice(-PARALLEL_REMOVES).filter((p) => !isKept(p.checksum, p.type));
+          // The lock still ours, and extended (a store's lease can be taken over from a holder stalled past
+          // it: then a publish may have landed unseen, so nothing more is deleted; CONFLICT ends the gc).
+          if (batch.length > 0) await confirmLocks();
           await Promise.all(
             batch.map(async (p) => {
               // A commit goes with its detached metadata (and ostree's partial marker).

@@ -5,7 +5,7 @@ import { serialize, Variant } from '../gvariant';
 import { decodeDirTree } from '../objects/dirtree';
 import { OBJECT_GVARIANT_TYPE, ObjectType, objectKey } from '../objects/types';
 import { keyFileBool } from '../repo/config';
-import { withRepoLock } from '../repo/mutex';
+import { confirmLocks, withRepoLock } from '../repo/mutex';
 import { validateRefName } from '../repo/names';
 import type { Repo } from '../repo/repo';
 import { updateSummary, type SummarySigner } from '../repo/summary';
@@ -159,7 +159,10 @@ async function pruneLocked(repo: Repo, opts: PruneOptions): Promise<PruneReport>
 
   if (opts.dryRun) return report;
   progress(`pruning ${cut.size} commits${tombstones ? ' (writing tombstones)' : ''}`);
+  let n = 0;
   for (const c of cut.keys()) {
+    // The ref lock still ours (a store's lease taken over after a stall: a publish may have landed unseen; CONFLICT).
+    if (n++ % 32 === 0) await confirmLocks();
     // The tombstone first: a crash in between leaves a tombstone beside its commit (ostree removes it when the commit comes back), never a commit gone without one.
     if (tombstones) await repo.backend.write(objectKey(c, ObjectType.TombstoneCommit), tombstoneBytes(c));
     await repo.backend.remove(objectKey(c, ObjectType.CommitMeta));

@@ -102,7 +102,7 @@ test('prune, gc and fsck on S3: through cairn serve --storage and the CLI --stor
   assert.match(init.stdout, new RegExp(`created repository main at s3://${store.bucket}/`));
   assert.ok(await b.stat('repos/main/config'), 'the repository is in the bucket');
   assert.ok(await b.stat('settings/main.json'), 'its settings (owned) are in the bucket');
-  server = await startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', location], env });
+  server = await startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', location], env: { ...env, CAIRN_MAINTENANCE_TICK_MS: '200' } });
   const push = (await cliOk(['token', '--scope', 'push', '--repo', 'main', '--prefix', 'os/', '--ttl', '1h'])).stdout.trim();
   const admin = (await cliOk(['token', '--scope', 'admin', '--repo', 'main', '--ttl', '1h'])).stdout.trim();
 
@@ -191,6 +191,24 @@ test('prune, gc and fsck on S3: through cairn serve --storage and the CLI --stor
   const fsckClean = await api('POST', `${server.url}/api/repos/main/fsck`, admin, {});
   assert.equal(fsckClean.status, 200);
   assert.equal(fsckClean.json.ok, true, JSON.stringify(fsckClean.json));
+
+  // gc through the API, and as a scheduled maintenance job of cairn serve --storage: nothing is old garbage now.
+  const gcApi = await api('POST', `${server.url}/api/repos/main/gc`, admin, { graceSeconds: 3600, dryRun: true });
+  assert.equal(gcApi.status, 200, JSON.stringify(gcApi.json));
+  assert.equal(gcApi.json.deletedObjects, 0);
+  const patched = await api('PATCH', `${server.url}/api/repos/main/settings`, admin, { maintenance: { gc: { grace: '1h', every: '1m' } } });
+  assert.equal(patched.status, 200, JSON.stringify(patched.json));
+  type Job = { kind: string; state: string; params: unknown; result?: { deletedObjects?: number } };
+  let jobs: Job[] = [];
+  for (let i = 0; i < 300 && !jobs.some((j) => j.state === 'done' || j.state === 'failed'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    jobs = ((await api('GET', `${server.url}/api/jobs?repo=main`, admin)).json.jobs as Job[]).filter((j) => j.kind === 'maintenance');
+  }
+  assert.equal(jobs[0]?.state, 'done', JSON.stringify(jobs));
+  assert.deepEqual(jobs[0]!.params, { repo: 'main', task: 'gc' });
+  assert.equal(jobs[0]!.result?.deletedObjects, 0);
+  assert.ok(await b.stat('repos/main/state/cairn/maintenance.json'), 'when it last ran is kept in the bucket');
+  assert.equal((await api('PATCH', `${server.url}/api/repos/main/settings`, admin, { maintenance: { gc: null } })).status, 200);
 
   // Damage in the bucket, behind Cairn's back: one .filez's bytes overwritten, one dirtree deleted.
   const v5Files = inFlight.filter((o) => o.endsWith('.filez'));
