@@ -34,9 +34,12 @@ const held = new AsyncLocalStorage<HeldLock[]>();
 export function withRepoLock<T>(backend: Backend, name: string, fn: () => Promise<T>): Promise<T> {
   return withLock(`${name}:${backend.location}`, async () => {
     const lock = await backend.lock(name);
+    // Work started inside (a delta job queued by a publish) keeps this list: once released, the lock is no longer one it holds.
+    const locks = [...(held.getStore() ?? []), lock];
     try {
-      return await held.run([...(held.getStore() ?? []), lock], fn);
+      return await held.run(locks, fn);
     } finally {
+      locks.splice(locks.indexOf(lock), 1);
       await lock();
     }
   });
