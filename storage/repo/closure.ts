@@ -1,7 +1,8 @@
 import { decodeCommit } from '../objects/commit';
 import { decodeDirTree } from '../objects/dirtree';
 import { QUARANTINE_PREFIX } from '../maintenance/fsck';
-import { ObjectType, ARCHIVE_EXTENSION, objectTypeFromExtension } from '../objects/types';
+import { ObjectType, ARCHIVE_EXTENSION, objectKey, objectTypeFromExtension } from '../objects/types';
+import { presence } from './presence';
 import type { Repo } from './repo';
 
 export interface ObjectRef {
@@ -40,6 +41,14 @@ export interface TreeWalk {
  * `objects` lists only what was looked at (not what lies in shared subtrees);
  * `missing` is the same as without. A `base` that cannot be read is ignored.
  *
+ * What this process stored moments ago (the presence memo, presence.ts: a
+ * push's uploads, seconds before its ref update) is taken as present, with
+ * its bytes when they were kept, without asking the store again; except what
+ * the quarantine names (listed once per walk when the memo holds anything of
+ * this store: fsck --repair or the scrub, in any process, may have moved it
+ * aside since), and all of it when the quarantine holds more than
+ * MAX_QUARANTINE_LOOK objects.
+ *
  * Backends with blocking calls (statNow/readNow) answer without the event
  * loop in between: the walk yields to it every few milliseconds.
  */
@@ -55,15 +64,21 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
     return true;
   };
   const pace = pacer();
+  let listed: Promise<Quarantine> | undefined;
+  const quarantine = () => (listed ??= listQuarantine(repo));
+  const memo = presence.holdsAny(repo.backend) && trustMemo(repo, await quarantine());
+  const remembered = (checksum: string, type: ObjectType) => (memo ? presence.get(repo.backend, objectKey(checksum, type)) : undefined);
+  const has = async (checksum: string, type: ObjectType): Promise<boolean> => remembered(checksum, type) !== undefined || repo.hasObject(checksum, type);
+  const read = async (checksum: string, type: ObjectType): Promise<Buffer | null> => remembered(checksum, type)?.bytes ?? repo.readMetadata(checksum, type);
 
   add({ checksum: commit, type: ObjectType.Commit });
-  const data = await repo.readMetadata(commit, ObjectType.Commit).catch(() => null);
+  const data = await read(commit, ObjectType.Commit).catch(() => null);
   if (!data) {
     missing.push({ checksum: commit, type: ObjectType.Commit });
     return { objects, missing };
   }
   const c = decodeCommit(data);
-  const base = opts.base && opts.base !== commit ? await readBase(repo, opts.base) : null;
+  const base = opts.base && opts.base !== commit ? await readBase(repo, opts.base, quarantine) : null;
   /** Checksums (dirtree, dirmeta, file) in `base`'s tree, as far as its dirtrees were read: present. */
   const known = new Set<string>();
   if (base) known.add(base.rootMeta);
@@ -76,11 +91,11 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
     await Promise.all(
       batch.map(async ({ tree, meta, baseTree }) => {
         if (add({ checksum: meta, type: ObjectType.DirMeta }) && !known.has(meta)) {
-          if (!(await repo.hasObject(meta, ObjectType.DirMeta))) missing.push({ checksum: meta, type: ObjectType.DirMeta });
+          if (!(await has(meta, ObjectType.DirMeta))) missing.push({ checksum: meta, type: ObjectType.DirMeta });
         }
         if (known.has(tree)) return; // a subtree of base's: complete
         if (!add({ checksum: tree, type: ObjectType.DirTree })) return;
-        const raw = await repo.readMetadata(tree, ObjectType.DirTree).catch(() => null);
+        const raw = await read(tree, ObjectType.DirTree).catch(() => null);
         if (!raw) {
           missing.push({ checksum: tree, type: ObjectType.DirTree });
           return;
@@ -89,7 +104,7 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
         // The same folder in base (different contents, or it would have been skipped): what it holds is present.
         const baseDirs = new Map<string, string>();
         if (baseTree !== undefined && baseTree !== tree) {
-          const braw = await repo.readMetadata(baseTree, ObjectType.DirTree).catch(() => null);
+          const braw = await read(baseTree, ObjectType.DirTree).catch(() => null);
           const bdt = braw ? safeDecodeDirTree(braw) : null;
           if (bdt) {
             for (const f of bdt.files) known.add(f.checksum);
@@ -111,7 +126,7 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
   }
   for (let i = 0; i < contentChecks.length; i += 64) {
     const batch = contentChecks.slice(i, i + 64);
-    const present = await Promise.all(batch.map((o) => repo.hasObject(o.checksum, o.type)));
+    const present = await Promise.all(batch.map((o) => has(o.checksum, o.type)));
     batch.forEach((o, j) => {
       if (!present[j]) missing.push(o);
     });
@@ -126,10 +141,10 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
  * (fsck --repair or the background scrub moved a corrupt object aside and no
  * upload restored it yet): the base's closure may lack it, so walk everything.
  */
-async function readBase(repo: Repo, base: string): Promise<{ rootTree: string; rootMeta: string } | null> {
+async function readBase(repo: Repo, base: string, quarantine: () => Promise<Quarantine>): Promise<{ rootTree: string; rootMeta: string } | null> {
   try {
     if (await repo.backend.stat(`state/${base}.commitpartial`)) return null;
-    if (await quarantineUnrestored(repo)) return null;
+    if (await quarantineUnrestored(repo, await quarantine())) return null;
     const data = await repo.readMetadata(base, ObjectType.Commit);
     if (!data) return null;
     const b = decodeCommit(data);
@@ -139,25 +154,46 @@ async function readBase(repo: Repo, base: string): Promise<{ rootTree: string; r
   }
 }
 
-/** Quarantined objects looked at at most; more than that counts as unrestored. */
+/** Quarantined objects looked at at most; more than that counts as unrestored, and the presence memo is not used. */
 const MAX_QUARANTINE_LOOK = 1000;
 
-/** Whether some object in `state/cairn/quarantine/` is still absent from objects/ (no upload restored it). */
-async function quarantineUnrestored(repo: Repo): Promise<boolean> {
+/** The objects in `state/cairn/quarantine/`, as far as MAX_QUARANTINE_LOOK entries (`overflow`: there were more). */
+interface Quarantine {
+  objects: ObjectRef[];
+  overflow: boolean;
+}
+
+async function listQuarantine(repo: Repo): Promise<Quarantine> {
+  const objects: ObjectRef[] = [];
   let n = 0;
   for await (const key of repo.backend.list(QUARANTINE_PREFIX)) {
-    if (++n > MAX_QUARANTINE_LOOK) return true;
+    if (++n > MAX_QUARANTINE_LOOK) return { objects, overflow: true };
     const m = /([0-9a-f]{64})\.([a-z-]+)$/.exec(key);
     if (!m) continue;
-    let type: ObjectType;
     try {
-      type = objectTypeFromExtension(m[2]);
+      objects.push({ checksum: m[1]!, type: objectTypeFromExtension(m[2]!) });
     } catch {
-      continue; // not an object's name
+      // not an object's name
     }
-    if (!(await repo.hasObject(m[1], type))) return true;
   }
+  return { objects, overflow: false };
+}
+
+/** Whether some quarantined object is still absent from objects/ (no upload restored it). */
+async function quarantineUnrestored(repo: Repo, q: Quarantine): Promise<boolean> {
+  if (q.overflow) return true;
+  for (const o of q.objects) if (!(await repo.hasObject(o.checksum, o.type))) return true;
   return false;
+}
+
+/**
+ * Whether the walk may use the presence memo: not when the quarantine is too long to look at;
+ * otherwise yes, once whatever it names is dropped from the memo (it may have left objects/ since).
+ */
+function trustMemo(repo: Repo, q: Quarantine): boolean {
+  if (q.overflow) return false;
+  for (const o of q.objects) presence.forget(repo.backend, objectKey(o.checksum, o.type));
+  return true;
 }
 
 function safeDecodeDirTree(raw: Buffer): ReturnType<typeof decodeDirTree> | null {

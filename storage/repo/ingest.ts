@@ -5,6 +5,7 @@ import { validateChecksum } from '../objects/checksum';
 import { verifyFilez } from '../objects/filez';
 import { ARCHIVE_EXTENSION, MAX_METADATA_SIZE, ObjectType, objectKey } from '../objects/types';
 import type { Repo } from './repo';
+import { presence } from './presence';
 import { verifyObject, verifyStored, withObject, type VerifyJob } from './verify';
 
 /** Object types a publisher may upload. Tombstones are the server's own business. */
@@ -64,7 +65,11 @@ export interface IngestResult {
  * `.filez` the streaming verifier, with the same errors). A streamed object
  * goes to a temporary file renamed into place only after verification; one
  * read whole (metadata, small `.filez` with `wholeBytes`) is verified before
- * it is written at all. A refused upload leaves nothing.
+ * it is written at all. A refused upload leaves nothing. An object read whole
+ * is written with `create` (write-once), which also tells whether it was there
+ * already: no separate question to the store (storeWhole). What this stores
+ * goes into the process's presence memo (presence.ts) for the publish's
+ * completeness walk moments later.
  */
 export async function ingestObject(
   repo: Repo,
@@ -78,43 +83,64 @@ export async function ingestObject(
   if (!UPLOADABLE_TYPES.has(type)) throw new CairnError('INVALID_ARGUMENT', `objects of type ${ARCHIVE_EXTENSION[type] ?? type} cannot be uploaded`);
   const name = `${checksum}.${ARCHIVE_EXTENSION[type]}`;
   if (type === ObjectType.CommitMeta) await (opts.commitMetaGate ?? ((c: string) => requireCommit(repo, c)))(checksum);
-  // Detached metadata is not content-addressed: an upload never replaces what
-  // is there (the server's own signatures are merged in at publish time).
   const key = objectKey(checksum, type);
-  if (await isPresent(repo, key)) {
-    // Present and sound: nothing to do. Present and corrupt (a flipped byte the scrub has not met
-    // yet): this upload replaces it, verified first, then renamed over it as any new object.
-    if (type === ObjectType.CommitMeta || (await storedCopySound(repo, key, checksum, type, limits))) return { checksum, type, stored: false, bytes: 0 };
+  if (type === ObjectType.CommitMeta) {
+    // Detached metadata is not content-addressed: an upload never replaces what is there (the
+    // server's own signatures are merged in at publish time).
+    if (await isPresent(repo, key)) return { checksum, type, stored: false, bytes: 0 };
+    const data = await readAtMost(source, MAX_METADATA_SIZE, name);
+    await repo.writeCommitMeta(checksum, data);
+    return { checksum, type, stored: true, bytes: data.length };
   }
 
   const verify = opts.verify ?? verifyObject;
-  if (type === ObjectType.File) {
-    const it = iterate(source);
-    let upload: Upload = { whole: false, prefix: [], it };
-    try {
-      if (opts.wholeBytes) upload = await readUpTo(it, Math.min(opts.wholeBytes, limits.maxUploadSize));
-    } catch (e) {
-      release(it, source);
-      throw e;
-    }
-    if (upload.whole) {
-      // Verified before anything touches the disk; written as any object (temporary file, fsync, rename).
-      await verify({ checksum, type, data: upload.data, maxFileSize: limits.maxFileSize });
-      await repo.backend.write(key, upload.data);
-      return { checksum, type, stored: true, bytes: upload.data.length };
-    }
-    let bytes = 0;
-    await repo.backend.write(key, verifyingFilez(prefixed(upload.prefix, upload.it), source, name, limits, checksum, (n) => (bytes = n)));
-    return { checksum, type, stored: true, bytes };
-  }
-
-  const data = await readAtMost(source, MAX_METADATA_SIZE, name);
-  if (type === ObjectType.CommitMeta) {
-    await repo.writeCommitMeta(checksum, data);
-  } else {
+  if (type !== ObjectType.File) {
+    const data = await readAtMost(source, MAX_METADATA_SIZE, name);
     await verify({ checksum, type, data, maxFileSize: limits.maxFileSize });
+    return storeWhole(repo, key, checksum, type, data, limits);
+  }
+  const it = iterate(source);
+  let upload: Upload = { whole: false, prefix: [], it };
+  try {
+    if (opts.wholeBytes) upload = await readUpTo(it, Math.min(opts.wholeBytes, limits.maxUploadSize));
+  } catch (e) {
+    release(it, source);
+    throw e;
+  }
+  if (upload.whole) {
+    // Verified before anything is written.
+    await verify({ checksum, type, data: upload.data, maxFileSize: limits.maxFileSize });
+    return storeWhole(repo, key, checksum, type, upload.data, limits);
+  }
+  // A stream is read once, and replacing a corrupt stored copy needs its bytes: so whether the
+  // object is there is asked first (for objects over `wholeBytes`, or every .filez of a PUT).
+  if (await isPresent(repo, key)) {
+    if (await storedCopySound(repo, key, checksum, type, limits)) {
+      release(it, source);
+      return { checksum, type, stored: false, bytes: 0 };
+    }
+  }
+  let bytes = 0;
+  const at = presence.mark();
+  await repo.backend.write(key, verifyingFilez(prefixed(upload.prefix, upload.it), source, name, limits, checksum, (n) => (bytes = n)));
+  presence.stored(repo.backend, key, at);
+  return { checksum, type, stored: true, bytes };
+}
+
+/**
+ * Stores an object whose bytes are in hand and verified. `create` (write-once: an S3 PUT with
+ * If-None-Match, a link on the filesystem) says whether it was there already, so no request
+ * asks that first. When it was, the stored copy is checked with the upload's own checks: sound,
+ * nothing to do; corrupt (a flipped byte the scrub has not met yet), these verified bytes replace it.
+ */
+async function storeWhole(repo: Repo, key: string, checksum: string, type: ObjectType, data: Buffer, limits: IngestLimits): Promise<IngestResult> {
+  const at = presence.mark();
+  if (!(await repo.backend.create(key, data))) {
+    // Not entered in the memo: how old the stored copy is, and so how long gc keeps it, is not known here.
+    if (await storedCopySound(repo, key, checksum, type, limits)) return { checksum, type, stored: false, bytes: 0 };
     await repo.backend.write(key, data);
   }
+  presence.stored(repo.backend, key, at, type === ObjectType.File ? undefined : data);
   return { checksum, type, stored: true, bytes: data.length };
 }
 
@@ -193,6 +219,7 @@ export async function checkCommitMetaUpload(repo: Repo, commit: string, mayMoveR
 }
 
 async function requireCommit(repo: Repo, commit: string): Promise<void> {
+  if (presence.get(repo.backend, objectKey(validateChecksum(commit), ObjectType.Commit))) return; // stored by this process moments ago
   if (!(await repo.hasObject(commit, ObjectType.Commit))) {
     throw new CairnError('MISSING_OBJECTS', `${commit}.commitmeta: the commit is not in the repository; upload it first`, {
       object: `${commit}.commitmeta`,

@@ -1,0 +1,134 @@
+import { LRUCache } from 'lru-cache';
+import { performance } from 'node:perf_hooks';
+import type { Backend } from '../backends/backend';
+
+/**
+ * What this process stored, verified, moments ago: per repository store, the
+ * objects an upload created (storage/repo/ingest.ts) and, for small metadata,
+ * their verified bytes. A publish's completeness walk (closure.ts
+ * walkCommitTree, from updateRefs) takes an object found here as present
+ * instead of asking the store again: on S3 that is one HEAD per object (and a
+ * HEAD and a GET per dirtree) that the push's own upload answered seconds before.
+ *
+ * Why that answer is still true when the walk uses it. An entry's time is
+ * taken before the write was sent, so the stored object's mtime (the store's
+ * Last-Modified, or the file's) is not earlier than it. Objects leave
+ * objects/ in three ways:
+ *  - gc deletes only what is older than its grace window, by the store's
+ *    clock (storage/maintenance/gc.ts): a gc that started before the entry's
+ *    time counts the object young and keeps it whatever its grace; one that
+ *    starts later, in any process or replica, can delete it only once it is
+ *    older than that gc's grace. An entry is trusted for PRESENCE_TTL_MS
+ *    (1 min: a sixtieth of gc's default grace of 1 h), so the walk never
+ *    trusts an entry a gc with a grace of a minute or more could have
+ *    collected. A gc with a shorter grace can collect objects of a push that
+ *    takes longer than that grace (the limit gc.ts states for pushes in
+ *    flight): if it runs in this process, gc() clears the store's entries
+ *    when it starts (forgetStore), so the walk asks the store and refuses
+ *    with 422 as before; in another process, the walk may not see it.
+ *  - fsck --repair and the scrub move a corrupt object to quarantine (in any
+ *    process): the walk lists the quarantine once (closure.ts) and drops
+ *    what it names (forget) before it trusts an entry.
+ *  - prune removes commits of a ref's history, never one a ref update is
+ *    publishing, and the static-delta applier removes only a commit it wrote
+ *    itself; neither is an upload's.
+ * An object found already stored by an upload is not entered: its age is not
+ * known, so gc may take it at any moment (the walk asks the store, as before).
+ *
+ * Bounded: at most MAX_ENTRIES entries over all stores, and MAX_BYTES of
+ * kept bytes (metadata objects up to MAX_KEPT_BYTES each), least recently
+ * used first out. Per process (each `cairn serve` worker has its own): a
+ * ref update that lands on another worker or replica than the uploads finds
+ * nothing here and asks the store.
+ */
+
+/** How long an entry is trusted, from the moment before its write was sent (see above). */
+export const PRESENCE_TTL_MS = 60_000;
+const MAX_ENTRIES = 200_000;
+const MAX_BYTES = 64 * 1024 * 1024;
+/** Metadata objects up to this size are kept with their bytes (dirtrees, dirmetas, commits mostly are). */
+export const MAX_KEPT_BYTES = 64 * 1024;
+/** What an entry without bytes counts for in MAX_BYTES: its key and bookkeeping, roughly. */
+const ENTRY_COST = 160;
+
+interface Entry {
+  /** performance.now() before the write was sent. */
+  at: number;
+  /** The verified bytes of a small metadata object; null otherwise. */
+  bytes: Buffer | null;
+}
+
+/** What a lookup knows: the object is present, with its bytes if they were kept. */
+export interface Known {
+  bytes: Buffer | null;
+}
+
+export class PresenceMemo {
+  private readonly entries: LRUCache<string, Entry>;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+
+  constructor(opts: { ttlMs?: number; maxEntries?: number; maxBytes?: number; now?: () => number } = {}) {
+    this.ttlMs = opts.ttlMs ?? PRESENCE_TTL_MS;
+    this.now = opts.now ?? (() => performance.now());
+    this.entries = new LRUCache<string, Entry>({
+      max: opts.maxEntries ?? MAX_ENTRIES,
+      maxSize: opts.maxBytes ?? MAX_BYTES,
+      sizeCalculation: (e) => ENTRY_COST + (e.bytes?.length ?? 0),
+    });
+  }
+
+  /** A moment to pass to `stored`: take it before sending the write. */
+  mark(): number {
+    return this.now();
+  }
+
+  /**
+   * `key` of `backend` was written by this process, its bytes verified first,
+   * with the write sent after `at` (mark()). `bytes`: the object's bytes,
+   * kept when small (metadata the walk reads).
+   */
+  stored(backend: Backend, key: string, at: number, bytes?: Buffer): void {
+    const kept = bytes && bytes.length <= MAX_KEPT_BYTES ? bytes : null;
+    this.entries.set(memoKey(backend, key), { at, bytes: kept });
+  }
+
+  /** The object as this process stored it less than the TTL ago; undefined when not known so. */
+  get(backend: Backend, key: string): Known | undefined {
+    const k = memoKey(backend, key);
+    const e = this.entries.get(k);
+    if (!e) return undefined;
+    if (this.now() - e.at >= this.ttlMs) {
+      this.entries.delete(k);
+      return undefined;
+    }
+    return { bytes: e.bytes };
+  }
+
+  /** Drops one object of a store (it was removed, or may have been). */
+  forget(backend: Backend, key: string): void {
+    this.entries.delete(memoKey(backend, key));
+  }
+
+  /** Drops every object of a store (a gc starts in this process). */
+  forgetStore(backend: Backend): void {
+    const prefix = `${backend.location}\0`;
+    for (const k of [...this.entries.keys()]) if (k.startsWith(prefix)) this.entries.delete(k);
+  }
+
+  /** Whether the memo holds anything of `backend`'s store (cheap when it holds nothing at all). */
+  holdsAny(backend: Backend): boolean {
+    if (this.entries.size === 0) return false;
+    const prefix = `${backend.location}\0`;
+    for (const k of this.entries.keys()) if (k.startsWith(prefix)) return true;
+    return false;
+  }
+}
+
+/** Entries are per store: a repository that lacks an object must not see another's copy. */
+function memoKey(backend: Backend, key: string): string {
+  return `${backend.location}\0${key}`;
+}
+
+/** The process's memo: ingest enters, the completeness walk reads, gc clears. */
+export const presence = new PresenceMemo();
