@@ -24,6 +24,7 @@ import { listen, type ListeningServer } from '../../server/listen';
 import { createLogger } from '../../server/logging';
 import { createMetrics } from '../../server/metrics';
 import { S3Backend } from '../../storage/backends/s3';
+import { s3RedirectOption } from '../../cli/commands/serve';
 import { RepoRegistry } from '../../storage/repo/registry';
 import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { exchange, requestText, type ParsedResponse } from '../helpers/raw-http';
@@ -201,6 +202,26 @@ test('redirects are counted on /metrics, and an operator-given public endpoint n
   const r = await get(publicServer!.port, `/repo/pub/${OBJECT}`);
   await assertRedirected(r, `pub/${OBJECT}`, `http://localhost:${endpoint.port}`);
   assert.equal(new URL(String(r.headers.location)).searchParams.get('X-Amz-Expires'), '300', 'the default expiry, 5 min');
+});
+
+test('--s3-redirect options are validated: only with an S3 store, an expiry of 1 s to 7 days, an http(s) origin', () => {
+  const s3 = 's3://bucket/prefix';
+  assert.equal(s3RedirectOption({}, {}, s3), undefined, 'off by default');
+  assert.deepEqual(s3RedirectOption({ 's3-redirect': true }, {}, s3), { expiresSec: undefined, publicEndpoint: undefined });
+  assert.deepEqual(s3RedirectOption({}, { CAIRN_S3_REDIRECT: '1', CAIRN_S3_REDIRECT_EXPIRES: '60', CAIRN_S3_PUBLIC_ENDPOINT: 'https://s3.example.com/' }, s3), { expiresSec: 60, publicEndpoint: 'https://s3.example.com' });
+  assert.deepEqual(s3RedirectOption({ 's3-redirect': true, 's3-public-endpoint': 'http://10.0.0.5:7480' }, {}, s3), { expiresSec: undefined, publicEndpoint: 'http://10.0.0.5:7480' });
+  const refused: Array<[Parameters<typeof s3RedirectOption>[0], string, RegExp]> = [
+    [{ 's3-redirect': true }, '/srv/cairn', /needs --storage s3:\/\//],
+    [{ 's3-public-endpoint': 'https://s3.example.com' }, s3, /go with --s3-redirect/],
+    [{ 's3-redirect': true, 's3-redirect-expires': '0' }, s3, /1-604800/],
+    [{ 's3-redirect': true, 's3-redirect-expires': '604801' }, s3, /1-604800/],
+    [{ 's3-redirect': true, 's3-redirect-expires': '5m' }, s3, /1-604800/],
+    [{ 's3-redirect': true, 's3-public-endpoint': 'ftp://s3.example.com' }, s3, /http:\/\/ or https:\/\//],
+    [{ 's3-redirect': true, 's3-public-endpoint': 'https://s3.example.com/bucket' }, s3, /origin only/],
+    [{ 's3-redirect': true, 's3-public-endpoint': 'https://user:pw@s3.example.com' }, s3, /origin only/],
+    [{ 's3-redirect': true, 's3-public-endpoint': 'not a url' }, s3, /not a URL/],
+  ];
+  for (const [values, location, message] of refused) assert.throws(() => s3RedirectOption(values, {}, location), message, JSON.stringify(values));
 });
 
 /** A reverse proxy to the store that records every request it passes on (the "public endpoint" of the store). */
