@@ -97,8 +97,8 @@ async function serveRequests(opts: ServeOptions, role: 'single' | 'worker'): Pro
   else logger.always('listening', listeningFields(opts, server.port, await opts.registry.list()));
   if (role === 'single') void onSignal(logger).then(() => stop());
   await stopped;
-  // Queued delta jobs are dropped (they are re-derived on the next publish);
-  // a running compile is stopped: its writes are crash-safe. The scrub saves its position.
+  // Delta jobs stop here (a running compile is stopped: its writes are crash-safe) and wait in the
+  // store as queued records for the next replica or start (server/jobs/durable.ts). The scrub saves its position.
   await context.background?.close();
   await context.deltaJobs?.close();
   if (role === 'single') logger.info('stopped');
