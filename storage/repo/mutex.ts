@@ -29,17 +29,17 @@ export async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T>
 
 /** The store locks the current async context holds (withRepoLock, nested), for confirmLocks. */
 const held = new AsyncLocalStorage<HeldLock[]>();
+/** Locks whose critical section is over: work started inside one (a delta job queued by a publish) outlives it and must not confirm it. */
+const over = new WeakSet<HeldLock>();
 
 /** The repository-wide lock `name` (e.g. `refs`, `summary`) of `backend`, in this process and across processes. */
 export function withRepoLock<T>(backend: Backend, name: string, fn: () => Promise<T>): Promise<T> {
   return withLock(`${name}:${backend.location}`, async () => {
     const lock = await backend.lock(name);
-    // Work started inside (a delta job queued by a publish) keeps this list: once released, the lock is no longer one it holds.
-    const locks = [...(held.getStore() ?? []), lock];
     try {
-      return await held.run(locks, fn);
+      return await held.run([...(held.getStore() ?? []), lock], fn);
     } finally {
-      locks.splice(locks.indexOf(lock), 1);
+      over.add(lock);
       await lock();
     }
   });
@@ -53,5 +53,5 @@ export function withRepoLock<T>(backend: Backend, name: string, fn: () => Promis
  * lock switches nothing. Outside any lock it does nothing.
  */
 export async function confirmLocks(): Promise<void> {
-  for (const lock of held.getStore() ?? []) await lock.confirm();
+  for (const lock of held.getStore() ?? []) if (!over.has(lock)) await lock.confirm();
 }
