@@ -2,6 +2,7 @@ import { pruneDeltas } from '../deltas/prune';
 import { CairnError } from '../errors';
 import { ObjectType, objectKey } from '../objects/types';
 import { confirmLocks, withRepoLock } from '../repo/mutex';
+import { presence } from '../repo/presence';
 import type { Repo } from '../repo/repo';
 import { updateSummary, type SummarySigner } from '../repo/summary';
 import { MarkSet } from './markset';
@@ -103,6 +104,9 @@ const PARALLEL_REMOVES = 32;
 const ROUND_OBJECTS = 512;
 
 export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
+  // This process's uploads are no longer taken as present without a look (storage/repo/presence.ts):
+  // this collection may delete them, with a grace shorter than the memo trusts an entry.
+  if (!opts.dryRun) presence.forgetStore(repo.backend);
   const now = opts.now ?? Date.now;
   const started = now();
   const remote = !repo.backend.blocking;
