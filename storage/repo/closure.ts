@@ -66,7 +66,8 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
   const pace = pacer();
   let listed: Promise<Quarantine> | undefined;
   const quarantine = () => (listed ??= listQuarantine(repo));
-  const memo = presence.holdsAny(repo.backend) && trustMemo(repo, await quarantine());
+  // (A quarantine that cannot be listed: the memo is not used, the store answers as it can.)
+  const memo = presence.holdsAny(repo.backend) && (await quarantine().then((q) => trustMemo(repo, q), () => false));
   const remembered = (checksum: string, type: ObjectType) => (memo ? presence.get(repo.backend, objectKey(checksum, type)) : undefined);
   const has = async (checksum: string, type: ObjectType): Promise<boolean> => remembered(checksum, type) !== undefined || repo.hasObject(checksum, type);
   const read = async (checksum: string, type: ObjectType): Promise<Buffer | null> => remembered(checksum, type)?.bytes ?? repo.readMetadata(checksum, type);
