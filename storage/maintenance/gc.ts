@@ -46,7 +46,7 @@ import { listAllRefs, mapLimit, Marker, objectLabel, parallelism, parseObjectKey
  *    than the window (the probe's own truncation only makes "now" earlier).
  *  - Stats of candidates and reads of the walk go several at once (each is a
  *    round trip), deletions 32 at once, as on the filesystem.
- *  - Rounds are longer (REMOTE_ROUND_MS) and REMOTE_PAUSE_MS apart: a publisher
+ *  - Rounds are longer (REMOTE_ROUND_MS) and at least REMOTE_PAUSE_MS apart: a publisher
  *    in another process waits for the store's lease lock by polling it (at most
  *    ~1 s apart), so a collector retaking the lock at once would starve it;
  *    the pause is longer than a poll interval.
@@ -95,7 +95,7 @@ export const DEFAULT_GRACE_MS = 60 * 60_000;
 /** Longest a sweep round holds the `refs` lock. */
 const ROUND_MS = 100;
 /** The same on a remote store (each deletion is a round trip; taking the lock costs a few). */
-const REMOTE_ROUND_MS = 500;
+const REMOTE_ROUND_MS = 1000;
 /** Between two rounds on a remote store, the lock free for a waiter in another process (its polls are at most ~1 s apart). */
 export const REMOTE_PAUSE_MS = 1500;
 /** Removals in flight at once. */
@@ -172,6 +172,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
     if (p.type === ObjectType.Commit) commitsDeleted++;
   };
 
+  let lastRound = -Infinity;
   /** One or more rounds deleting `pending`, each under the refs lock, after marking refs that moved. */
   const flush = async () => {
     if (opts.dryRun) {
@@ -180,6 +181,9 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
       return;
     }
     while (pending.length > 0) {
+      // On a remote store the lock stays free REMOTE_PAUSE_MS between two rounds (also across flushes).
+      const rest = lastRound + REMOTE_PAUSE_MS - performance.now();
+      if (remote && rest > 0) await new Promise<void>((r) => setTimeout(r, rest));
       await withRepoLock(repo.backend, 'refs', async () => {
         await markRefs(await listAllRefs(repo));
         const until = performance.now() + (remote ? REMOTE_ROUND_MS : ROUND_MS);
@@ -202,7 +206,8 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
           );
         }
       });
-      if (pending.length > 0) await new Promise<void>((r) => (remote ? setTimeout(r, REMOTE_PAUSE_MS) : setImmediate(r)));
+      lastRound = performance.now();
+      if (pending.length > 0 && !remote) await new Promise<void>((r) => setImmediate(r));
     }
   };
 

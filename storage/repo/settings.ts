@@ -199,7 +199,12 @@ export class SettingsStore {
       const next = merge(copy(base), patch);
       validate(next);
       const version = await this.store.compareAndSwap(key, Buffer.from(JSON.stringify(next, null, 2) + '\n'), got?.info.version ?? null);
-      if (version !== null) return next;
+      if (version !== null) {
+        // What this process wrote is what it answers from now on (a non-blocking store's current() reads the cache).
+        if (!this.cache.has(name) && this.cache.size >= 1024) this.cache.clear();
+        this.cache.set(name, { version, value: copy(next), at: Date.now() });
+        return next;
+      }
       // Another writer changed them meanwhile: merge into theirs.
     }
   }
