@@ -260,16 +260,6 @@ export class DurableDeltaRecords {
     }
   }
 
-  /** Records of every repository (or one), as stored: for listings. */
-  async list(repo?: string): Promise<DeltaRecord[]> {
-    const out: DeltaRecord[] = [];
-    for (const key of await listDeltaRecordKeys(this.store, this.maxRecords, deltaRecordsPrefix(repo))) {
-      const r = await readDeltaRecord(this.store, key).catch(() => null);
-      if (r?.record) out.push(r.record);
-    }
-    return out;
-  }
-
   private fresh(p: DeltaJobParams, job: { source?: string; priority: number }, now: string): DeltaRecord {
     return { repo: p.repo, from: p.from, to: p.to, priority: job.priority, source: job.source ?? 'unknown', state: 'queued', attempts: 0, createdAt: now, updatedAt: now };
   }

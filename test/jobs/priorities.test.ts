@@ -51,9 +51,12 @@ async function beforeCompile(p: DeltaJobParams, signal: AbortSignal): Promise<vo
   });
 }
 
-/** Waits (by turns of the event loop, no clock) until the job of `delta` is held. */
+/**
+ * Waits (turn by turn of the event loop) until the job of `delta` is held, at most 10 s: a job
+ * claims its durable record (server/jobs/durable.ts: a few synced writes) before it compiles.
+ */
 async function heldJob(delta: string): Promise<void> {
-  for (let i = 0; i < 10_000 && !held.has(delta); i++) await new Promise((r) => setImmediate(r));
+  for (const end = Date.now() + 10_000; Date.now() < end && !held.has(delta); ) await new Promise((r) => setImmediate(r));
   assert.ok(held.has(delta), `the job of ${delta} never reached the compiler`);
 }
 
