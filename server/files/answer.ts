@@ -18,7 +18,7 @@ import type { FileCache } from './cache';
 import { decodePathSegments } from './paths';
 import { answerFile, releaseAnswer, writeAnswer, type FileAnswer } from './serve';
 import { answerPairFile, SummaryPairs } from './summary-pair';
-import { createRedirects, type S3RedirectOptions } from './redirect';
+import { createRedirects, redirectedTraffic, type S3RedirectOptions } from './redirect';
 import { validateKey } from '../../storage/backends/backend';
 
 /**
@@ -72,6 +72,8 @@ export interface Answer extends FileAnswer {
   repo?: string;
   /** The file's path inside the repository (repository files), for update traffic. */
   key?: string;
+  /** A redirect to the store (redirect.ts): the size of the file it sends, for update traffic. */
+  redirectedSize?: number;
 }
 
 export interface Files {
@@ -202,7 +204,10 @@ export function createFiles(opts: FilesOptions): Files {
     };
     try {
       const reads = redirects?.of(req.method, req.headers, backend, cls);
-      if (reads) return redirects!.answer(backend, reads, key).then(done, (e: unknown) => failed(e, req, route, repo));
+      if (reads) {
+        const r = redirects!.answer(backend, reads, key);
+        return r instanceof Promise ? r.then(done, (e: unknown) => failed(e, req, route, repo)) : done(r);
+      }
       const opts = { cache, metrics, privateRepo };
       const p = answerPairFile(pairs, req, req.conn, backend, key, cls, opts);
       if (p instanceof Promise) return p.then((x) => (x === undefined ? answerFile(req, backend, key, cls, opts) : x)).then(done, (e: unknown) => failed(e, req, route, repo));
@@ -230,7 +235,9 @@ export function createFiles(opts: FilesOptions): Files {
 
   /** What update traffic is told about answer `a` (a repository file), from the connection's remote address. */
   const servedOf = (a: Answer, socket: { remoteAddress?: string } | undefined): ServedFile | undefined =>
-    opts.traffic && a.repo !== undefined && a.key !== undefined ? { traffic: opts.traffic, repo: a.repo, key: a.key, client: socket?.remoteAddress } : undefined;
+    opts.traffic && a.repo !== undefined && a.key !== undefined
+      ? { traffic: a.redirectedSize === undefined ? opts.traffic : redirectedTraffic(opts.traffic, a.redirectedSize), repo: a.repo, key: a.key, client: socket?.remoteAddress }
+      : undefined;
 
   const handleNode = (req: IncomingMessage, res: ServerResponse): boolean => {
     const start = process.hrtime.bigint();
