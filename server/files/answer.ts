@@ -124,13 +124,11 @@ export function createFiles(opts: FilesOptions): Files {
       if (t.repo === undefined) return fileAnswer(req, t.backend!, t.key, classifyNestedKey(t.key), 'mount', undefined, false);
       const name = t.repo;
       const key = t.key;
-      // At once on a folder; a store that is not (S3) answers with a promise, and its settings are read with it.
+      // At once on a folder; a store that is not (S3) answers with a promise, having read the
+      // repository's settings with it (RepoRegistry.check: what isPrivate then answers from).
       const opened = registry.openFast(name, 1000);
       if (isNow(opened)) return repoAnswer(req, opened, name, key);
-      return opened.then(async (found) => {
-        if (found) await opts.settings?.get(name);
-        return repoAnswer(req, found, name, key);
-      }).catch((e: unknown) => failed(e, req, 'repo_file', name));
+      return opened.then((found) => repoAnswer(req, found, name, key)).catch((e: unknown) => failed(e, req, 'repo_file', name));
     } catch (e) {
       return failed(e, req, `${label}_file`, repo);
     }

@@ -35,6 +35,8 @@ export class RepoRegistry {
   /** Where the repositories are: the data location's `repos`. */
   readonly reposDir: string;
   private readonly opened = new Map<string, { repo: Repo; checkedAt: number }>();
+  /** Checks in flight on a store that is not blocking, by name, that callers accepting an older answer share. */
+  private readonly checking = new Map<string, Promise<Repo | null>>();
 
   /** Symlinks inside a repository that lead out of it are followed (see FsBackendOptions.confine; default: not). */
   readonly followSymlinks: boolean;
@@ -88,6 +90,10 @@ export class RepoRegistry {
     if (known && now - known.checkedAt < maxAgeMs) return known.repo;
     // A Repo holds no state of its own (name + backend), so sharing one is safe.
     const repo = known?.repo ?? new Repo(name, this.storeOf(name));
+    // A store that is not blocking: requests that accept an answer up to maxAgeMs old (the read path)
+    // share a check in flight; one that wants it fresh (maxAgeMs 0: the API) makes its own.
+    const pending = repo.backend.blocking || maxAgeMs === 0 ? undefined : this.checking.get(name);
+    if (pending) return pending;
     const settle = (config: { size: number } | null): Repo | null => {
       if (!config) {
         if (this.opened.get(name)?.repo === repo) this.opened.delete(name);
@@ -109,11 +115,17 @@ export class RepoRegistry {
     }
     if (isNow(config)) return settle(config);
     // A store that is not blocking: its settings are read with it (SettingsStore.current answers from what was read).
-    return config.then(async (c) => {
-      const r = settle(c);
-      if (r) await new SettingsStore(this.dataDir).get(name);
-      return r;
-    }, fail);
+    const checked = config
+      .then(async (c) => {
+        const r = settle(c);
+        if (r) await new SettingsStore(this.dataDir).get(name);
+        return r;
+      }, fail)
+      .finally(() => {
+        if (this.checking.get(name) === checked) this.checking.delete(name);
+      });
+    if (maxAgeMs > 0) this.checking.set(name, checked);
+    return checked;
   }
 
   /** Repository `name`'s store, from the driver factory. */
