@@ -44,7 +44,8 @@ import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORI
  * clients without a summary or index (older libostree, custom tools, or a
  * client whose cached index names a delta since pruned).
  *
- * Events: 'ondemand' (result: OnDemandResult) for metrics.
+ * Events: 'ondemand' (result: OnDemandResult) and 'claim' (ClaimOutcome: what a
+ * job's durable record decided when the job started here) for metrics.
  */
 
 /** `limited`: the repository's on-demand rate limit is spent; `ineligible` also covers repositories Cairn does not own. */
@@ -64,6 +65,8 @@ export function onDemandCandidate(key: string): { from: string; to: string } | n
   return k && k.from !== null ? { from: k.from, to: k.to } : null;
 }
 
+/** What a delta job's record decided when it started here (server/jobs/durable.ts Claim). */
+export type ClaimOutcome = 'claimed' | 'taken-over' | 'exists' | 'elsewhere' | 'cancelled' | 'failed';
 export type OnDemandResult = 'queued' | 'duplicate' | 'full' | 'exists' | 'ineligible' | 'limited' | 'busy' | 'error';
 export type RequestOutcome = SubmitOutcome<DeltaJobParams, DeltaJobResult> | { status: 'exists' };
 
@@ -213,6 +216,7 @@ export class DeltaJobs extends EventEmitter {
       run: async (p, ctl) => {
         const job = this.queue.get(ctl.id);
         const claim = await durable.claim(p, { source: job?.source, priority: job?.priority ?? PRIORITY_NOW });
+        this.emit('claim', claim.kind === 'run' ? (claim.takeover ? 'taken-over' : 'claimed') : claim.kind);
         switch (claim.kind) {
           case 'elsewhere':
             return { name: deltaName(p.from, p.to), from: p.from, to: p.to, existed: false, pruned: [], ranBy: claim.owner };

@@ -81,8 +81,8 @@ export interface DurableHooks {
 }
 
 export type Claim =
-  /** This replica runs it, under `lease`. */
-  | { kind: 'run'; lease: Lease }
+  /** This replica runs it, under `lease` (`takeover`: from an owner whose lease ran out). */
+  | { kind: 'run'; lease: Lease; takeover: boolean }
   /** The delta exists: nothing to compile (the record is done). */
   | { kind: 'exists' }
   /** Another replica runs it (or just did). */
@@ -223,7 +223,7 @@ export class DurableDeltaRecords {
       const fields = { repo: p.repo, delta: key, replica: this.replica, attempt: next.attempts };
       if (previous !== undefined) this.log.warn('delta job taken over', { ...fields, previous_owner: previous, lease_ms: this.leaseMs });
       else this.log.info('delta job claimed', fields);
-      return { kind: 'run', lease: this.hold(key, next, version) };
+      return { kind: 'run', lease: this.hold(key, next, version), takeover: previous !== undefined };
     }
     return { kind: 'elsewhere', owner: 'unknown' };
   }

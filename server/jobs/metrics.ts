@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { DeltaJobs, OnDemandResult } from './deltas';
+import type { ClaimOutcome, DeltaJobs, OnDemandResult } from './deltas';
 import type { Job } from './queue';
 
 /**
@@ -69,10 +69,18 @@ export function instrumentDeltaJobs(registry: Registry, deltas: DeltaJobs): void
     registers: [registry],
   });
 
+  const claims = new Counter({
+    name: 'cairn_delta_job_claims_total',
+    help: "Delta jobs started here, by what their durable record decided: claimed (run here), taken-over (run here, another replica's lease had run out), exists (the delta was there), elsewhere (another replica runs or ran it), cancelled (obsolete), failed (its run failed on another replica)",
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+
   queue.on('finished', (job: Job, ms: number) => {
     finished.inc({ kind: job.kind, state: job.state });
     duration.observe({ kind: job.kind, state: job.state }, ms / 1000);
   });
   queue.on('refused', (kind: string, reason: string) => refused.inc({ kind, reason }));
   deltas.on('ondemand', (result: OnDemandResult) => onDemand.inc({ result }));
+  deltas.on('claim', (outcome: ClaimOutcome) => claims.inc({ outcome }));
 }

@@ -19,7 +19,9 @@ import type { ServerContext } from '../../server/context';
 import type { DeltaJobParams, DeltaJobResult } from '../../server/jobs/delta-job';
 import type { DeltaJobsOptions } from '../../server/jobs/deltas';
 import type { Job } from '../../server/jobs/queue';
+import { instrumentDeltaJobs } from '../../server/jobs/metrics';
 import { createLogger } from '../../server/logging';
+import { createMetrics } from '../../server/metrics';
 import { makeDataDir, type TestData } from '../http/helpers';
 
 const REF = 'os/durable';
@@ -29,6 +31,7 @@ let repo: Repo;
 const commits: string[] = [];
 const contexts: ServerContext[] = [];
 const lines: Array<Record<string, unknown>> = [];
+const metrics = new Map<string, ReturnType<typeof createMetrics>>();
 
 before(async () => {
   data = makeDataDir();
@@ -54,8 +57,19 @@ after(async () => {
 async function replica(tag: string, opts: DeltaJobsOptions): Promise<ServerContext> {
   const ctx = await createServerContext(data.dataDir, data.registry, { signing: false, deltas: { maxConcurrent: 1, ...opts } });
   ctx.deltaJobs!.setLogger(createLogger({ level: 'info', write: (l) => lines.push({ ...(JSON.parse(l) as Record<string, unknown>), replica_tag: tag }) }));
+  const m = createMetrics({ defaultMetrics: false });
+  instrumentDeltaJobs(m.registry, ctx.deltaJobs!);
+  metrics.set(tag, m);
   contexts.push(ctx);
   return ctx;
+}
+
+/** cairn_delta_job_claims_total of replica `tag`, by outcome. */
+async function claims(tag: string): Promise<Record<string, number>> {
+  const text = await metrics.get(tag)!.registry.metrics();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^cairn_delta_job_claims_total\{outcome="([a-z-]+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
+  return out;
 }
 
 async function record(from: string | null, to: string): Promise<DeltaRecord | null> {
@@ -112,6 +126,9 @@ test('two replicas queue the same delta at once: one record, exactly one of them
   const done = await record(null, commits[0]!);
   assert.equal(done?.state, 'done');
   assert.equal(lines.filter((l) => l.msg === 'delta job claimed' && String(l.delta).endsWith(`scratch-${commits[0]}.json`)).length, 1, 'one claim');
+  const counted = [await claims('a'), await claims('b')];
+  assert.equal((counted[0]!.claimed ?? 0) + (counted[1]!.claimed ?? 0), 1, `claims on /metrics: ${JSON.stringify(counted)}`);
+  assert.equal((counted[0]!.elsewhere ?? 0) + (counted[1]!.elsewhere ?? 0) + (counted[0]!.exists ?? 0) + (counted[1]!.exists ?? 0), 1);
   for (const c of [a, b]) await c.deltaJobs!.close();
 });
 
@@ -135,6 +152,7 @@ test("a dead replica's running job is taken over once its record stayed unchange
   const takeover = lines.find((l) => l.msg === 'delta job taken over' && l.replica_tag === 'c');
   assert.equal(takeover?.previous_owner, 'dead-replica');
   assert.ok(lines.some((l) => l.msg === 'delta job lease expired' && l.replica_tag === 'c'));
+  assert.deepEqual(await claims('c'), { 'taken-over': 1 });
   await c.deltaJobs!.close();
 });
 
