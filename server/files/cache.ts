@@ -57,6 +57,11 @@ export class FileCache {
     return e;
   }
 
+  /** Whether some version of `key` is held (no recency update): whether a request for it may be a hit. */
+  holds(backend: Backend, key: string): boolean {
+    return this.lru.has(cacheKey(backend, key));
+  }
+
   set(backend: Backend, key: string, data: Buffer, info: BlobInfo): CacheEntry | undefined {
     if (!this.accepts(data.length)) return undefined;
     const e: CacheEntry = { version: info.version, info, data };

@@ -67,12 +67,13 @@ export interface FileRequest {
  * sends 404). Every request stats the file first, so what is served is what
  * the disk holds when the request is answered; a file small enough for the
  * cache is answered from memory only when the cached copy is of exactly the
- * version just statted. With a driver that has blocking stat and read (the
+ * version just statted. (On remote storage a GET the cache cannot answer
+ * skips the stat: one GET gives the bytes and their version, see oneGet.) With a driver that has blocking stat and read (the
  * filesystem), a file the cache holds or that is small enough to read at once
  * is answered synchronously (no promise); large files need an open reader.
  */
 export function answerFile(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): FileAnswer | null | Promise<FileAnswer | null> {
-  if (!backend.blocking) return answerFileAsync(req, backend, key, cls, opts, 1);
+  if (!backend.blocking) return oneGet(req, backend, key, opts) ? answerFromGet(req, backend, key, cls, opts) : answerFileAsync(req, backend, key, cls, opts, 1);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const info = nowOf(backend.statFast(key));
     if (!info) return null;
@@ -92,6 +93,60 @@ async function answerFileAsync(req: FileRequest, backend: Backend, key: string, 
     if (answer !== 'changed') return answer;
   }
   throw changing(key);
+}
+
+/**
+ * On remote storage (S3) a stat is a request of its own, as long as a GET:
+ * a GET of a file the cache holds no copy of (of any version) is answered
+ * from one GET of the whole file, whose answer gives the info of exactly the
+ * bytes it carries. Stat first, as on local storage: a HEAD (no bytes), a
+ * cache hit (the stat validates the copy, so gc's deletions and replaced
+ * mutable files show at once) and a range (a large file's would cost a whole
+ * GET cut short; ostree clients rarely ask one).
+ */
+function oneGet(req: FileRequest, backend: Backend, key: string, opts: ServeFileOptions): boolean {
+  return req.method === 'GET' && req.headers.range === undefined && opts.cache?.holds(backend, key) !== true;
+}
+
+/** A GET answered from one read of the store: small files through the cache (buffered), larger ones streamed from that read. */
+async function answerFromGet(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, opts: ServeFileOptions): Promise<FileAnswer | null> {
+  const opened = await backend.openRead(key);
+  if (!opened) return null;
+  const { stream, info } = opened;
+  const cache = opts.cache;
+  if (cache?.accepts(info.size)) {
+    opts.metrics?.cacheMiss(CACHE_NAME);
+    const data = await collect(stream, info.size, key);
+    const entry = cache.set(backend, key, data, info) ?? { version: info.version, info, data };
+    return buffered(req, cls, entry, opts);
+  }
+  const d = decide(req, cls, info, opts);
+  // No range was asked: a 200, or a 304 that sends nothing.
+  if (d.status !== 200) {
+    stream.destroy();
+    return d;
+  }
+  return { status: 200, headers: d.headers, stream };
+}
+
+/** The `size` bytes of a small file's open read (size within the cache's entry bound): never more, nor fewer. */
+async function collect(stream: Readable, size: number, key: string): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(size);
+  let got = 0;
+  try {
+    // Leaving the loop early (a throw) destroys the stream.
+    for await (const chunk of stream) {
+      const c = chunk as Buffer;
+      if (c.length > size - got) throw new CairnError('IO', `the store sent more of ${key} than its ${size} bytes`);
+      c.copy(data, got);
+      got += c.length;
+    }
+  } catch (e) {
+    if (e instanceof CairnError) throw e;
+    throw new CairnError('IO', `reading ${key}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (got !== size) throw new CairnError('IO', `the store sent ${got} of the ${size} bytes of ${key}`);
+  return data;
 }
 
 /** Replaced between our stat and open several times in a row: let the client retry (libostree retries 500). */
