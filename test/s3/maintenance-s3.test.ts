@@ -20,7 +20,7 @@ import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph'
 
 const REF = 'os/s3';
 const SECRET = 'cairn-s3-maint-token-secret-0123456789abcdef';
-const GRACE_S = 20;
+const GRACE_S = 30;
 let store: S3TestStore;
 let prefix: string;
 let location: string;
@@ -273,12 +273,12 @@ test('gc on S3 by the store-layer API: whole-second Last-Modified never deletes 
 
 test('cairn gc --storage in another process while cairn push publishes through cairn serve --storage: every push succeeds, the old garbage goes, the stock client pulls', async () => {
   // gc's rounds hold the bucket's lease lock; a publisher in another process polls for it. The
-  // garbage (3,000 unreachable objects, older than the grace window) takes several rounds, and
+  // garbage (1,500 unreachable objects, older than the grace window) takes several rounds, and
   // commits are pushed one after another until gc is done: each must succeed.
   assert.ok(server);
   const b = new S3Backend(store.client, store.bucket, prefix);
   const junk: string[] = [];
-  for (let i = 0; i < 3000; i++) junk.push(`repos/main/objects/${(i % 256).toString(16).padStart(2, '0')}/${i.toString(16).padStart(62, 'e')}.dirmeta`);
+  for (let i = 0; i < 1500; i++) junk.push(`repos/main/objects/${(i % 256).toString(16).padStart(2, '0')}/${i.toString(16).padStart(62, 'e')}.dirmeta`);
   let next = 0;
   await Promise.all(
     Array.from({ length: 32 }, async () => {
@@ -286,7 +286,7 @@ test('cairn gc --storage in another process while cairn push publishes through c
     }),
   );
   const written = Date.now();
-  const grace = 15;
+  const grace = 30;
   await new Promise((r) => setTimeout(r, grace * 1000 + 2500 - (Date.now() - written)));
 
   const push = (await cliOk(['token', '--scope', 'push', '--repo', 'main', '--prefix', 'os/', '--ttl', '1h'])).stdout.trim();
@@ -367,4 +367,40 @@ test('cairn commit, delta and adopt --storage s3://…: a commit and its delta w
   await cliOk(['gc', '--storage', location, '--repo', 'foreign', '--grace', '1h']);
   const f = await cliOk(['fsck', '--storage', location]);
   assert.match(f.stderr, /2 repositories checked: no damage/);
+});
+
+test('the background scrub of cairn serve --storage: a pass over the bucket, a corrupt object found, quarantined in the bucket and answered 404', async () => {
+  assert.ok(server);
+  const admin = (await cliOk(['token', '--scope', 'admin', '--repo', 'main', '--ttl', '1h'])).stdout.trim();
+  type Status = { enabled: boolean; passes: number; lastPass: { objects: number; corrupt: number } | null; findings: Array<{ object: string; quarantinedTo: string }> };
+  const status = async () => (await api('GET', `${server!.url}/api/repos/main/scrub`, admin)).json as unknown as Status;
+  const until = async (what: string, ok: (s: Status) => boolean): Promise<Status> => {
+    let s = await status();
+    for (let i = 0; i < 600 && !ok(s); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      s = await status();
+    }
+    assert.ok(ok(s), `${what}: ${JSON.stringify(s)}`);
+    return s;
+  };
+  assert.equal((await api('PATCH', `${server.url}/api/repos/main/settings`, admin, { maintenance: { scrub: { objectsPerSecond: 2000 } } })).status, 200);
+  const first = await until('a whole pass', (s) => s.passes >= 1);
+  assert.ok(first.lastPass!.objects > 10, JSON.stringify(first.lastPass));
+  assert.equal(first.lastPass!.corrupt, 0);
+
+  // One .filez of the head overwritten in the bucket: the next pass finds it.
+  const b = new S3Backend(store.client, store.bucket, prefix);
+  let victim = '';
+  for await (const k of b.list('repos/main/objects')) if (k.endsWith('.filez')) victim = k;
+  const bytes = (await b.read(victim))!.data;
+  bytes[bytes.length - 3] ^= 0x0f;
+  await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: `${prefix}${victim}`, Body: bytes }));
+  const name = victim.slice('repos/main/objects/'.length).replace('/', '');
+  const found = await until('the corrupt object found', (s) => s.findings.some((f) => f.object === name));
+  const f = found.findings.find((x) => x.object === name)!;
+  assert.match(f.quarantinedTo, /^state\/cairn\/quarantine\/scrub-/);
+  assert.ok(await b.stat(`repos/main/${f.quarantinedTo}`), 'moved into the quarantine, in the bucket');
+  assert.equal(await b.stat(victim), null);
+  assert.equal((await fetch(`${server.url}/repo/main/${victim.slice('repos/main/'.length)}`)).status, 404);
+  assert.equal((await api('PATCH', `${server.url}/api/repos/main/settings`, admin, { maintenance: { scrub: null } })).status, 200);
 });
