@@ -111,7 +111,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   const started = now();
   const remote = !repo.backend.blocking;
   // "Now" for the grace window: taken before the mark (a later one would shorten the window by the mark's time).
-  const clock = opts.now || !remote ? { nowMs: started, how: 'this host' } : await storeNow(repo.backend, started);
+  const clock = opts.now || !remote ? { nowMs: started, how: "this host's clock" } : await storeNow(repo.backend, started);
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   if (!(graceMs >= 0)) throw new CairnError('INVALID_ARGUMENT', 'the grace window must be 0 or more');
   const progress = opts.onProgress ?? (() => undefined);
@@ -216,7 +216,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   // short (killed, out of time) must never leave a commit whose dirtrees or files it already deleted;
   // for the same reason a commit kept for its age marks its tree before the second pass.
   const cutoff = clock.nowMs - graceMs;
-  progress(`keeping objects modified after ${new Date(cutoff).toISOString()} (by ${clock.how}'s clock)`);
+  progress(`keeping objects modified after ${new Date(cutoff).toISOString()} (by ${clock.how})`);
   const isYoung = (mtimeMs: number) => mtimeMs >= cutoff || (mtimeMs % 1000 === 0 && mtimeMs + 1000 > cutoff);
   const statOf = (k: string) => Promise.resolve(repo.backend.statFast(k));
   const width = parallelism(repo);
@@ -287,11 +287,11 @@ export async function storeNow(backend: Backend, fallback: number): Promise<{ no
   try {
     await backend.write(key, Buffer.from('the store\'s clock, for cairn gc\n'));
     const info = await backend.stat(key);
-    if (info && info.mtimeMs > 0) return { nowMs: info.mtimeMs, how: 'the store' };
+    if (info && info.mtimeMs > 0) return { nowMs: info.mtimeMs, how: "the store's clock" };
   } catch {
     // reported below: this host's clock
   } finally {
     await backend.remove(key).catch(() => undefined);
   }
-  return { nowMs: fallback, how: 'this host (the store took no probe)' };
+  return { nowMs: fallback, how: "this host's clock: the store took no probe object" };
 }
