@@ -162,10 +162,18 @@ export class MaintenanceScheduler extends EventEmitter {
       if (!m.prune && !m.gc) continue;
       const repo = await this.deps.registry.open(name);
       if (!repo) continue;
+      // A task with a job queued or running is not decided on the runs read next: that job may finish
+      // (its run recorded) while they are read, and a second job would follow at once (seen on S3).
+      const busy = new Set(
+        this.queue
+          .list({ repo: name, kind: MAINTENANCE_JOB })
+          .filter((j) => j.state === 'queued' || j.state === 'running')
+          .map((j) => (j.params as MaintenanceJobParams).task),
+      );
       const runs = await readRuns(repo);
       for (const task of ['prune', 'gc'] as const) {
         const every = m[task]?.every;
-        if (!every) continue;
+        if (!every || busy.has(task)) continue;
         const last = Date.parse(runs[task]?.lastRunAt ?? '');
         if (Number.isFinite(last) && Date.now() - last < parseDuration(every)) continue;
         const out = this.queue.submit(MAINTENANCE_JOB, maintenanceJobKey(name, task), { repo: name, task }, { repo: name, source: 'schedule', priority: MAINTENANCE_PRIORITY });

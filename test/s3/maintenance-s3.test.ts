@@ -207,6 +207,10 @@ test('prune, gc and fsck on S3: through cairn serve --storage and the CLI --stor
   assert.equal(jobs[0]?.state, 'done', JSON.stringify(jobs));
   assert.deepEqual(jobs[0]!.params, { repo: 'main', task: 'gc' });
   assert.equal(jobs[0]!.result?.deletedObjects, 0);
+  // Once within its `every`: a tick that read the runs while the job was finishing must not queue a second one.
+  await new Promise((r) => setTimeout(r, 1500));
+  jobs = ((await api('GET', `${server.url}/api/jobs?repo=main`, admin)).json.jobs as Job[]).filter((j) => j.kind === 'maintenance');
+  assert.equal(jobs.length, 1, JSON.stringify(jobs));
   assert.ok(await b.stat('repos/main/state/cairn/maintenance.json'), 'when it last ran is kept in the bucket');
   assert.equal((await api('PATCH', `${server.url}/api/repos/main/settings`, admin, { maintenance: { gc: null } })).status, 200);
 
