@@ -8,6 +8,7 @@ import { validateChecksum } from '../../storage/objects/checksum';
 import { ObjectType, objectKey, objectTypeFromExtension } from '../../storage/objects/types';
 import { checkCommitMetaUpload, ingestObject, WHOLE_OBJECT_BYTES, type IngestOptions, type IngestResult } from '../../storage/repo/ingest';
 import { sharedVerifyPool } from '../../storage/repo/verify-pool';
+import { readGcEpoch } from '../../storage/repo/presence';
 import type { Repo } from '../../storage/repo/repo';
 import { claimsOf } from '../auth/middleware';
 import { allows } from '../auth/tokens';
@@ -146,6 +147,8 @@ function refused(env: ApiEnv, e: unknown): unknown {
 async function missingObjects(repo: Repo, objects: ReturnType<typeof parseObjectName>[]): Promise<string[]> {
   const missing: string[] = [];
   const backend = repo.backend;
+  // The store's gc epoch, read before the uploads this answer leads to: what their presence memo entries carry.
+  await readGcEpoch(backend);
   const old = Date.now() - TOUCH_OLDER_MS;
   const stale: string[] = [];
   const sort = (o: ReturnType<typeof parseObjectName>, info: BlobInfo | null) => {

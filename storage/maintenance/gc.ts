@@ -2,7 +2,7 @@ import { pruneDeltas } from '../deltas/prune';
 import { CairnError } from '../errors';
 import { ObjectType, objectKey } from '../objects/types';
 import { confirmLocks, withRepoLock } from '../repo/mutex';
-import { presence } from '../repo/presence';
+import { bumpGcEpoch, presence } from '../repo/presence';
 import type { Repo } from '../repo/repo';
 import { updateSummary, type SummarySigner } from '../repo/summary';
 import { MarkSet } from './markset';
@@ -104,7 +104,8 @@ const PARALLEL_REMOVES = 32;
 const ROUND_OBJECTS = 512;
 
 export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
-  // This process's uploads are no longer taken as present without a look (storage/repo/presence.ts):
+  // This process's uploads are no longer taken as present without a look (storage/repo/presence.ts;
+  // other processes learn it from the gc epoch each deleting round changes):
   // this collection may delete them, with a grace shorter than the memo trusts an entry.
   if (!opts.dryRun) presence.forgetStore(repo.backend);
   const now = opts.now ?? Date.now;
@@ -187,12 +188,16 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
       await withRepoLock(repo.backend, 'refs', async () => {
         await markRefs(await listAllRefs(repo));
         const until = performance.now() + (remote ? REMOTE_ROUND_MS : ROUND_MS);
+        let bumped = false;
         while (pending.length > 0 && performance.now() < until) {
           // Several at once: each removal syncs its folder, and concurrent syncs share the journal's commits.
           const batch = pending.splice(-PARALLEL_REMOVES).filter((p) => !isKept(p.checksum, p.type));
           // The lock still ours, and extended (a store's lease can be taken over from a holder stalled past
           // it: then a publish may have landed unseen, so nothing more is deleted; CONFLICT ends the gc).
           if (batch.length > 0) await confirmLocks();
+          // Before this round's first deletion: every process's presence memo stops trusting what it
+          // entered before now (storage/repo/presence.ts, the gc epoch).
+          if (batch.length > 0 && !bumped) bumped = await bumpGcEpoch(repo.backend);
           await Promise.all(
             batch.map(async (p) => {
               // A commit goes with its detached metadata (and ostree's partial marker).

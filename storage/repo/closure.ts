@@ -2,7 +2,7 @@ import { decodeCommit } from '../objects/commit';
 import { decodeDirTree } from '../objects/dirtree';
 import { QUARANTINE_PREFIX } from '../maintenance/fsck';
 import { ObjectType, ARCHIVE_EXTENSION, objectKey, objectTypeFromExtension } from '../objects/types';
-import { presence } from './presence';
+import { presence, readGcEpoch } from './presence';
 import type { Repo } from './repo';
 
 export interface ObjectRef {
@@ -67,8 +67,10 @@ export async function walkCommitTree(repo: Repo, commit: string, opts: { concurr
   let listed: Promise<Quarantine> | undefined;
   const quarantine = () => (listed ??= listQuarantine(repo));
   // (A quarantine that cannot be listed: the memo is not used, the store answers as it can.)
-  const memo = presence.holdsAny(repo.backend) && (await quarantine().then((q) => trustMemo(repo, q), () => false));
-  const remembered = (checksum: string, type: ObjectType) => (memo ? presence.get(repo.backend, objectKey(checksum, type)) : undefined);
+  // The store's gc epoch now (read under the caller's `refs` lock for a ref update): entries of another are not trusted.
+  const epoch = presence.holdsAny(repo.backend) ? await readGcEpoch(repo.backend).catch(() => undefined) : undefined;
+  const memo = epoch !== undefined && (await quarantine().then((q) => trustMemo(repo, q), () => false));
+  const remembered = (checksum: string, type: ObjectType) => (memo ? presence.get(repo.backend, objectKey(checksum, type), epoch) : undefined);
   const has = async (checksum: string, type: ObjectType): Promise<boolean> => remembered(checksum, type) !== undefined || repo.hasObject(checksum, type);
   const read = async (checksum: string, type: ObjectType): Promise<Buffer | null> => remembered(checksum, type)?.bytes ?? repo.readMetadata(checksum, type);
 

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
 import type { Backend } from '../backends/backend';
@@ -23,9 +24,15 @@ import type { Backend } from '../backends/backend';
  *    trusts an entry a gc with a grace of a minute or more could have
  *    collected. A gc with a shorter grace can collect objects of a push that
  *    takes longer than that grace (the limit gc.ts states for pushes in
- *    flight): if it runs in this process, gc() clears the store's entries
- *    when it starts (forgetStore), so the walk asks the store and refuses
- *    with 422 as before; in another process, the walk may not see it.
+ *    flight), in any process or replica: so each gc round that deletes
+ *    anything first changes the store's gc epoch (GC_EPOCH_KEY, a random
+ *    value; gc in this process also clears the store's entries at once). An
+ *    entry carries the epoch this process last read from the store before
+ *    the entry was made (objects/missing and every walk read it), and the
+ *    walk, under the `refs` lock every gc round also holds, trusts only
+ *    entries of the epoch it reads now: an unchanged epoch means no round
+ *    deleted anything since before the entry was made. An entry made before
+ *    this process read any epoch is not trusted.
  *  - fsck --repair and the scrub move a corrupt object to quarantine (in any
  *    process): the walk lists the quarantine once (closure.ts) and drops
  *    what it names (forget) before it trusts an entry.
@@ -54,6 +61,8 @@ const ENTRY_COST = 160;
 interface Entry {
   /** performance.now() before the write was sent. */
   at: number;
+  /** The store's gc epoch as this process last read it before the entry (undefined: none read yet). */
+  epoch: string | undefined;
   /** The verified bytes of a small metadata object; null otherwise. */
   bytes: Buffer | null;
 }
@@ -65,6 +74,8 @@ export interface Known {
 
 export class PresenceMemo {
   private readonly entries: LRUCache<string, Entry>;
+  /** Per store location: its gc epoch as last read. */
+  private readonly epochs = new Map<string, string>();
   private readonly ttlMs: number;
   private readonly now: () => number;
 
@@ -90,15 +101,25 @@ export class PresenceMemo {
    */
   stored(backend: Backend, key: string, at: number, bytes?: Buffer): void {
     const kept = bytes && bytes.length <= MAX_KEPT_BYTES ? bytes : null;
-    this.entries.set(memoKey(backend, key), { at, bytes: kept });
+    this.entries.set(memoKey(backend, key), { at, bytes: kept, epoch: this.epochs.get(backend.location) });
   }
 
-  /** The object as this process stored it less than the TTL ago; undefined when not known so. */
-  get(backend: Backend, key: string): Known | undefined {
+  /** The store's gc epoch as just read (readGcEpoch): what later entries carry. */
+  noteEpoch(backend: Backend, epoch: string): void {
+    if (!this.epochs.has(backend.location) && this.epochs.size >= MAX_EPOCHS) this.epochs.clear();
+    this.epochs.set(backend.location, epoch);
+  }
+
+  /**
+   * The object as this process stored it less than the TTL ago, in gc epoch
+   * `epoch` (the store's, read by the caller under the `refs` lock; by default
+   * the one this process read last: a hint only); undefined when not known so.
+   */
+  get(backend: Backend, key: string, epoch: string | undefined = this.epochs.get(backend.location)): Known | undefined {
     const k = memoKey(backend, key);
     const e = this.entries.get(k);
     if (!e) return undefined;
-    if (this.now() - e.at >= this.ttlMs) {
+    if (e.epoch === undefined || e.epoch !== epoch || this.now() - e.at >= this.ttlMs) {
       this.entries.delete(k);
       return undefined;
     }
@@ -132,3 +153,25 @@ function memoKey(backend: Backend, key: string): string {
 
 /** The process's memo: ingest enters, the completeness walk reads, gc clears. */
 export const presence = new PresenceMemo();
+
+/** Stores whose epoch is remembered at most (beyond: all forgotten, entries then untrusted). */
+const MAX_EPOCHS = 4096;
+
+/** Where a store's gc epoch lives (local state, never served); absent: no gc ever deleted anything there. */
+export const GC_EPOCH_KEY = 'state/cairn/gc-epoch';
+const NO_EPOCH = 'none';
+
+/** The store's gc epoch now, also noted as this process's latest (see the module comment). */
+export async function readGcEpoch(backend: Backend): Promise<string> {
+  const got = await backend.read(GC_EPOCH_KEY);
+  const epoch = got ? got.data.toString('utf8').trim() || NO_EPOCH : NO_EPOCH;
+  presence.noteEpoch(backend, epoch);
+  return epoch;
+}
+
+/** A new gc epoch for the store, before a gc round deletes (under the `refs` lock); true once written. */
+export async function bumpGcEpoch(backend: Backend): Promise<boolean> {
+  await backend.write(GC_EPOCH_KEY, Buffer.from(`${randomBytes(16).toString('hex')}\n`));
+  presence.forgetStore(backend);
+  return true;
+}

@@ -1,7 +1,8 @@
 // The presence memo (storage/repo/presence.ts): a push's uploads (ingestObject) enter what they
 // stored, verified, and the ref update's completeness walk (walkCommitTree) takes it as present
 // without asking the store; but never an object that is gone after the memo's TTL, nor one this
-// process removed (gc clears the store's entries when it starts), nor one fsck --repair or the
+// process removed (gc clears the store's entries when it starts) or another process's gc may have
+// removed (each deleting round changes the store's gc epoch), nor one fsck --repair or the
 // scrub quarantined (in any process: the walk lists the quarantine first), nor one an upload only
 // found already stored (its age is unknown).
 
@@ -22,7 +23,7 @@ import { decodeDirTree } from '../../storage/objects/dirtree';
 import { ObjectType, objectKey } from '../../storage/objects/types';
 import { objectName, walkCommitTree } from '../../storage/repo/closure';
 import { ingestObject, DEFAULT_INGEST_LIMITS, WHOLE_OBJECT_BYTES } from '../../storage/repo/ingest';
-import { MAX_KEPT_BYTES, PRESENCE_TTL_MS, PresenceMemo } from '../../storage/repo/presence';
+import { GC_EPOCH_KEY, MAX_KEPT_BYTES, PRESENCE_TTL_MS, PresenceMemo, readGcEpoch } from '../../storage/repo/presence';
 import { Repo } from '../../storage/repo/repo';
 import { makeTempDir, removeTempDirs } from '../helpers/ostree';
 
@@ -66,11 +67,15 @@ before(async () => {
 after(removeTempDirs);
 
 let n = 0;
-/** A fresh repository (its own location, so its own memo entries) with the commit's objects uploaded into it. */
-async function pushed(): Promise<{ repo: Counting; dir: string }> {
+/**
+ * A fresh repository (its own location, so its own memo entries) with the commit's objects uploaded
+ * into it, after the store's gc epoch was read (as objects/missing does before a push's uploads).
+ */
+async function pushed(opts: { readEpoch?: boolean } = {}): Promise<{ repo: Counting; dir: string }> {
   const dir = path.join(work, `target-${n++}`);
   await Repo.init('t', new FsBackend(dir));
   const repo = new Counting('t', new FsBackend(dir));
+  if (opts.readEpoch !== false) await readGcEpoch(repo.backend);
   for (const o of objects) {
     const r = await ingestObject(repo, o.checksum, o.type, Readable.from([o.bytes]), DEFAULT_INGEST_LIMITS, { wholeBytes: WHOLE_OBJECT_BYTES });
     assert.equal(r.stored, true);
@@ -119,6 +124,22 @@ test('gc in this process: the memo of the store is cleared when it starts, so wh
   assert.deepEqual(await missingOf(repo), [`${commit}.commit`]);
 });
 
+test('gc in another process: each deleting round changes the store\'s gc epoch, and the walk trusts no entry of an earlier one', async () => {
+  const { repo, dir } = await pushed();
+  const file = pick(ObjectType.File);
+  // What another process's gc round does: a new epoch, then deletions (this process's memo is not told).
+  await new FsBackend(dir).write(GC_EPOCH_KEY, Buffer.from('another-process-round\n'));
+  await fsp.rm(path.join(dir, file.key));
+  assert.deepEqual(await missingOf(repo), [objectName(file)]);
+  assert.ok(repo.looks > 0, 'the store was asked');
+});
+
+test('uploads made before this process read the store\'s gc epoch are not trusted', async () => {
+  const { repo } = await pushed({ readEpoch: false });
+  assert.deepEqual(await missingOf(repo), []);
+  assert.ok(repo.looks > 0, 'the store was asked');
+});
+
 test('after the TTL the walk asks the store again: an object removed behind Cairn\'s back is missing', async (t) => {
   const { repo, dir } = await pushed();
   const file = pick(ObjectType.File);
@@ -148,13 +169,16 @@ test('PresenceMemo: entries end at the TTL, per store, forgotten one by one or b
   const m = new PresenceMemo({ ttlMs: 100, maxEntries: 3, now: () => now });
   const a = { location: 'a' } as Backend;
   const b = { location: 'b' } as Backend;
+  m.noteEpoch(a, 'e1');
+  m.noteEpoch(b, 'e1');
   const at = m.mark();
   m.stored(a, 'objects/00/x.filez', at);
   m.stored(a, 'objects/00/y.dirtree', at, Buffer.from('tree'));
   now += 99;
   assert.deepEqual(m.get(a, 'objects/00/x.filez'), { bytes: null });
-  assert.deepEqual(m.get(a, 'objects/00/y.dirtree'), { bytes: Buffer.from('tree') });
+  assert.deepEqual(m.get(a, 'objects/00/y.dirtree', 'e1'), { bytes: Buffer.from('tree') });
   assert.equal(m.get(b, 'objects/00/x.filez'), undefined, 'another store does not see it');
+  assert.equal(m.get(a, 'objects/00/x.filez', 'e2'), undefined, 'another gc epoch: not trusted');
   now += 1;
   assert.equal(m.get(a, 'objects/00/x.filez'), undefined, 'at the TTL: not trusted');
   assert.equal(m.holdsAny(a), true);
