@@ -70,6 +70,9 @@ export const objectRoutes: AnyRoute[] = [
       if (!req.is('multipart/form-data') || !MULTIPART_BOUNDARY.test(req.headers['content-type'] ?? '')) {
         throw new CairnError('INVALID_ARGUMENT', 'upload refused: the body must be multipart/form-data with a boundary');
       }
+      // The store's gc epoch before these uploads (storage/repo/presence.ts): what their presence memo
+      // entries carry, also in a worker or replica that did not answer this push's objects/missing.
+      await readGcEpoch(repo.backend);
       const results: IngestResult[] = [];
       const inFlight: InFlight[] = [];
       const upload = multer({
@@ -107,6 +110,7 @@ export const objectRoutes: AnyRoute[] = [
       if (declared > ctx.ingestLimits.maxUploadSize) throw new CairnError('TOO_LARGE', `${o.name}: body exceeds ${ctx.ingestLimits.maxUploadSize} bytes`);
       const gate = await commitMetaRule(ctx, req, res, repo);
       const pool = sharedVerifyPool();
+      await readGcEpoch(repo.backend); // as for the multipart upload
       // A .filez streams (it may be large, and trailing junk is refused while the client still sends); metadata is read whole.
       const result = await ingestObject(repo, o.checksum, o.type, req, ctx.ingestLimits, { commitMetaGate: (c) => gate(c), verify: (job) => pool.verify(job) }).catch((e: unknown) => {
         closeAfterResponse(req);

@@ -121,7 +121,7 @@ export async function ingestObject(
     }
   }
   let bytes = 0;
-  const at = presence.mark();
+  const at = presence.mark(repo.backend);
   await repo.backend.write(key, verifyingFilez(prefixed(upload.prefix, upload.it), source, name, limits, checksum, (n) => (bytes = n)));
   presence.stored(repo.backend, key, at);
   return { checksum, type, stored: true, bytes };
@@ -134,7 +134,7 @@ export async function ingestObject(
  * nothing to do; corrupt (a flipped byte the scrub has not met yet), these verified bytes replace it.
  */
 async function storeWhole(repo: Repo, key: string, checksum: string, type: ObjectType, data: Buffer, limits: IngestLimits): Promise<IngestResult> {
-  const at = presence.mark();
+  const at = presence.mark(repo.backend);
   if (!(await repo.backend.create(key, data))) {
     // Not entered in the memo: how old the stored copy is, and so how long gc keeps it, is not known here.
     if (await storedCopySound(repo, key, checksum, type, limits)) return { checksum, type, stored: false, bytes: 0 };

@@ -67,6 +67,12 @@ interface Entry {
   bytes: Buffer | null;
 }
 
+/** Taken before a write (PresenceMemo.mark): when, and in which gc epoch as this process last read it. */
+export interface Mark {
+  at: number;
+  epoch: string | undefined;
+}
+
 /** What a lookup knows: the object is present, with its bytes if they were kept. */
 export interface Known {
   bytes: Buffer | null;
@@ -89,19 +95,24 @@ export class PresenceMemo {
     });
   }
 
-  /** A moment to pass to `stored`: take it before sending the write. */
-  mark(): number {
-    return this.now();
+  /**
+   * The moment and the store's gc epoch (as last read) to pass to `stored`: take it before
+   * sending the write. (The epoch of the moment before the write, not of its end: a gc round
+   * could bump the epoch and delete the object while it is written, and another request read
+   * the new epoch meanwhile.)
+   */
+  mark(backend: Backend): Mark {
+    return { at: this.now(), epoch: this.epochs.get(backend.location) };
   }
 
   /**
    * `key` of `backend` was written by this process, its bytes verified first,
-   * with the write sent after `at` (mark()). `bytes`: the object's bytes,
+   * with the write sent after `mark` (mark()). `bytes`: the object's bytes,
    * kept when small (metadata the walk reads).
    */
-  stored(backend: Backend, key: string, at: number, bytes?: Buffer): void {
+  stored(backend: Backend, key: string, mark: Mark, bytes?: Buffer): void {
     const kept = bytes && bytes.length <= MAX_KEPT_BYTES ? bytes : null;
-    this.entries.set(memoKey(backend, key), { at, bytes: kept, epoch: this.epochs.get(backend.location) });
+    this.entries.set(memoKey(backend, key), { at: mark.at, bytes: kept, epoch: mark.epoch });
   }
 
   /** The store's gc epoch as just read (readGcEpoch): what later entries carry. */

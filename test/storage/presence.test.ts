@@ -171,7 +171,7 @@ test('PresenceMemo: entries end at the TTL, per store, forgotten one by one or b
   const b = { location: 'b' } as Backend;
   m.noteEpoch(a, 'e1');
   m.noteEpoch(b, 'e1');
-  const at = m.mark();
+  const at = m.mark(a);
   m.stored(a, 'objects/00/x.filez', at);
   m.stored(a, 'objects/00/y.dirtree', at, Buffer.from('tree'));
   now += 99;
@@ -185,9 +185,15 @@ test('PresenceMemo: entries end at the TTL, per store, forgotten one by one or b
   assert.equal(m.get(a, 'objects/00/y.dirtree'), undefined);
   assert.equal(m.holdsAny(a), false, 'expired entries are dropped when met');
 
-  m.stored(a, 'k1', m.mark());
-  m.stored(b, 'k1', m.mark());
-  m.stored(a, 'k2', m.mark(), Buffer.alloc(MAX_KEPT_BYTES + 1));
+  // The epoch an entry carries is the one before its write, not one read while it was written.
+  const before = m.mark(a);
+  m.noteEpoch(a, 'e2');
+  m.stored(a, 'written-across', before);
+  assert.equal(m.get(a, 'written-across'), undefined, 'the epoch changed during the write: not trusted');
+
+  m.stored(a, 'k1', m.mark(a));
+  m.stored(b, 'k1', m.mark(b));
+  m.stored(a, 'k2', m.mark(a), Buffer.alloc(MAX_KEPT_BYTES + 1));
   assert.deepEqual(m.get(a, 'k2'), { bytes: null }, 'large bytes are not kept');
   m.forget(a, 'k1');
   assert.equal(m.get(a, 'k1'), undefined);
@@ -195,7 +201,7 @@ test('PresenceMemo: entries end at the TTL, per store, forgotten one by one or b
   m.forgetStore(b);
   assert.equal(m.get(b, 'k1'), undefined);
   assert.equal(m.holdsAny(b), false);
-  for (let i = 0; i < 5; i++) m.stored(a, `n${i}`, m.mark());
+  for (let i = 0; i < 5; i++) m.stored(a, `n${i}`, m.mark(a));
   assert.equal(m.get(a, 'n0'), undefined, 'bounded by count: the least recently used went');
   assert.ok(m.get(a, 'n4'));
 });
