@@ -37,7 +37,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { projectRoot, startCairn, type CairnProcess } from '../test/helpers/cairn-process';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from '../test/s3/ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from '../test/s3/ceph';
 import { argv, flag, machineInfo, median, numberOption, runNode, stockPull, treeCpuSeconds } from './common';
 import { startNginx, waitHttp } from './nginx';
 import { keyClass, sizeClass, type S3Counts } from './s3-count';
@@ -97,10 +97,7 @@ const prefixes: string[] = [];
 
 function s3Env(): NodeJS.ProcessEnv {
   return {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
   };
 }
 

@@ -90,3 +90,13 @@ export async function emptyPrefix(s: S3TestStore, prefix: string): Promise<void>
   const uploads = await s.client.send(new ListMultipartUploadsCommand({ Bucket: s.bucket, Prefix: prefix }));
   for (const u of uploads.Uploads ?? []) await s.client.send(new AbortMultipartUploadCommand({ Bucket: s.bucket, Key: u.Key!, UploadId: u.UploadId! }));
 }
+
+/** What a `cairn` process needs in its environment to reach the test store: endpoint, keys, region. */
+export function s3ClientEnv(store: S3TestStore): NodeJS.ProcessEnv {
+  return {
+    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
+    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+  };
+}

@@ -16,7 +16,7 @@ import { startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { initRepo, makeTempDir, ostree, removeTempDirs } from '../helpers/ostree';
 import { saveGpgKey, verifyingPull } from '../e2e/publish-helpers';
 import { cairn, commitVersion } from '../maintenance/helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const REF = 'os/s3';
 const SECRET = 'cairn-s3-maint-token-secret-0123456789abcdef';
@@ -34,10 +34,7 @@ before(async () => {
   location = `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`;
   work = await makeTempDir('cairn-maint-s3-');
   env = {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
     CAIRN_STORAGE: '',
   };

@@ -30,7 +30,7 @@ import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-pro
 import { exchange, requestText, type ParsedResponse } from '../helpers/raw-http';
 import { addRemote, commitTree, initRepo, makeSourceTree, makeTempDir, ostree, removeTempDirs } from '../helpers/ostree';
 import { cli, saveGpgKey } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const SECRET = 'cairn-s3-presign-token-secret-0123456789abcdef';
 const OBJECT = 'objects/3f/d0406929e83910fc100bb8ea1da75799549be4e5d2cf3ffbd292054da936a3.commit';
@@ -94,10 +94,7 @@ after(async () => {
 
 function s3Env(): NodeJS.ProcessEnv {
   return {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
   };
 }

@@ -18,7 +18,7 @@ import { JOURNAL_KEY, type Journal } from '../../storage/repo/journal';
 import { startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, ostreeResult, removeTempDirs } from '../helpers/ostree';
 import { cli, moveRefs, saveGpgKey, verifyingClient } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const REF = 'os/pair';
 const SECRET = 'cairn-s3-pair-token-secret-0123456789abcdef';
@@ -41,10 +41,7 @@ before(async () => {
   bucket = new S3Backend(store.client, store.bucket, `${prefix}repos/main/`);
   work = await makeTempDir('cairn-s3-pair-');
   const env = {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
   };
   cairn = await startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`], env });

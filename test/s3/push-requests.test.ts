@@ -11,12 +11,10 @@
 // stored copy is checked, the verified bytes replace it) and keeps a sound one.
 
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import type { S3Counts } from '../../bench/s3-count';
 import { FsBackend } from '../../storage/backends/fs';
 import { S3Backend } from '../../storage/backends/s3';
 import { commitFolder } from '../../storage/import/folder';
@@ -24,14 +22,14 @@ import { parseObjectKey } from '../../storage/maintenance/reach';
 import { ObjectType } from '../../storage/objects/types';
 import { DEFAULT_INGEST_LIMITS, WHOLE_OBJECT_BYTES, ingestObject } from '../../storage/repo/ingest';
 import { Repo } from '../../storage/repo/repo';
+import { S3_COUNTER, settledCounts } from './s3-counts';
 import { e2eWorkers, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, pseudoRandomBytes, removeTempDirs } from '../helpers/ostree';
 import { cli } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const REF = 'os/requests';
 const SECRET = 'cairn-s3-push-requests-secret-0123456789abcdef';
-const COUNTER = path.join(__dirname, '../../bench/s3-count.js');
 let store: S3TestStore;
 const prefixes: string[] = [];
 let work: string;
@@ -48,30 +46,7 @@ after(async () => {
   await removeTempDirs();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Every worker's counts (one file per process), summed: op → key class → n. */
-function readCounts(dir: string): Map<string, number> {
-  const total = new Map<string, number>();
-  for (const f of fs.readdirSync(dir)) {
-    if (!f.endsWith('.json')) continue;
-    const c = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as S3Counts;
-    for (const [op, byClass] of Object.entries(c)) for (const [cls, v] of Object.entries(byClass)) total.set(`${op} ${cls}`, (total.get(`${op} ${cls}`) ?? 0) + v.n);
-  }
-  return total;
-}
-
-/** The counts once they stop changing (the counter writes every 100 ms). */
-async function settledCounts(dir: string): Promise<Map<string, number>> {
-  let last = readCounts(dir);
-  for (let i = 0; i < 50; i++) {
-    await sleep(300);
-    const now = readCounts(dir);
-    if ([...now].every(([k, v]) => last.get(k) === v) && now.size === last.size) return now;
-    last = now;
-  }
-  return last;
-}
 
 const OBJECT_CLASSES = /^(commit|dirtree|dirmeta|filez.*|commitmeta)$/;
 
@@ -82,14 +57,11 @@ test('a fresh push to cairn serve --storage s3://…: one HEAD and one PUT an ob
   const counts = path.join(work, 'counts');
   await fsp.mkdir(counts);
   const env = {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
     CAIRN_BENCH_S3_COUNTS: counts,
   };
-  cairn = await startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`], nodeArgs: ['--require', COUNTER], env });
+  cairn = await startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`], nodeArgs: ['--require', S3_COUNTER], env });
 
   // A tree of ~650 objects: the usual test tree (a 3 MiB file streamed, symlinks, odd names) and 600 small files in 30 folders.
   const extra: Record<string, Buffer> = {};

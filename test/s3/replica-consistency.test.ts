@@ -20,7 +20,7 @@ import { summaryRefs } from '../../storage/repo/recovery';
 import { startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, removeTempDirs } from '../helpers/ostree';
 import { cli } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 /** The read path's bound for a repository's existence and settings (server/files/answer.ts openFast). */
 const REPO_CHECK_MS = 1000;
@@ -38,10 +38,7 @@ before(async () => {
   prefix = freshPrefix('replica-consistency');
   work = await makeTempDir('cairn-s3-fresh-');
   const env = {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
   };
   const location = `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`;

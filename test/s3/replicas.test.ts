@@ -22,7 +22,7 @@ import { summaryRefs } from '../../storage/repo/recovery';
 import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { addRemote, commitTree, deltaSuperblockPath, initRepo, makeSourceTree, makeTempDir, ostree, removeTempDirs } from '../helpers/ostree';
 import { cli, moveRefs, saveGpgKey } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const SECRET = 'cairn-s3-replicas-jobs-secret-0123456789abcdef';
 const LEASE_MS = 4000;
@@ -59,10 +59,7 @@ async function replica(location: string, env: NodeJS.ProcessEnv = {}): Promise<C
     dataDir: path.join(work, `scratch-${++seq}`),
     extraArgs: ['--storage', location],
     env: {
-      CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-      AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-      AWS_REGION: 'us-east-1',
+      ...s3ClientEnv(store),
       CAIRN_TOKEN_SECRET: SECRET,
       CAIRN_LOG: 'info',
       CAIRN_JOBS_LEASE_MS: String(LEASE_MS),

@@ -7,20 +7,18 @@
 // are the store's and the headers of a file served cold are those it has warm and for a HEAD.
 
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import type { S3Counts } from '../../bench/s3-count';
 import { S3Backend } from '../../storage/backends/s3';
+import { S3_COUNTER, settledCounts } from './s3-counts';
 import { e2eWorkers, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, ostree, removeTempDirs } from '../helpers/ostree';
 import { cli } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const REF = 'os/serve-requests';
 const SECRET = 'cairn-s3-serve-requests-secret-0123456789abcdef';
-const COUNTER = path.join(__dirname, '../../bench/s3-count.js');
 /** Larger than the file cache's entry bound (256 KiB): served streamed. */
 const BIG = 400_000;
 let store: S3TestStore;
@@ -49,28 +47,6 @@ const OBJECT_CLASSES = /^(commit|dirtree|dirmeta|filez.*|commitmeta)$/;
 const FILE_CLASSES = /^(commit|dirtree|dirmeta|filez.*|commitmeta|ref|summary|summary\.sig|delta)$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Every worker's S3 requests (one counts file per process), summed: `op class` → n. */
-function readCounts(dir: string): Map<string, number> {
-  const total = new Map<string, number>();
-  for (const f of fs.readdirSync(dir)) {
-    if (!f.endsWith('.json')) continue;
-    const c = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as S3Counts;
-    for (const [op, byClass] of Object.entries(c)) for (const [cls, v] of Object.entries(byClass)) total.set(`${op} ${cls}`, (total.get(`${op} ${cls}`) ?? 0) + v.n);
-  }
-  return total;
-}
-
-/** The counts once they stop changing (the counter writes every 100 ms). */
-async function settledCounts(dir: string): Promise<Map<string, number>> {
-  let last = readCounts(dir);
-  for (let i = 0; i < 50; i++) {
-    await sleep(300);
-    const now = readCounts(dir);
-    if (now.size === last.size && [...now].every(([k, v]) => last.get(k) === v)) return now;
-    last = now;
-  }
-  return last;
-}
 
 /** The S3 requests `run` made the server send: total and a table by operation and kind of key. */
 async function counted(dir: string, run: () => Promise<void>): Promise<{ total: number; onObjects: number; onFiles: number; table: string }> {
@@ -99,15 +75,12 @@ test('cairn serve --storage s3://…: one S3 request per file served, cold (one 
   const counts = path.join(work, 'counts');
   await fsp.mkdir(counts);
   const env = {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
     CAIRN_BENCH_S3_COUNTS: counts,
     CAIRN_LOG: 'info', // the request log: how many requests the client made
   };
-  const start = () => startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`], nodeArgs: ['--require', COUNTER], env });
+  const start = () => startCairn({ dataDir: path.join(work, 'scratch'), extraArgs: ['--storage', `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`], nodeArgs: ['--require', S3_COUNTER], env });
   cairn = await start();
 
   // Publish a commit: ~150 small objects and one file above the cache's bound.

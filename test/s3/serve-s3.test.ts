@@ -12,7 +12,7 @@ import { objectKey, ObjectType } from '../../storage/objects/types';
 import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, removeTempDirs } from '../helpers/ostree';
 import { cli, saveGpgKey, verifyingPull } from '../e2e/publish-helpers';
-import { emptyPrefix, freshPrefix, s3TestStore, type S3TestStore } from './ceph';
+import { emptyPrefix, freshPrefix, s3ClientEnv, s3TestStore, type S3TestStore } from './ceph';
 
 const REF = 'os/s3';
 const SECRET = 'cairn-s3-e2e-token-secret-0123456789abcdef';
@@ -35,10 +35,7 @@ after(async () => {
 
 test('cairn serve --storage s3://…: cairn push publishes through it, the stock client pulls and verifies through it', async () => {
   const env = {
-    CAIRN_S3_ENDPOINT: store.settings.endpoint!,
-    AWS_ACCESS_KEY_ID: store.settings.credentials!.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.settings.credentials!.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...s3ClientEnv(store),
     CAIRN_TOKEN_SECRET: SECRET,
   };
   const location = `s3://${store.bucket}/${prefix.replace(/\/$/, '')}`;
