@@ -36,7 +36,7 @@ export class RepoRegistry {
   readonly reposDir: string;
   private readonly opened = new Map<string, { repo: Repo; checkedAt: number }>();
   /** Checks in flight on a store that is not blocking, by name, that callers accepting an older answer share. */
-  private readonly checking = new Map<string, Promise<Repo | null>>();
+  private readonly checking = new Map<string, { at: number; check: Promise<Repo | null> }>();
 
   /** Symlinks inside a repository that lead out of it are followed (see FsBackendOptions.confine; default: not). */
   readonly followSymlinks: boolean;
@@ -91,9 +91,10 @@ export class RepoRegistry {
     // A Repo holds no state of its own (name + backend), so sharing one is safe.
     const repo = known?.repo ?? new Repo(name, this.storeOf(name));
     // A store that is not blocking: requests that accept an answer up to maxAgeMs old (the read path)
-    // share a check in flight; one that wants it fresh (maxAgeMs 0: the API) makes its own.
+    // share a check in flight begun within that time; one that wants it fresh (maxAgeMs 0: the API)
+    // makes its own. So an answer always comes from a check begun at most maxAgeMs before the request.
     const pending = repo.backend.blocking || maxAgeMs === 0 ? undefined : this.checking.get(name);
-    if (pending) return pending;
+    if (pending && now - pending.at < maxAgeMs) return pending.check;
     const settle = (config: { size: number } | null): Repo | null => {
       if (!config) {
         if (this.opened.get(name)?.repo === repo) this.opened.delete(name);
@@ -117,14 +118,14 @@ export class RepoRegistry {
     // A store that is not blocking: its settings are read with it (SettingsStore.current answers from what was read).
     const checked = config
       .then(async (c) => {
-        const r = settle(c);
-        if (r) await new SettingsStore(this.dataDir).get(name);
-        return r;
+        // Settings first: a request taking the repository as checked (settle) then finds them read.
+        if (c) await new SettingsStore(this.dataDir).get(name);
+        return settle(c);
       }, fail)
       .finally(() => {
-        if (this.checking.get(name) === checked) this.checking.delete(name);
+        if (this.checking.get(name)?.check === checked) this.checking.delete(name);
       });
-    if (maxAgeMs > 0) this.checking.set(name, checked);
+    if (maxAgeMs > 0) this.checking.set(name, { at: now, check: checked });
     return checked;
   }
 
