@@ -22,7 +22,7 @@ import { parseObjectKey } from '../../storage/maintenance/reach';
 import { ObjectType } from '../../storage/objects/types';
 import { DEFAULT_INGEST_LIMITS, WHOLE_OBJECT_BYTES, ingestObject } from '../../storage/repo/ingest';
 import { Repo } from '../../storage/repo/repo';
-import { S3_COUNTER, settledCounts } from './s3-counts';
+import { mainToken, S3_COUNTER, settledCounts, withoutPolicyDeltas } from './s3-counts';
 import { e2eWorkers, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, pseudoRandomBytes, removeTempDirs } from '../helpers/ostree';
 import { cli } from '../e2e/publish-helpers';
@@ -69,18 +69,9 @@ test('a fresh push to cairn serve --storage s3://…: one HEAD and one PUT an ob
   const tree = await makeSourceTree(path.join(work, 'tree'), { seed: 13, extra });
   const local = await initRepo(path.join(work, 'local'), 'archive');
   await commitTree(local, { branch: REF, tree, subject: 'counted', timestamp: 1_709_251_200 });
-  const token = async (scope: string, more: string[] = []) => {
-    const t = await cli(['token', '--scope', scope, '--repo', 'main', ...more, '--ttl', '1h', '--sub', 'requests'], { CAIRN_TOKEN_SECRET: SECRET });
-    assert.equal(t.code, 0, t.stderr);
-    return t.stdout.trim();
-  };
+  const token = (scope: string, more: string[] = []) => mainToken(SECRET, scope, more);
   // No policy delta after the push: its compile would read the objects back while we count.
-  const settings = await fetch(`${cairn.url}/api/repos/main/settings`, {
-    method: 'PATCH',
-    headers: { authorization: `Bearer ${await token('admin')}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ deltas: { scratch: false, previousCommits: 0 } }),
-  });
-  assert.equal(settings.status, 200, await settings.text());
+  await withoutPolicyDeltas(cairn.url, await token('admin'));
   const push = await token('push', ['--prefix', 'os/']);
 
   const before = await settledCounts(counts);

@@ -1,6 +1,8 @@
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { S3Counts } from '../../bench/s3-count';
+import { cli } from '../e2e/publish-helpers';
 
 /**
  * The S3 requests a `cairn serve` sent, as bench/s3-count.js (preloaded with `--require`,
@@ -32,4 +34,21 @@ export async function settledCounts(dir: string): Promise<Map<string, number>> {
     last = now;
   }
   return last;
+}
+
+/** A token of `scope` for repository main signed with `secret` (the `cairn token` CLI). */
+export async function mainToken(secret: string, scope: string, more: string[] = []): Promise<string> {
+  const t = await cli(['token', '--scope', scope, '--repo', 'main', ...more, '--ttl', '1h', '--sub', 'requests'], { CAIRN_TOKEN_SECRET: secret });
+  assert.equal(t.code, 0, t.stderr);
+  return t.stdout.trim();
+}
+
+/** Switches main's policy deltas off, so that no compile reads the store while its requests are counted. */
+export async function withoutPolicyDeltas(url: string, adminToken: string): Promise<void> {
+  const settings = await fetch(`${url}/api/repos/main/settings`, {
+    method: 'PATCH',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ deltas: { scratch: false, previousCommits: 0 } }),
+  });
+  assert.equal(settings.status, 200, await settings.text());
 }

@@ -11,7 +11,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { S3Backend } from '../../storage/backends/s3';
-import { S3_COUNTER, settledCounts } from './s3-counts';
+import { mainToken, S3_COUNTER, settledCounts, withoutPolicyDeltas } from './s3-counts';
 import { e2eWorkers, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { commitTree, initRepo, makeSourceTree, makeTempDir, ostree, removeTempDirs } from '../helpers/ostree';
 import { cli } from '../e2e/publish-helpers';
@@ -89,18 +89,9 @@ test('cairn serve --storage s3://…: one S3 request per file served, cold (one 
   const tree = await makeSourceTree(path.join(work, 'tree'), { seed: 29, bigFileBytes: BIG, extra });
   const local = await initRepo(path.join(work, 'local'), 'archive');
   const commit = await commitTree(local, { branch: REF, tree, subject: 'counted pull', timestamp: 1_709_251_200 });
-  const token = async (scope: string, more: string[] = []) => {
-    const r = await cli(['token', '--scope', scope, '--repo', 'main', ...more, '--ttl', '1h', '--sub', 'requests'], { CAIRN_TOKEN_SECRET: SECRET });
-    assert.equal(r.code, 0, r.stderr);
-    return r.stdout.trim();
-  };
+  const token = (scope: string, more: string[] = []) => mainToken(SECRET, scope, more);
   // No deltas: the client pulls objects, and no compile reads the store while we count.
-  const settings = await fetch(`${cairn.url}/api/repos/main/settings`, {
-    method: 'PATCH',
-    headers: { authorization: `Bearer ${await token('admin')}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ deltas: { scratch: false, previousCommits: 0 } }),
-  });
-  assert.equal(settings.status, 200, await settings.text());
+  await withoutPolicyDeltas(cairn.url, await token('admin'));
   const push = await cli(['push', '--url', `${cairn.url}/repo/main`, '--token', await token('push', ['--prefix', 'os/']), '--repo', local, REF]);
   assert.equal(push.code, 0, push.stderr);
 

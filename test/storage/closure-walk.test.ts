@@ -16,6 +16,7 @@ import { ObjectType, objectKey } from '../../storage/objects/types';
 import { decodeCommit } from '../../storage/objects/commit';
 import { decodeDirTree } from '../../storage/objects/dirtree';
 import { makeTempDir, removeTempDirs } from '../helpers/ostree';
+import { CountingRepo } from '../helpers/counting-repo';
 
 let work: string;
 let dir: string;
@@ -25,18 +26,6 @@ let v2: string;
 let changedFile: string;
 let sharedFile: string;
 
-/** Counts the object looks of a walk. */
-class Counting extends Repo {
-  looks = 0;
-  override async hasObject(checksum: string, type: ObjectType): Promise<boolean> {
-    this.looks++;
-    return super.hasObject(checksum, type);
-  }
-  override async readMetadata(checksum: string, type: ObjectType): Promise<Buffer | null> {
-    this.looks++;
-    return super.readMetadata(checksum, type);
-  }
-}
 
 async function fileIn(repo: Repo, commit: string, dirs: string[], name: string): Promise<string> {
   let tree = decodeCommit((await repo.readMetadata(commit, ObjectType.Commit))!).rootTree;
@@ -76,10 +65,10 @@ async function hide(checksum: string, type: ObjectType): Promise<() => Promise<v
 
 test('a complete commit: nothing missing, with or without base; base looks at far fewer objects', async () => {
   for (const confine of [false, true]) {
-    const full = new Counting('t', new FsBackend(dir, { confine }));
+    const full = new CountingRepo('t', new FsBackend(dir, { confine }));
     const a = await walkCommitTree(full, v2);
     assert.deepEqual(a.missing, []);
-    const inc = new Counting('t', new FsBackend(dir, { confine }));
+    const inc = new CountingRepo('t', new FsBackend(dir, { confine }));
     const b = await walkCommitTree(inc, v2, { base: v1 });
     assert.deepEqual(b.missing, []);
     assert.ok(inc.looks * 3 < full.looks, `with base ${inc.looks} looks, without ${full.looks}`);

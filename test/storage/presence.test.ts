@@ -26,6 +26,7 @@ import { ingestObject, DEFAULT_INGEST_LIMITS, WHOLE_OBJECT_BYTES } from '../../s
 import { GC_EPOCH_KEY, MAX_KEPT_BYTES, PRESENCE_TTL_MS, PresenceMemo, readGcEpoch } from '../../storage/repo/presence';
 import { Repo } from '../../storage/repo/repo';
 import { makeTempDir, removeTempDirs } from '../helpers/ostree';
+import { CountingRepo } from '../helpers/counting-repo';
 
 let work: string;
 let source: Repo;
@@ -33,18 +34,6 @@ let commit: string;
 /** Every object of the commit, as stored in the source repository. */
 let objects: Array<{ key: string; checksum: string; type: ObjectType; bytes: Buffer }>;
 
-/** Counts the walk's looks at the store. */
-class Counting extends Repo {
-  looks = 0;
-  override async hasObject(checksum: string, type: ObjectType): Promise<boolean> {
-    this.looks++;
-    return super.hasObject(checksum, type);
-  }
-  override async readMetadata(checksum: string, type: ObjectType): Promise<Buffer | null> {
-    this.looks++;
-    return super.readMetadata(checksum, type);
-  }
-}
 
 before(async () => {
   work = await makeTempDir('cairn-presence-');
@@ -71,10 +60,10 @@ let n = 0;
  * A fresh repository (its own location, so its own memo entries) with the commit's objects uploaded
  * into it, after the store's gc epoch was read (as objects/missing does before a push's uploads).
  */
-async function pushed(opts: { readEpoch?: boolean } = {}): Promise<{ repo: Counting; dir: string }> {
+async function pushed(opts: { readEpoch?: boolean } = {}): Promise<{ repo: CountingRepo; dir: string }> {
   const dir = path.join(work, `target-${n++}`);
   await Repo.init('t', new FsBackend(dir));
-  const repo = new Counting('t', new FsBackend(dir));
+  const repo = new CountingRepo('t', new FsBackend(dir));
   if (opts.readEpoch !== false) await readGcEpoch(repo.backend);
   for (const o of objects) {
     const r = await ingestObject(repo, o.checksum, o.type, Readable.from([o.bytes]), DEFAULT_INGEST_LIMITS, { wholeBytes: WHOLE_OBJECT_BYTES });
