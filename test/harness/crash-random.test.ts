@@ -27,7 +27,7 @@ import { FsBackend } from '../../storage/backends/fs';
 import { objectName, walkCommitTree } from '../../storage/repo/closure';
 import { Repo } from '../../storage/repo/repo';
 import { gpgVerifyDetached, readGpgPublicKeys } from '../../storage/signing/gpg';
-import { startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { addRemote, commitTree, initRepo, makeTempDir, ostree, pseudoRandomBytes, removeTempDirs } from '../helpers/ostree';
 import { mulberry32 } from '../helpers/prng';
 import { assertPublishedConsistent, diskRefs } from '../e2e/publish-helpers';
@@ -60,10 +60,39 @@ after(async () => {
   await removeTempDirs();
 });
 
+/**
+ * A killed server's running delta job is taken over once its lease runs out (server/jobs/durable.ts);
+ * a short lease here makes that seconds, so that the checks can wait for it (`settled`).
+ */
+const LEASE_MS = 2000;
+
 async function start(): Promise<CairnProcess> {
-  const c = await startCairn({ dataDir: data, env: SERVER_ENV, timeoutMs: 60_000 });
+  const c = await startCairn({ dataDir: data, env: { ...SERVER_ENV, CAIRN_JOBS_LEASE_MS: String(LEASE_MS) }, timeoutMs: 60_000 });
   running.add(c);
   return c;
+}
+
+/**
+ * Waits until the restarted server has finished what the dead one left: no delta record of the
+ * repository queued or running (a running one of the dead server is taken over after the lease and
+ * its delta then published into the summary), nothing in the local queue. The checks then see the
+ * repository at rest, not in the middle of that publish.
+ */
+async function settled(c: CairnProcess): Promise<void> {
+  const dir = path.join(data, 'jobs', 'delta', 'main');
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const busy: string[] = [];
+    for (const f of await fsp.readdir(dir).catch(() => [] as string[])) {
+      if (!f.endsWith('.json')) continue;
+      const rec = JSON.parse(await fsp.readFile(path.join(dir, f), 'utf8').catch(() => '{}')) as { state?: string };
+      if (rec.state === 'queued' || rec.state === 'running') busy.push(`${f}: ${rec.state}`);
+    }
+    if (busy.length === 0) break;
+    if (Date.now() > deadline) throw new Error(`delta jobs left by the killed server not finished after 120 s: ${busy.join(', ')}\n${c.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await jobsSettled(c.url, 120_000);
 }
 
 /** Pids of every process below `pid` (the workers of `cairn serve --workers N`). */
@@ -281,6 +310,7 @@ test(`SIGKILL at random moments of pushes, ref updates, delta jobs, prune and gc
 
     // Restart on the same data and check everything.
     c = await start();
+    await settled(c);
     const refs = await assertPublishedConsistent(data, label);
     await assertGpgSigned(label);
     await assertClosures(refs, label);
@@ -311,6 +341,7 @@ test(`SIGKILL at random moments of pushes, ref updates, delta jobs, prune and gc
   const old = new Date(Date.now() - 2 * 3600_000);
   for (const f of await fsp.readdir(tmp)) if (f.startsWith('cairn-')) await fsp.utimes(path.join(tmp, f), old, old);
   c = await start();
+  await settled(c);
   const left = (await fsp.readdir(tmp, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
   assert.deepEqual(left, [], 'no temporary file or lock of a dead process left after a start');
   const refs = await assertPublishedConsistent(data, 'at the end');
