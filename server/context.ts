@@ -1,5 +1,4 @@
 import type { Request } from 'express';
-import { CairnError } from '../storage/errors';
 import type { IngestLimits } from '../storage/repo/ingest';
 import type { RepoSigner } from '../storage/repo/publish';
 import type { RefLogEntry } from '../storage/repo/reflog';
@@ -8,6 +7,7 @@ import type { Repo } from '../storage/repo/repo';
 import { assertOwned, type SettingsStore } from '../storage/repo/settings';
 import { updateSummary } from '../storage/repo/summary';
 import type { Authenticator } from './auth/middleware';
+import { noSuchRepository } from './errors';
 import type { DeltaJobs } from './jobs/deltas';
 import type { DeltaJobService } from './jobs/service';
 import type { TrafficService } from './api/traffic';
@@ -62,7 +62,7 @@ export interface Background {
 export async function repoParam(ctx: ServerContext, req: Request): Promise<Repo> {
   const name = String(req.params.repo ?? '');
   const repo = await ctx.registry.open(name);
-  if (!repo) throw new CairnError('NOT_FOUND', `no repository named ${name.slice(0, 80)}`);
+  if (!repo) throw noSuchRepository(name);
   return repo;
 }
 

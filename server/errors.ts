@@ -126,6 +126,15 @@ export function fileErrorHeaders(info: HttpErrorInfo): Record<string, string | n
   };
 }
 
+/**
+ * What a request that names a repository Cairn does not have is told on the
+ * API and key routes (404 NOT_FOUND); a private repository the caller may not
+ * read gets exactly this answer too (GitHub's rule: its name cannot be probed).
+ */
+export function noSuchRepository(name: string): CairnError {
+  return new CairnError('NOT_FOUND', `no repository named ${name.slice(0, 80)}`);
+}
+
 export function sendNotFound(req: Request, res: Response, message = 'not found'): void {
   sendError(req, res, { status: 404, code: 'NOT_FOUND', message });
 }

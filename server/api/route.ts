@@ -18,7 +18,8 @@ export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
 /**
  * Who may call a route; the preamble runs in this order, the same for every route:
- *   1. `repo`: the repository named by `:repo` exists (404 NOT_FOUND);
+ *   1. `repo`: the repository named by `:repo` exists (404 NOT_FOUND), and if it is private the
+ *      caller may read it (else the same 404, byte for byte: see requireRepoRead);
  *   2. credentials: 401 UNAUTHORIZED (none, bad, expired, revoked), 403 FORBIDDEN (not enough);
  *   3. params, query and body validated (400 INVALID_ARGUMENT; 413 TOO_LARGE for too many items);
  *   4. `refs`: every ref the request moves is within the token's prefixes (403 FORBIDDEN);
@@ -32,10 +33,11 @@ export type Access =
   | { scope: Scope }
   /**
    * The repository of `:repo`. `read`: public repositories are readable by
-   * anyone, private ones need a read token for them (a 401 then carries
-   * `WWW-Authenticate: Basic`, the form the ostree client answers); settings
-   * that cannot be read fail closed (500). `push`/`admin`: a token of that
-   * scope for the repository.
+   * anyone, private ones need a read token for them; without one the caller
+   * is told what a repository that does not exist tells (404). Settings that
+   * cannot be read fail closed (500). `push`/`admin`: a token of that scope
+   * for the repository (401/403; for a private repository a caller who may
+   * not read it gets the 404 first).
    */
   | { repo: Scope; owned?: boolean; refs?: (body: never) => readonly string[] };
 

@@ -5,6 +5,7 @@ import type { Repo } from '../../storage/repo/repo';
 import { claimsOf, requireAccess } from '../auth/middleware';
 import { allows } from '../auth/tokens';
 import { repoParam, requireOwned, type ServerContext } from '../context';
+import { noSuchRepository } from '../errors';
 import { ReplyValue, type AnyRoute, type ApiEnv, type Call } from './route';
 import type { Schema } from './schema';
 
@@ -27,8 +28,8 @@ export function buildApiRouter(env: ApiEnv, routes: readonly AnyRoute[]): Router
       let repo: Repo | undefined;
       if ('repo' in access) {
         repo = await repoParam(ctx, req);
-        if (access.repo === 'read') await requireRepoRead(ctx, req, res, repo.name);
-        else await requireAccess(ctx.auth, req, res, { scope: access.repo, repo: repo.name });
+        await requireRepoRead(ctx, req, res, repo.name);
+        if (access.repo !== 'read') await requireAccess(ctx.auth, req, res, { scope: access.repo, repo: repo.name });
       } else if ('scope' in access) {
         await requireAccess(ctx.auth, req, res, { scope: access.scope });
       }
@@ -86,10 +87,13 @@ export function isAvailable(r: AnyRoute, env: ApiEnv): boolean {
 }
 
 /**
- * Public repositories are readable by anyone; private ones need a `read` token
- * for that repo (a 401 says how with WWW-Authenticate: the stock ostree client
- * sends the token of `http://x:TOKEN@host/…` remotes as Basic). Settings that
- * cannot be read fail closed: an internal error, never a public answer.
+ * Public repositories are readable by anyone; a private one only with a token
+ * allowing `read` of it (a push or admin token for it does). Any other caller —
+ * no credentials, bad, expired or revoked ones, a token for other repositories
+ * — gets exactly the 404 a repository that does not exist gets (GitHub's
+ * rule: private names cannot be probed), on read and write routes alike.
+ * Settings that cannot be read fail closed: an internal error, never a public
+ * answer.
  */
 export async function requireRepoRead(ctx: ServerContext, req: Request, res: Response, repo: string): Promise<void> {
   let settings;
@@ -100,12 +104,14 @@ export async function requireRepoRead(ctx: ServerContext, req: Request, res: Res
   }
   if (!settings.private) return;
   res.locals.privateRepo = true;
+  let claims;
   try {
-    await requireAccess(ctx.auth, req, res, { scope: 'read', repo });
+    claims = await claimsOf(ctx.auth, req, res);
   } catch (e) {
-    if (e instanceof CairnError && e.code === 'UNAUTHORIZED') res.setHeader('WWW-Authenticate', 'Basic realm="cairn", charset="UTF-8"');
+    if (e instanceof CairnError && e.code === 'UNAUTHORIZED') throw noSuchRepository(repo);
     throw e;
   }
+  if (!claims || !allows(claims, { scope: 'read', repo })) throw noSuchRepository(repo);
 }
 
 /** Reads a JSON body of at most `limit` (body-parser: 400 BAD_REQUEST if malformed, 413 if larger). */

@@ -25,7 +25,9 @@ import { validateKey } from '../../storage/backends/backend';
  * The one place that decides the answer to a GET or HEAD of a file: a
  * repository's (`/repo/NAME/KEY`, or a `--mount` prefix bound to a
  * repository) or a `--mount` folder's. It decides what the request names,
- * whether it may be read (private repositories, failing closed), and the
+ * whether it may be read (a private repository the request may not read is
+ * answered as one that does not exist; settings that cannot be read fail
+ * closed), and the
  * answer — status, headers, body source, errors included — synchronously when
  * the file is cached or small. The two transports only write that answer:
  * the HTTP/1.1 front (server/http1/front.ts, via `answerer`) and node's server
@@ -118,7 +120,7 @@ export function createFiles(opts: FilesOptions): Files {
     try {
       const t = resolveTarget(path);
       if (t === null) return null;
-      if (t === 'repo-not-found' || t === 'mount-not-found') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, t === 'repo-not-found' ? 'repo_file' : 'mount_file');
+      if (t === 'repo-not-found' || t === 'mount-not-found') return errorAnswer(NOT_FOUND, t === 'repo-not-found' ? 'repo_file' : 'mount_file');
       label = t.label;
       repo = t.repo;
       if (t.repo === undefined) return fileAnswer(req, t.backend!, t.key, classifyNestedKey(t.key), 'mount', undefined, false);
@@ -135,13 +137,25 @@ export function createFiles(opts: FilesOptions): Files {
   };
 
   function repoAnswer(req: FileRequest, found: Repo | null, name: string, key: string): Answer | Promise<Answer> {
-    if (!found) return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, 'repo_file', name);
+    if (!found) return noRepository(name);
     const cls = classifyRepoKey(key);
     if (!isPrivate(name)) return fileAnswer(req, found.backend, key, cls, 'repo', name, false);
-    return authorize(req, name).then(
-      (denied) => denied ?? fileAnswer(req, found.backend, key, cls, 'repo', name, true),
+    const header = req.headers.authorization;
+    if (!opts.auth || typeof header !== 'string') return noRepository(name);
+    return mayRead(opts.auth, header, name).then(
+      (may) => (may ? fileAnswer(req, found.backend, key, cls, 'repo', name, true) : noRepository(name)),
       (e: unknown) => failed(e, req, 'repo_file', name),
     );
+  }
+
+  /**
+   * The answer for a repository Cairn does not have, and — GitHub's rule, so
+   * that private names cannot be probed — for a private repository the
+   * request may not read (no credentials, bad, expired or revoked ones, a
+   * token without read on it): the same 404 as any missing file.
+   */
+  function noRepository(name: string): Answer {
+    return errorAnswer(NOT_FOUND, 'repo_file', name);
   }
 
   /** What `path` names: null (the app's), a folder or nothing (404), or a file. Throws INVALID_PATH (400). */
@@ -171,34 +185,13 @@ export function createFiles(opts: FilesOptions): Files {
     return m.repo !== undefined ? { repo: m.repo, key, label: 'repo' } : { backend: m.backend, key, label: 'mount' };
   }
 
-  /** Private repositories: undefined when the request may read `repo`, else the 401/403 answer. */
-  async function authorize(req: FileRequest, repo: string): Promise<Answer | undefined> {
-    const header = req.headers.authorization;
-    let claims;
-    try {
-      claims = opts.auth && typeof header === 'string' ? await authenticateHeader(opts.auth, header) : null;
-    } catch (e) {
-      if (e instanceof CairnError && e.code === 'UNAUTHORIZED') return unauthorized(e.message, repo);
-      throw e;
-    }
-    if (!claims) return unauthorized('a token with read scope is required', repo);
-    if (!allows(claims, { scope: 'read', repo })) return errorAnswer({ status: 403, code: 'FORBIDDEN', message: `token of ${claims.sub} may not read ${repo}` }, 'repo_file', repo);
-    return undefined;
-  }
-
-  function unauthorized(message: string, repo: string): Answer {
-    const a = errorAnswer({ status: 401, code: 'UNAUTHORIZED', message }, 'repo_file', repo);
-    a.headers['WWW-Authenticate'] = 'Basic realm="cairn", charset="UTF-8"';
-    return a;
-  }
-
   function fileAnswer(req: FileRequest, backend: Backend, key: string, cls: RepoFileClass, label: 'repo' | 'mount', repo: string | undefined, privateRepo: boolean): Answer | Promise<Answer> {
     const route = `${label}_${cls.area}`;
-    if (cls.kind === 'local') return errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo);
+    if (cls.kind === 'local') return errorAnswer(NOT_FOUND, route, repo);
     const done = (a: FileAnswer | null): Answer => {
       if (a) return Object.assign(a, { route, repo, key });
       if (repo !== undefined) queueMicrotask(() => opts.onMissing?.(repo, key));
-      return Object.assign(errorAnswer({ status: 404, code: 'NOT_FOUND', message: 'not found' }, route, repo), { key });
+      return Object.assign(errorAnswer(NOT_FOUND, route, repo), { key });
     };
     try {
       const reads = redirects?.of(req.method, req.headers, backend, cls);
@@ -278,6 +271,23 @@ export function createFiles(opts: FilesOptions): Files {
   };
 
   return { answer, handleNode, answerer };
+}
+
+/** Anything absent: a file, a folder, a repository (or one the request may not read). */
+const NOT_FOUND: HttpErrorInfo = { status: 404, code: 'NOT_FOUND', message: 'not found' };
+
+/**
+ * Whether the credentials of `header` allow reading `repo`: bad, expired or
+ * revoked ones do not (false, like a token for other repositories); only a
+ * failure to check them (the revocation list unreadable) throws.
+ */
+async function mayRead(auth: Authenticator, header: string, repo: string): Promise<boolean> {
+  try {
+    return allows(await authenticateHeader(auth, header), { scope: 'read', repo });
+  } catch (e) {
+    if (e instanceof CairnError && e.code === 'UNAUTHORIZED') return false;
+    throw e;
+  }
 }
 
 /** An error answer for a file route: an empty body (see fileErrorHeaders), the reason in a header. */

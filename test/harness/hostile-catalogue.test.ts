@@ -183,12 +183,15 @@ function routeCases(): Case[] {
       }
     }
     const p = fill(r, {});
-    const unauthorized = fileRoute ? null : (r.access as { public?: true }).public ? ['UNAUTHORIZED', 'NOT_FOUND'] : 'UNAUTHORIZED';
+    // A route of the (private) repository answers a caller who may not read it as a repository
+    // that does not exist (404 NOT_FOUND); global routes 401.
+    const repoRoute = 'repo' in r.access;
+    const unauthorized = fileRoute ? null : (r.access as { public?: true }).public ? ['UNAUTHORIZED', 'NOT_FOUND'] : repoRoute ? 'NOT_FOUND' : 'UNAUTHORIZED';
     const forbidden = fileRoute ? null : 'FORBIDDEN';
-    // Bad credentials: 401 on every route of the (private) repository; public routes look at
-    // credentials only when they need them, so they may answer as to anyone (never 5xx).
+    // Bad credentials: 404 on every route of the private repository, 401 on global ones; public
+    // routes look at credentials only when they need them, so they may answer as to anyone (never 5xx).
     const isPublic = (r.access as { public?: true }).public === true;
-    const badStatus = isPublic ? [200, 401, 404] : 401;
+    const badStatus = isPublic ? [200, 401, 404] : repoRoute ? 404 : 401;
     for (const t of ['expired', 'forged', 'unsigned', 'wrongIssuer', 'badJti', 'garbage']) {
       out.push({ name: `${method} ${r.path}: ${t} token`, method, path: p, headers: { ...b.headers, ...bearer(tokens[t]!) }, body: b.body, status: badStatus, code: unauthorized });
     }
@@ -204,12 +207,12 @@ function routeCases(): Case[] {
     const access = r.access as { public?: true; scope?: string; repo?: string };
     if (access.public) continue;
     const needs = access.scope ?? access.repo!;
-    out.push({ name: `${method} ${r.path}: no credentials`, method, path: p, headers: b.headers, body: b.body, status: 401, code: unauthorized });
+    out.push({ name: `${method} ${r.path}: no credentials`, method, path: p, headers: b.headers, body: b.body, status: repoRoute ? 404 : 401, code: unauthorized });
     // A token of a lower scope, and one for another repository.
     if (needs !== 'read') out.push({ name: `${method} ${r.path}: read-scope token`, method, path: p, headers: { ...b.headers, ...bearer(tokens.read!) }, body: b.body, status: 403, code: forbidden });
     if (needs === 'admin') out.push({ name: `${method} ${r.path}: push-scope token`, method, path: p, headers: { ...b.headers, ...bearer(tokens.push!) }, body: b.body, status: 403, code: forbidden });
     if (access.repo) {
-      out.push({ name: `${method} ${r.path}: token of another repository`, method, path: p, headers: { ...b.headers, ...bearer(tokens.otherRepo!) }, body: b.body, status: [403, 404], code: fileRoute ? null : ['FORBIDDEN', 'NOT_FOUND'] });
+      out.push({ name: `${method} ${r.path}: token of another repository`, method, path: p, headers: { ...b.headers, ...bearer(tokens.otherRepo!) }, body: b.body, status: 404, code: fileRoute ? null : 'NOT_FOUND' });
     }
     // JSON bodies: not JSON, the wrong shape, too deep, too large.
     if (r.body && 'json' in r.body) {

@@ -16,6 +16,7 @@ let push: string;
 let admin: string;
 let narrow: string;
 let otherReader: string;
+let mainReader: string;
 
 before(async () => {
   const s = await publishingSetup();
@@ -24,6 +25,7 @@ before(async () => {
   admin = await s.token({ sub: 'root', scope: ['admin'], repos: ['*'] });
   narrow = await s.token({ sub: 'narrow', scope: ['push'], prefixes: ['os/'] });
   otherReader = await s.token({ sub: 'reader', scope: ['read'], repos: ['sample'] });
+  mainReader = await s.token({ sub: 'main-reader', scope: ['read'] });
 });
 
 after(() => data.cleanup());
@@ -118,15 +120,22 @@ test('one preamble order for every route: 404, then 401/403, then 400, then ref 
   assert.equal(await code(request(app).get('/api/repos').set('Authorization', 'Bearer nonsense')), '401 UNAUTHORIZED');
 });
 
-test('a private repository: 401 with WWW-Authenticate: Basic, 403 for a token of another repository, 404 for a missing one', async () => {
+test('a private repository: without a token that may read it, the 404 of a missing one; its readers see it', async () => {
   await request(app).patch('/api/repos/main/settings').set(bearer(admin)).send({ private: true }).expect(200);
   try {
-    const anon = await request(app).get('/api/repos/main/refs').expect(401);
-    assert.match(anon.headers['www-authenticate'], /^Basic /);
-    const other = await request(app).get('/api/repos/main/reflog').set(bearer(otherReader)).expect(403);
-    assert.equal(other.body.error.code, 'FORBIDDEN');
+    const anon = await request(app).get('/api/repos/main/refs').expect(404);
+    assert.equal(anon.headers['www-authenticate'], undefined);
+    assert.deepEqual(anon.body, { error: { code: 'NOT_FOUND', message: 'no repository named main' } });
+    const other = await request(app).get('/api/repos/main/reflog').set(bearer(otherReader)).expect(404);
+    assert.deepEqual(other.body, anon.body);
+    // A write route: the caller who may not read it gets the same 404 before any 401/403.
+    assert.deepEqual((await request(app).post('/api/repos/main/refs').set(bearer(otherReader)).send({ updates: [] }).expect(404)).body, anon.body);
+    assert.deepEqual((await request(app).post('/api/repos/main/refs').send({ updates: [] }).expect(404)).body, anon.body);
+    // One who may read it learns what it may not do: 403 for a push without push scope.
+    const denied = await request(app).post('/api/repos/main/refs').set(bearer(mainReader)).send({ updates: [{ ref: 'a', commit: null }] }).expect(403);
+    assert.equal(denied.body.error.code, 'FORBIDDEN');
     await request(app).get('/api/repos/main/settings').set(bearer(push)).expect(200);
-    await request(app).get('/api/repos/nope/refs').expect(404);
+    assert.deepEqual((await request(app).get('/api/repos/nope/refs').expect(404)).body, { error: { code: 'NOT_FOUND', message: 'no repository named nope' } });
     // The list shows it only to its readers.
     const names = async (t?: string) => ((await (t ? request(app).get('/api/repos').set(bearer(t)) : request(app).get('/api/repos')).expect(200)).body.repos as Array<{ name: string }>).map((r) => r.name);
     assert.ok(!(await names()).includes('main'));

@@ -120,7 +120,7 @@ test('files, ranges, validators and misses: identical answers, taken by the fron
 test('every answer about a file is the front\'s (errors, auth, missing deltas, odd paths); keys, the API and other methods are the app\'s', async () => {
   takenByFront.length = 0;
   const cases: [string, string, number][] = [
-    ['GET', '/repo/secret/config', 401], // private repository
+    ['GET', '/repo/secret/config', 404], // private repository: answered as one that does not exist
     ['GET', '/repo/nope/config', 404], // unknown repository
     ['GET', '/repo/sample/deltas/AA/BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB/superblock', 404], // may start an on-demand delta
     ['GET', '/repo/sample/keys/gpg.asc', 404],

@@ -73,7 +73,7 @@ test('a private repository whose settings cannot be read fails closed', async ()
   mkdirSync(path.join(data.repoDir, '..', 'priv', 'refs', 'heads'), { recursive: true });
   writeFileSync(path.join(data.repoDir, '..', 'priv', 'refs', 'heads', 'secret'), `${'a'.repeat(64)}\n`);
   await ctx.settings.update('priv', { private: true });
-  assert.equal((await both('/repo/priv/refs/heads/secret')).status, 401, 'private: a token is needed');
+  assert.equal((await both('/repo/priv/refs/heads/secret')).status, 404, 'private: without a token, as if it did not exist');
   writeFileSync(path.join(data.dataDir, 'settings', 'priv.json'), '{"private": tru');
   for (const target of ['/repo/priv/refs/heads/secret', '/repo/priv/config', '/repo/priv/summary', '/repo/priv/keys/gpg.asc']) {
     const r = await both(target);

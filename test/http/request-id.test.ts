@@ -68,7 +68,7 @@ const cases: Array<[what: string, target: string, status: number, method?: strin
   ['a cached object', COMMIT, 200],
   ['HEAD of an object', COMMIT, 200, 'HEAD'],
   ['a missing file', '/repo/sample/objects/aa/bb.commit', 404],
-  ['a private repository without a token', '/repo/secret/config', 401],
+  ['a private repository without a token', '/repo/secret/config', 404],
   ['an API answer', '/api/repos', 200],
   ['an API error', '/api/repos/nope/refs', 404],
   ['a validation error', '/api/jobs?limit=0', 400],

@@ -4,7 +4,7 @@
 //   a delta superblock or part answers 307 to a presigned URL that the store serves; summary,
 //   summary.sig, config and refs are always Cairn's own 200; HEAD and validators are answered by
 //   Cairn; a missing object is Cairn's 404, never a redirect; a private repository without a token
-//   is 401 (and a token for another repository 403), never a redirect; the redirects are counted;
+//   (or with a token for another repository) is the 404 of a missing one, never a redirect; the redirects are counted;
 //   an operator-given public endpoint is the host of the URLs;
 // - end to end: the stock client pulls (verifying commit and summary signatures) through
 //   `cairn serve --storage s3://… --s3-redirect --s3-public-endpoint URL`, where URL is a counting
@@ -167,15 +167,15 @@ test('HEAD and validators are answered by Cairn; a missing object is 404, never 
   assert.equal((await both(`/repo/nope/${OBJECT}`)).status, 404, 'no such repository');
 });
 
-test('a private repository: 401 without a token and 403 with another repository\'s, never a redirect; a read token gets the redirect', async () => {
+test('a private repository: 404 without a token and with another repository\'s, never a redirect; a read token gets the redirect', async () => {
   for (const key of [OBJECT, SUPERBLOCK, 'summary']) {
     const r = await both(`/repo/priv/${key}`);
-    assert.equal(r.status, 401, `${key}: a token is needed`);
+    assert.equal(r.status, 404, `${key}: without a token, as a repository that does not exist`);
     assert.equal(r.headers.location, undefined, `${key}: no URL handed out before the token check`);
   }
   const other = (await issueToken(ctx.auth!.secret, { sub: 'reader', scope: ['read'], repos: ['pub'], ttlSeconds: 600 })).token;
   const wrong = await both(`/repo/priv/${OBJECT}`, [`Authorization: Basic ${Buffer.from(`x:${other}`).toString('base64')}`]);
-  assert.equal(wrong.status, 403);
+  assert.equal(wrong.status, 404);
   assert.equal(wrong.headers.location, undefined);
   const token = (await issueToken(ctx.auth!.secret, { sub: 'reader', scope: ['read'], repos: ['priv'], ttlSeconds: 600 })).token;
   const auth = [`Authorization: Basic ${Buffer.from(`x:${token}`).toString('base64')}`];
@@ -325,18 +325,18 @@ test('the stock client pulls through cairn serve --s3-redirect: objects and delt
 
     // The repository made private: a client with a read token in its URL (HTTP Basic) pulls through the
     // redirects (libcurl does not send the credentials on to the store's host, which would refuse a
-    // second kind of authentication); without a token it gets 401 and no URL.
+    // second kind of authentication); without a token it gets 404 and no URL.
     const admin = await cli(['token', '--scope', 'admin', '--repo', 'main', '--ttl', '1h', '--sub', 'e2e'], { CAIRN_TOKEN_SECRET: SECRET });
     const patched = await fetch(`${cairn.url}/api/repos/main/settings`, { method: 'PATCH', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin.stdout.trim()}` }, body: JSON.stringify({ private: true }) });
     assert.equal(patched.status, 200, await patched.text());
     // On S3 a process reads settings again at most every REMOTE_TTL_MS (1 s; storage/repo/settings.ts).
     const commitUrl = `${cairn.url}/repo/main/objects/${commits[1]!.slice(0, 2)}/${commits[1]!.slice(2)}.commit`;
     let anonymous = await fetch(commitUrl, { redirect: 'manual' });
-    for (let i = 0; i < 50 && anonymous.status !== 401; i++) {
+    for (let i = 0; i < 50 && anonymous.status !== 404; i++) {
       await new Promise((r) => setTimeout(r, 200));
       anonymous = await fetch(commitUrl, { redirect: 'manual' });
     }
-    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.status, 404);
     assert.equal(anonymous.headers.get('location'), null);
     const read = await cli(['token', '--scope', 'read', '--repo', 'main', '--ttl', '1h', '--sub', 'e2e'], { CAIRN_TOKEN_SECRET: SECRET });
     const privateClient = await initRepo(path.join(work, 'private-client'), 'bare-user');
