@@ -90,6 +90,8 @@ export interface Driver {
    * into a folder being pruned still succeeds.
    */
   remove(key: string): Promise<void>;
+  /** Optional: Backend.removeMany natively (a batch request; without it, full() removes the keys one by one). */
+  removeMany?(keys: readonly string[]): Promise<void>;
   /**
    * Creates empty "folders" that tools reading the layout directly expect
    * (ostree wants refs/heads etc. to exist). Key-value drivers do nothing.
@@ -195,6 +197,18 @@ export interface Backend {
   prepare(key: string, data: WriteSource): Promise<PreparedWrite>;
   /** Removes `key`; absent is not an error (see Driver.remove for folders). */
   remove(key: string): Promise<void>;
+  /**
+   * Removes every key of `keys` as remove() does (absent ones are not errors;
+   * folders left empty go too), several at once and in no particular order
+   * among them: a caller that needs one key gone before another makes two
+   * calls. Every key is validated before anything is removed (INVALID_PATH:
+   * nothing removed); no keys is nothing to do. Resolves once every key is
+   * gone; fails with the typed I/O error when any could not be removed (the
+   * others may or may not be gone then). For bulk deletion (gc, prune): the
+   * filesystem removes up to REMOVE_PARALLEL files at once, S3 sends
+   * DeleteObjects requests of up to 1,000 keys.
+   */
+  removeMany(keys: readonly string[]): Promise<void>;
   /** Creates empty "folders" that tools reading the layout directly expect; key-value stores do nothing. */
   ensurePrefixes(prefixes: string[]): Promise<void>;
   /** Every key below `prefix` ('' for all), recursively, in no particular order. */
@@ -220,6 +234,30 @@ export interface Backend {
    * (nothing written).
    */
   compareAndSwap(key: string, data: Buffer, expected: string | null): Promise<string | null>;
+}
+
+/** Removals a driver without batch requests runs at once in removeMany (the filesystem: each syncs its folder, and concurrent syncs share the journal's commits). */
+export const REMOVE_PARALLEL = 32;
+
+/**
+ * `fn` over `items`, at most `limit` at once; on the first failure no new item
+ * is started, and once those in flight have settled that failure is thrown.
+ */
+export async function eachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { e: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (!failure && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (e) {
+        failure ??= { e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.e;
 }
 
 const MAX_KEY_LENGTH = 4096;

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { CairnError, insufficientStorage, isNoSpaceErrno, isNotFoundErrno } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type HeldLock, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, eachLimit, type HeldLock, type PreparedWrite, REMOVE_PARALLEL, type WriteSource, validateKey } from './backend';
 import { acquireLockFile, breakIfStale } from './lockfile';
 import { lockedCompareAndSwap } from './full';
 
@@ -580,6 +580,12 @@ export class FsBackend implements Backend {
     } catch (e) {
       if (!isNotFoundErrno(e)) throw ioError(e, key);
     }
+  }
+
+  /** remove() of each key (validated first), REMOVE_PARALLEL at once: each unlink and folder sync is a thread-pool job, and concurrent syncs share the journal's commits. */
+  async removeMany(keys: readonly string[]): Promise<void> {
+    for (const k of keys) validateKey(k);
+    await eachLimit(keys, REMOVE_PARALLEL, (k) => this.remove(k));
   }
 
   /** Also marks the folders as kept: remove() never prunes them. */

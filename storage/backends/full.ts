@@ -14,6 +14,7 @@ import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Driv
  * | prepare | the bytes gathered in memory, written at commit() |
  * | lock | a lock within this process only (HeldLock.confirm: nothing to check, as for a driver's own lock) |
  * | sweep | nothing to sweep: [] |
+ * | removeMany | every key validated, then removed one after another with the driver's remove |
  * | touch | the blob rewritten with its own bytes (a new mtime) |
  * | statFast / readFast | the driver's statNow / readNow (a value now: `blocking`), else a promise of stat / read |
  * | create | write-once under the driver's lock `cas` (stat, then write if absent) |
@@ -59,6 +60,7 @@ function isComplete(b: Driver | Backend): b is Backend {
     typeof c.lock === 'function' &&
     typeof c.sweep === 'function' &&
     typeof c.touch === 'function' &&
+    typeof c.removeMany === 'function' &&
     typeof c.statFast === 'function' &&
     typeof c.readFast === 'function' &&
     typeof c.create === 'function' &&
@@ -127,6 +129,12 @@ class Full implements Backend {
 
   remove(key: string): Promise<void> {
     return this.driver.remove(key);
+  }
+
+  async removeMany(keys: readonly string[]): Promise<void> {
+    if (this.driver.removeMany) return this.driver.removeMany(keys);
+    for (const k of keys) validateKey(k);
+    for (const k of keys) await this.driver.remove(k);
   }
 
   ensurePrefixes(prefixes: string[]): Promise<void> {

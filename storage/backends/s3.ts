@@ -7,6 +7,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -18,7 +19,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { CairnError, insufficientStorage } from '../errors';
-import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type HeldLock, lockLost, type PreparedWrite, type WriteSource, validateKey } from './backend';
+import { type Backend, type BlobInfo, type BlobReader, type ByteRange, eachLimit, type HeldLock, lockLost, type PreparedWrite, type WriteSource, validateKey } from './backend';
 
 /**
  * The S3 driver: one repository is the objects below `s3://BUCKET/PREFIX/` of
@@ -53,6 +54,15 @@ import { type Backend, type BlobInfo, type BlobReader, type ByteRange, type Held
  *   without bucket versioning). `openRead` is one GET: one version.
  * - `list` pages through ListObjectsV2 (1000 keys a page, url-encoded keys).
  * - There are no folders: `remove` deletes one object, `ensurePrefixes` does nothing.
+ * - `removeMany` sends DeleteObjects requests of up to 1,000 keys (S3's
+ *   limit; RGW refuses 1,001 with 400), quiet, DELETE_PARALLEL at once, and
+ *   fails with IO naming the keys of any `Errors` entry (absent keys are no
+ *   error: S3 reports none, `NoSuchKey` is taken as gone). The body goes
+ *   with the SDK's default request checksum (`x-amz-checksum-crc32`: AWS S3
+ *   wants one, or a Content-MD5); Ceph RGW 16.2 (Debian's) checks neither,
+ *   takes a request with none and one with a wrong one alike, but does check
+ *   the SigV4 payload hash (a body changed after signing: 400
+ *   XAmzContentSHA256Mismatch), so the list it acts on is the one signed.
  */
 
 /** `s3://BUCKET/PREFIX` split; `prefix` is '' or ends with '/'. */
@@ -123,6 +133,15 @@ const MAX_PARTS = 10_000;
 const TEMP_PREFIX = 'tmp/cairn-s3-';
 const TEMP_NAME = /^tmp\/cairn-s3-\d{13}-[0-9a-f]{16}\.tmp$/;
 const LOCK_NAME = /^[a-z0-9-]{1,64}$/;
+/** Keys of one DeleteObjects request: S3's limit. */
+const DELETE_BATCH = 1000;
+/** DeleteObjects requests (or single DELETEs) in flight at once in removeMany. */
+const DELETE_PARALLEL = 4;
+/**
+ * What XML 1.0 cannot carry even escaped (a DeleteObjects body; RGW answers such a request 400, deleting
+ * nothing): a key holding one is deleted by itself (its name goes in the URL, as remove's).
+ */
+const NOT_XML = /[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 interface SdkError {
   name?: string;
@@ -497,6 +516,40 @@ export class S3Backend implements Backend, PresignedReads {
     } catch (e) {
       if (isNotFound(e)) return;
       throw this.ioError(e, key);
+    }
+  }
+
+  /** See the class comment: DeleteObjects, 1,000 keys a request; every `Errors` entry fails the call. */
+  async removeMany(keys: readonly string[]): Promise<void> {
+    const objects = [...new Set(keys.map((k) => this.objectKey(k)))]; // every key validated before anything goes
+    const batched = objects.filter((k) => !NOT_XML.test(k));
+    const chunks: string[][] = [];
+    for (let i = 0; i < batched.length; i += DELETE_BATCH) chunks.push(batched.slice(i, i + DELETE_BATCH));
+    await eachLimit(chunks, DELETE_PARALLEL, (c) => this.deleteObjects(c));
+    await eachLimit(
+      objects.filter((k) => NOT_XML.test(k)),
+      DELETE_PARALLEL,
+      (k) => this.remove(k.slice(this.prefix.length)),
+    );
+  }
+
+  /** One DeleteObjects request (quiet: only failures are listed) for up to DELETE_BATCH object keys. */
+  private async deleteObjects(objectKeys: string[]): Promise<void> {
+    const keyOf = (k: string | undefined): string => (k ?? '').slice(this.prefix.length);
+    let out;
+    try {
+      out = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: objectKeys.map((Key) => ({ Key })), Quiet: true } }));
+    } catch (e) {
+      const err = this.ioError(e, keyOf(objectKeys[0]));
+      throw err.code === 'IO' ? new CairnError('IO', `${err.message} (deleting it and ${objectKeys.length - 1} more keys in one request)`, err.details) : err;
+    }
+    const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+    if (failed.length > 0) {
+      const first = keyOf(failed[0]!.Key);
+      throw new CairnError('IO', `storage error on ${first}: ${failed[0]!.Code ?? 'not deleted'}${failed.length > 1 ? ` (${failed.length} of ${objectKeys.length} keys not deleted)` : ''}`, {
+        path: first,
+        failed: failed.slice(0, 100).map((e) => ({ key: keyOf(e.Key), code: e.Code ?? '' })),
+      });
     }
   }
 

@@ -283,6 +283,67 @@ export function backendConformance(name: string, makeBackend: () => Promise<Back
         assert.deepEqual(await listAll(b, ''), []);
       }));
 
+    test('removeMany: no keys, absent and repeated keys, keys in several folders; exactly those go, and their folders as remove does', () =>
+      withBackend(async (b) => {
+        await b.removeMany([]);
+        const doomed = [
+          'objects/aa/1111.filez',
+          'objects/aa/2222.dirtree',
+          'objects/ab/3333.commit',
+          'state/3333.commitpartial',
+          'refs/heads/a/b',
+          'x/y/z',
+          'refs/heads/with space+plus',
+          'refs/heads/ünïcødé/ref',
+        ];
+        const kept = ['objects/aa/keep.filez', 'objects/ac/keep.commit', 'refs/heads/c/d', 'x/w'];
+        for (const k of [...doomed, ...kept]) await b.write(k, Buffer.from(k));
+        await b.removeMany([...doomed, 'absent', 'objects/zz/absent.commit', doomed[0]!, 'x/y/z']);
+        assert.deepEqual(await listAll(b, ''), [...kept].sort());
+        for (const k of doomed) assert.equal(await b.stat(k), null, k);
+        for (const k of kept) assert.deepEqual((await b.read(k))?.data, Buffer.from(k), k);
+        // no folder in the way: the removed keys' prefixes can become keys
+        await b.write('x/y', Buffer.from('y'));
+        await b.write('refs/heads/a', Buffer.from('a'));
+        await b.write('objects/ab', Buffer.from('ab'));
+        assert.deepEqual(await listAll(b, 'x'), ['x/w', 'x/y']);
+        assert.deepEqual((await b.read('refs/heads/a'))?.data, Buffer.from('a'));
+        // removing everything left, absent keys among them, leaves nothing
+        await b.removeMany([...kept, 'x/y', 'refs/heads/a', 'objects/ab', ...doomed]);
+        assert.deepEqual(await listAll(b, ''), []);
+        await b.removeMany(['absent']);
+      }));
+
+    test('removeMany: an invalid key among valid ones is refused with INVALID_PATH before anything is removed', () =>
+      withBackend(async (b) => {
+        await b.write('objects/aa/1.filez', Buffer.from('1'));
+        await b.write('refs/heads/main', Buffer.from('m'));
+        for (const [why, key] of BAD_KEYS) {
+          await assert.rejects(b.removeMany(['objects/aa/1.filez', key, 'refs/heads/main']), invalidPath, why);
+        }
+        assert.deepEqual(await listAll(b, ''), ['objects/aa/1.filez', 'refs/heads/main']);
+      }));
+
+    test('removeMany: more than 1,000 keys (S3: several DeleteObjects requests) over many folders, and absent ones among them', () =>
+      withBackend(async (b) => {
+        const keys = Array.from({ length: 1500 }, (_, i) => `objects/${(i % 40).toString(16).padStart(2, '0')}/${i.toString().padStart(62, '0')}.filez`);
+        const kept = keys.filter((_, i) => i % 500 === 7);
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: 16 }, async () => {
+            while (next < keys.length) {
+              const k = keys[next++]!;
+              await b.write(k, Buffer.from('x'));
+            }
+          }),
+        );
+        const doomed = keys.filter((k) => !kept.includes(k));
+        await b.removeMany([...doomed, ...Array.from({ length: 50 }, (_, i) => `objects/ff/absent-${i}.filez`)]);
+        assert.deepEqual(await listAll(b, ''), [...kept].sort());
+        await b.removeMany(kept);
+        assert.deepEqual(await listAll(b, ''), []);
+      }));
+
     test('list: recursive, full keys, empty prefix, prefix with and without trailing slash', () =>
       withBackend(async (b) => {
         assert.deepEqual(await listAll(b, ''), [], 'a fresh backend is empty');
@@ -329,6 +390,7 @@ export function backendConformance(name: string, makeBackend: () => Promise<Back
           await assert.rejects(b.stat(key), invalidPath, `stat: ${why}`);
           await assert.rejects(b.openRead(key), invalidPath, `openRead: ${why}`);
           await assert.rejects(b.remove(key), invalidPath, `remove: ${why}`);
+          await assert.rejects(b.removeMany([key]), invalidPath, `removeMany: ${why}`);
         }
         // and nothing was written anywhere
         assert.deepEqual(await listAll(b, ''), []);
