@@ -18,7 +18,11 @@ const STATES: readonly JobState[] = ['queued', 'running', 'done', 'failed'];
  * Background jobs and static deltas: job status, the deltas of a repository,
  * and asking for one. Jobs of private repositories are visible only to
  * readers of those repositories, and so are they in the queue counts
- * (queued, running, deciding count only the jobs the caller may see). Deltas
+ * (queued, running, deciding count only the jobs the caller may see). Jobs
+ * are this replica's queue merged with the delta jobs' records every replica
+ * shares (server/jobs/shared-view.ts): a delta job's id, its state, owner and
+ * outcome are the same on every replica; positions and the queue counts are
+ * this replica's queue. Deltas
  * are asked for only in repositories Cairn owns (403 NOT_OWNED). The delta
  * jobs' logger and metrics are hooked in by createApp.
  */
@@ -28,7 +32,7 @@ export const jobRoutes: AnyRoute[] = [
     path: '/api/jobs',
     label: 'api_jobs',
     summary:
-      'Recent background jobs, newest first (jobs of private repositories only with a read token), and the queue: queued, running, limits, deciding (publishes and 404s whose deltas are still being worked out)',
+      "Recent background jobs, newest first (jobs of private repositories only with a read token): this replica's and the delta jobs every replica on the store knows of (queued, running elsewhere with their owner, finished), and this replica's queue: queued, running, limits, deciding (publishes and 404s whose deltas are still being worked out), replica (its id, as jobs name their owner)",
     access: { public: true },
     query: {
       type: 'object',
@@ -47,7 +51,14 @@ export const jobRoutes: AnyRoute[] = [
             jobs: { type: 'array', items: ref('Job') },
             queue: {
               type: ['object', 'null'],
-              properties: { queued: { type: 'integer' }, running: { type: 'integer' }, maxQueued: { type: 'integer' }, maxConcurrent: { type: 'integer' }, deciding: { type: 'integer' } },
+              properties: {
+                queued: { type: 'integer' },
+                running: { type: 'integer' },
+                maxQueued: { type: 'integer' },
+                maxConcurrent: { type: 'integer' },
+                deciding: { type: 'integer' },
+                replica: { type: ['string', 'null'], description: "this replica's id (jobs' owner); null without durable delta job records" },
+              },
             },
           },
         },
@@ -70,7 +81,7 @@ export const jobRoutes: AnyRoute[] = [
     method: 'get',
     path: '/api/jobs/:id',
     label: 'api_job',
-    summary: 'One job',
+    summary: 'One job, by an id any replica answered (delta jobs: the id of their durable record, the same on every replica)',
     access: { public: true },
     params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 200 } } },
     responses: { 200: { description: 'the job', schema: ref('Job') } },
@@ -169,13 +180,14 @@ async function visibleStats(ctx: ServerContext, q: DeltaJobService, req: Request
     for (const r of repos) if (await mayRead(ctx, req, res, r)) n++;
     return n;
   };
-  const { maxQueued, maxConcurrent } = await q.stats();
+  const { maxQueued, maxConcurrent, replica } = await q.stats();
   return {
-    queued: await count((await q.list({ state: 'queued' })).map((j) => j.repo)),
-    running: await count((await q.list({ state: 'running' })).map((j) => j.repo)),
+    queued: await count((await q.list({ state: 'queued', local: true })).map((j) => j.repo)),
+    running: await count((await q.list({ state: 'running', local: true })).map((j) => j.repo)),
     maxQueued,
     maxConcurrent,
     deciding: await count(await q.decidingRepos()),
+    replica: replica ?? null,
   };
 }
 
@@ -185,7 +197,7 @@ async function visibleStats(ctx: ServerContext, q: DeltaJobService, req: Request
  * which would reveal how many private ones wait ahead).
  */
 async function visiblePositions(ctx: ServerContext, q: DeltaJobService, req: Request, res: Response): Promise<Map<string, number>> {
-  const queued = (await q.list({ state: 'queued' })).filter((j) => j.position !== undefined).sort((a, b) => a.position! - b.position!);
+  const queued = (await q.list({ state: 'queued', local: true })).filter((j) => j.position !== undefined).sort((a, b) => a.position! - b.position!);
   const out = new Map<string, number>();
   for (const j of queued) if (await mayRead(ctx, req, res, j.repo)) out.set(j.id, out.size + 1);
   return out;
@@ -194,7 +206,9 @@ async function visiblePositions(ctx: ServerContext, q: DeltaJobService, req: Req
 /**
  * A job as the API shows it (params hold only repo and commit names, never
  * paths). `position`: while queued, its place among the queued jobs the caller
- * may see (`positions`, see visiblePositions); null otherwise.
+ * may see (`positions`, see visiblePositions: this replica's queue; a job
+ * queued on another replica has none); null otherwise. `owner`: the replica
+ * that runs or ran it.
  */
 function publicJob(j: Job, positions?: Map<string, number>) {
   return {
@@ -207,6 +221,7 @@ function publicJob(j: Job, positions?: Map<string, number>) {
     state: j.state,
     priority: j.priority ?? null,
     position: j.state === 'queued' ? (positions?.get(j.id) ?? null) : null,
+    owner: j.owner ?? null,
     createdAt: j.createdAt,
     startedAt: j.startedAt ?? null,
     finishedAt: j.finishedAt ?? null,

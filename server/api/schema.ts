@@ -41,7 +41,7 @@ export const COMPONENTS: Record<string, Schema> = {
   Job: {
     type: 'object',
     description:
-      'A background job (kind "delta": params {repo, from, to}; result {name, existed, digest, totalSize, parts, pruned, …}). Records stay for an hour. Queued jobs run by priority (lower first), first in first out within one; several may run at once (CAIRN_JOBS_CONCURRENCY). When a ref moves, automatic delta jobs (policy, on-demand) to a commit that is no longer the head of any ref are dropped if queued, and aborted if running from scratch — both end "failed" with error code OBSOLETE; explicit ones (api) are demoted to priority 3 instead.',
+      'A background job (kind "delta": params {repo, from, to}; result {name, existed, digest, totalSize, parts, pruned, …}). Records stay for an hour (a delta job\'s durable record, which every replica shows, 10 minutes after it finished). A delta job\'s id is its durable record\'s (16 hex of the delta, "-", 8 hex of the request), the same on every replica on one store; other jobs have UUIDs. Queued jobs run by priority (lower first), first in first out within one; several may run at once (CAIRN_JOBS_CONCURRENCY). When a ref moves, automatic delta jobs (policy, on-demand) to a commit that is no longer the head of any ref are dropped if queued, and aborted if running from scratch — both end "failed" with error code OBSOLETE; explicit ones (api) are demoted to priority 3 instead.',
     properties: {
       id: { type: 'string' },
       kind: { type: 'string' },
@@ -56,7 +56,8 @@ export const COMPONENTS: Record<string, Schema> = {
         description:
           "Lower runs first. Delta jobs: 0 = from the ref's previous head to its new head, and on-demand or API requests to a current ref head; 1 = from older previous commits (or an API request to a commit that is no ref's head); 2 = from scratch; 3 = explicit requests demoted because a newer move of the ref made them less useful",
       },
-      position: { type: ['integer', 'null'], minimum: 1, description: 'While queued: 1-based place in the run order among the queued jobs the caller may see (1 starts next); null once running or finished' },
+      position: { type: ['integer', 'null'], minimum: 1, description: "While queued in the answering replica's queue: 1-based place in its run order among the queued jobs the caller may see (1 starts next); null once running or finished, and for a job queued only in the store or on another replica" },
+      owner: { type: ['string', 'null'], description: 'The replica that runs or ran the job (its id, as GET /api/jobs queue.replica names each replica); null while queued' },
       createdAt: { type: 'string', format: 'date-time' },
       startedAt: { type: ['string', 'null'] },
       finishedAt: { type: ['string', 'null'] },

@@ -8,13 +8,14 @@ import type { RefLogEntry } from '../../storage/repo/reflog';
 import type { RepoRegistry } from '../../storage/repo/registry';
 import type { Repo } from '../../storage/repo/repo';
 import { assertOwned, type SettingsStore } from '../../storage/repo/settings';
-import { deltaRecordStore, type DeltaRecord } from '../../storage/jobs/records';
+import { deltaRecordKey, deltaRecordStore, isDeltaJobId, recordJobId, type DeltaRecord } from '../../storage/jobs/records';
 import type { SummarySigner } from '../../storage/repo/summary';
 import { createLogger, type Logger } from '../logging';
 import { DELTA_JOB, deltaJobKey, deltaJobKind, type DeltaJobDeps, type DeltaJobParams, type DeltaJobResult } from './delta-job';
 import { closeWorkers, WorkerTaskError } from './worker';
 import { DurableDeltaRecords, type DurableJobsOptions } from './durable';
-import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORITY_OLDER, type JobControl, type JobError, type JobKind, type JobQueueOptions, type SubmitOutcome } from './queue';
+import { defaultJobConcurrency, JobQueue, PRIORITY_DEMOTED, PRIORITY_NOW, PRIORITY_OLDER, type Job, type JobControl, type JobError, type JobFilter, type JobKind, type JobQueueOptions, type SubmitOutcome } from './queue';
+import { mergeJob, mergeJobs, RecordSnapshots } from './shared-view';
 
 /**
  * When static deltas get built, in the background:
@@ -154,6 +155,8 @@ export class DeltaJobs extends EventEmitter {
   private readonly recentlyDecided = new Map<string, { result: OnDemandResult; until: number }>();
   /** The jobs' durable records (undefined: this process's queue only). */
   readonly durable: DurableDeltaRecords | undefined;
+  /** The records as the jobs API lists them (server/jobs/shared-view.ts). */
+  private readonly snapshots: RecordSnapshots | undefined;
   private closing = false;
 
   constructor(
@@ -189,6 +192,7 @@ export class DeltaJobs extends EventEmitter {
         },
         opts.durable,
       );
+      this.snapshots = new RecordSnapshots(deltaRecordStore(deps.dataDir), this.durable.maxRecords);
     }
     this.queue.register(this.durable ? this.durableKind(kind, this.durable) : kind);
     this.durable?.start();
@@ -215,7 +219,7 @@ export class DeltaJobs extends EventEmitter {
       name: inner.name,
       run: async (p, ctl) => {
         const job = this.queue.get(ctl.id);
-        const claim = await durable.claim(p, { source: job?.source, priority: job?.priority ?? PRIORITY_NOW });
+        const claim = await durable.claim(p, { id: ctl.id, source: job?.source, priority: job?.priority ?? PRIORITY_NOW });
         this.emit('claim', claim.kind === 'run' ? (claim.takeover ? 'taken-over' : 'claimed') : claim.kind);
         switch (claim.kind) {
           case 'elsewhere':
@@ -230,7 +234,7 @@ export class DeltaJobs extends EventEmitter {
         const leased: JobControl = { id: ctl.id, signal: AbortSignal.any([ctl.signal, lease.signal]), progress: (pr) => ctl.progress(pr) };
         try {
           const result = await inner.run(p, leased);
-          await lease.finish({ state: 'done' });
+          await lease.finish({ state: 'done', result: { existed: result.existed, digest: result.digest, totalSize: result.totalSize, parts: result.parts } });
           return result;
         } catch (e) {
           const lost = lease.lost();
@@ -249,7 +253,8 @@ export class DeltaJobs extends EventEmitter {
   private submitRecord(r: DeltaRecord): 'queued' | 'skipped' | 'no-room' {
     const s = this.queue.stats();
     if (s.queued >= s.maxQueued) return 'no-room';
-    const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(r.repo, r.from, r.to), { repo: r.repo, from: r.from, to: r.to }, { repo: r.repo, source: r.source, priority: r.priority });
+    const id = recordJobId(deltaRecordKey(r.repo, r.from, r.to), r);
+    const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(r.repo, r.from, r.to), { repo: r.repo, from: r.from, to: r.to }, { id, repo: r.repo, source: r.source, priority: r.priority });
     return outcome.status === 'queued' ? 'queued' : outcome.status === 'duplicate' ? 'skipped' : 'no-room';
   }
 
@@ -268,15 +273,52 @@ export class DeltaJobs extends EventEmitter {
     assertOwned(this.deps.settings.current(repo.name), repo.name);
     if (await deltaExists(repo, from, to)) return { status: 'exists' };
     const priority = opts.priority ?? (await this.priorityOf(repo, to));
-    const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, deltaJobKey(repo.name, from, to), { repo: repo.name, from, to }, {
+    const key = deltaJobKey(repo.name, from, to);
+    // A job the queue takes gets its record first, and the record's job id: the
+    // same on every replica. What the queue answers otherwise (duplicate, full,
+    // closed) it answers at once, and no record is written for it.
+    const id = this.durable && this.queue.wouldQueue(key, opts) ? await this.durable.enqueue({ repo: repo.name, from, to }, priority, opts.source) : undefined;
+    const outcome = this.queue.submit<DeltaJobParams, DeltaJobResult>(DELTA_JOB, key, { repo: repo.name, from, to }, {
+      id,
       repo: repo.name,
       source: opts.source,
       retryFailed: opts.retryFailed,
       priority,
     });
     if (outcome.status === 'full') this.log.warn('delta queue full', { repo: repo.name, from, to, source: opts.source, limit: outcome.limit });
-    if (outcome.status === 'queued') await this.durable?.enqueue({ repo: repo.name, from, to }, priority, opts.source);
     return outcome;
+  }
+
+  /** This replica's id (its durable records' owner name), if jobs have records. */
+  get replica(): string | undefined {
+    return this.durable?.replica;
+  }
+
+  /**
+   * The jobs the API lists: this queue's merged with the records every replica
+   * shares (server/jobs/shared-view.ts; the records as listed at most a second
+   * before), newest first.
+   */
+  async jobs(filter: JobFilter = {}): Promise<Job[]> {
+    const local = this.queue.list({ repo: filter.repo, kind: filter.kind });
+    if (!this.durable || !this.snapshots || filter.kind === 'maintenance') return mergeJobs(local, [], '', filter);
+    const snap = await this.snapshots.recent();
+    return mergeJobs(local, snap.entries, this.durable.replica, filter);
+  }
+
+  /**
+   * One job by id, merged as `jobs` does. A delta job id found neither here
+   * nor in the records as listed before this call began is looked for in a
+   * listing begun after it (at most one a second: it may wait that long), so
+   * an id another replica answered before is found.
+   */
+  async job(id: string): Promise<Job | undefined> {
+    const local = this.queue.get(id);
+    if (!this.durable || !this.snapshots || !isDeltaJobId(id)) return local;
+    const asked = Date.now();
+    let snap = await this.snapshots.recent();
+    if (!local && !snap.byId.has(id) && snap.startedAt < asked) snap = await this.snapshots.since(asked);
+    return mergeJob(local, snap.byId.get(id), this.durable.replica);
   }
 
   /**

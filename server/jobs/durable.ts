@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Backend } from '../../storage/backends/backend';
 import {
+  deltaJobId,
   deltaRecordKey,
   deltaRecordsPrefix,
   encodeDeltaRecord,
+  isDeltaJobId,
   listDeltaRecordKeys,
   readDeltaRecord,
+  recordJobId,
   swapDeltaRecord,
   type DeltaRecord,
+  type DeltaRecordResult,
   type DeltaRecordState,
 } from '../../storage/jobs/records';
 import type { Logger } from '../logging';
@@ -25,7 +29,10 @@ import { PRIORITY_DEMOTED, type JobError } from './queue';
  * - `enqueue`: a replica that queues a delta writes its record once (`create`:
  *   two replicas queueing the same delta make one record), state `queued`; a
  *   finished record of the same delta (done, failed, cancelled) is set back
- *   to `queued` by compare-and-swap (a new request).
+ *   to `queued` by compare-and-swap (a new request). Either way the record gets
+ *   a new job id (records.ts deltaJobId), which the local queue's job takes, so
+ *   the id means the same job on every replica; a record found queued or
+ *   running gives its own id (the same job).
  * - `claim` (when the local queue starts the job): `queued` → `running` with
  *   this replica as `owner`, by compare-and-swap on the version read, so
  *   exactly one replica wins; a delta whose superblock is already there is
@@ -90,7 +97,7 @@ export type Claim =
   /** A replica cancelled it (obsolete) or its run failed there. */
   | { kind: 'cancelled' | 'failed'; error: JobError };
 
-export type LeaseOutcome = { state: 'done' } | { state: 'failed' | 'cancelled'; error: JobError } | { state: 'queued' };
+export type LeaseOutcome = { state: 'done'; result?: DeltaRecordResult } | { state: 'failed' | 'cancelled'; error: JobError } | { state: 'queued' };
 
 export interface Lease {
   /** Aborted when the lease is lost: taken over, or the record cancelled. */
@@ -111,7 +118,8 @@ export class DurableDeltaRecords {
   private readonly renewMs: number;
   private readonly scanMs: number;
   private readonly keepFinishedMs: number;
-  private readonly maxRecords: number;
+  /** Records looked at per scan (and per listing of the jobs API: server/jobs/shared-view.ts) at most. */
+  readonly maxRecords: number;
   /** Each record's version and since when (this replica's clock) it has been seen unchanged. */
   private readonly observed = new Map<string, { version: string; since: number }>();
   /** Records this replica holds a lease on. */
@@ -165,16 +173,25 @@ export class DurableDeltaRecords {
     await Promise.all(this.creating.values());
   }
 
-  /** Records that the local queue queued `p` (see the class comment). Never throws: the claim makes up for a record not written. */
-  enqueue(p: DeltaJobParams, priority: number, source: string): Promise<void> {
+  /**
+   * Records that `p` is to be queued (see the class comment) and answers the
+   * job id the local queue's job must take: the record's. Never throws: when
+   * the store cannot be written, a new id (the claim writes the record with it).
+   */
+  enqueue(p: DeltaJobParams, priority: number, source: string): Promise<string> {
     const key = deltaRecordKey(p.repo, p.from, p.to);
+    const id = deltaJobId(key);
+    let answer = id;
     const work = (async () => {
       const now = new Date().toISOString();
-      const fresh: DeltaRecord = { repo: p.repo, from: p.from, to: p.to, priority, source, state: 'queued', attempts: 0, createdAt: now, updatedAt: now };
+      const fresh: DeltaRecord = { repo: p.repo, from: p.from, to: p.to, priority, source, state: 'queued', attempts: 0, job: id, createdAt: now, updatedAt: now };
       for (let i = 0; i < 3; i++) {
         if (await this.store.create(key, encodeDeltaRecord(fresh))) return;
         const cur = await readDeltaRecord(this.store, key);
-        if (cur && cur.record && !FINISHED.has(cur.record.state)) return; // queued or running: one job
+        if (cur && cur.record && !FINISHED.has(cur.record.state)) {
+          answer = recordJobId(key, cur.record); // queued or running: one job
+          return;
+        }
         if ((await swapDeltaRecord(this.store, key, fresh, cur?.version ?? null)) !== null) return;
       }
     })()
@@ -183,11 +200,11 @@ export class DurableDeltaRecords {
         if (this.creating.get(key) === work) this.creating.delete(key);
       });
     this.creating.set(key, work);
-    return work;
+    return work.then(() => answer);
   }
 
   /** Decides whether this replica runs `p` now (see Claim); called when the local queue starts the job. */
-  async claim(p: DeltaJobParams, job: { source?: string; priority: number }): Promise<Claim> {
+  async claim(p: DeltaJobParams, job: { id: string; source?: string; priority: number }): Promise<Claim> {
     const key = deltaRecordKey(p.repo, p.from, p.to);
     await this.creating.get(key);
     for (let i = 0; i < 8; i++) {
@@ -204,11 +221,11 @@ export class DurableDeltaRecords {
       }
       const now = new Date().toISOString();
       if (await this.hooks.deltaExists(p)) {
-        if (cur && rec?.state !== 'done') await swapDeltaRecord(this.store, key, { ...(rec ?? this.fresh(p, job, now)), state: 'done', owner: this.replica, updatedAt: now, finishedAt: now }, cur.version).catch(() => null);
+        if (cur && rec?.state !== 'done') await swapDeltaRecord(this.store, key, { ...(rec ?? this.fresh(key, p, job, now)), state: 'done', owner: this.replica, result: { existed: true }, updatedAt: now, finishedAt: now }, cur.version).catch(() => null);
         return { kind: 'exists' };
       }
       const next: DeltaRecord = {
-        ...(rec ?? this.fresh(p, job, now)),
+        ...(rec ?? this.fresh(key, p, job, now)),
         state: 'running',
         owner: this.replica,
         renewals: 0,
@@ -216,6 +233,7 @@ export class DurableDeltaRecords {
         startedAt: now,
         updatedAt: now,
         error: undefined,
+        result: undefined,
         finishedAt: undefined,
       };
       const version = await swapDeltaRecord(this.store, key, next, cur?.version ?? null);
@@ -260,8 +278,10 @@ export class DurableDeltaRecords {
     }
   }
 
-  private fresh(p: DeltaJobParams, job: { source?: string; priority: number }, now: string): DeltaRecord {
-    return { repo: p.repo, from: p.from, to: p.to, priority: job.priority, source: job.source ?? 'unknown', state: 'queued', attempts: 0, createdAt: now, updatedAt: now };
+  /** A record for a job queued here whose record is missing (its enqueue could not write it, or it was removed): under the job's id. */
+  private fresh(key: string, p: DeltaJobParams, job: { id: string; source?: string; priority: number }, now: string): DeltaRecord {
+    const id = isDeltaJobId(job.id) ? job.id : deltaJobId(key);
+    return { repo: p.repo, from: p.from, to: p.to, priority: job.priority, source: job.source ?? 'unknown', state: 'queued', attempts: 0, job: id, createdAt: now, updatedAt: now };
   }
 
   /** Notes `version` of `key`; returns since when it has been seen unchanged. */
@@ -315,7 +335,7 @@ export class DurableDeltaRecords {
         this.held.delete(key);
         if (lost) return;
         const now = new Date().toISOString();
-        const next: DeltaRecord = { ...cur.rec, state: outcome.state, updatedAt: now, error: 'error' in outcome ? outcome.error : undefined };
+        const next: DeltaRecord = { ...cur.rec, state: outcome.state, updatedAt: now, error: 'error' in outcome ? outcome.error : undefined, result: 'result' in outcome ? outcome.result : undefined };
         if (outcome.state === 'queued') {
           next.owner = undefined;
           next.startedAt = undefined;

@@ -61,6 +61,12 @@ export interface Job<P = unknown, R = unknown> {
   priority: number;
   /** While queued: 1-based place in the run order (1 starts next). */
   position?: number;
+  /**
+   * The replica that runs or ran the job (delta jobs: the owner of its durable
+   * record, server/jobs/shared-view.ts); set only on the views the jobs API
+   * shows, never by the queue.
+   */
+  owner?: string;
 }
 
 /**
@@ -112,6 +118,13 @@ export type SubmitOutcome<P = unknown, R = unknown> =
   | { status: 'closed' };
 
 export interface SubmitOptions {
+  /**
+   * The job's id (default a random UUID): delta jobs take their durable
+   * record's (server/jobs/durable.ts), the same on every replica. A finished
+   * record of this queue with that id is replaced (the same job queued again,
+   * say handed back by a stopping replica).
+   */
+  id?: string;
   repo?: string;
   source?: string;
   /** Run again even if the last run of this key failed within the cooldown. */
@@ -205,9 +218,13 @@ export class JobQueue extends EventEmitter {
     const failed = this.failures.get(key);
     if (failed && !opts.retryFailed && this.now() - failed.at < this.failedCooldownMs) return { status: 'duplicate', job: failed.job as Job<P, R> };
     if (this.waiting.length >= this.maxQueued) return this.refuse(kindName, { status: 'full', queued: this.waiting.length, limit: this.maxQueued });
+    const id = opts.id ?? randomUUID();
+    const old = this.jobs.get(id);
+    if (old && !old.finishedAt) return { status: 'duplicate', job: old as Job<P, R> };
+    if (old) this.jobs.delete(id);
 
     const job: Job<P, R> = {
-      id: randomUUID(),
+      id,
       kind: kindName,
       key,
       repo: opts.repo,
@@ -230,6 +247,13 @@ export class JobQueue extends EventEmitter {
 
   get(id: string): Job | undefined {
     return this.jobs.get(id);
+  }
+
+  /** Whether `submit` of `key` would queue a new job now (no job of the key active or failed within the cooldown, room, open); changes nothing. */
+  wouldQueue(key: string, opts: { retryFailed?: boolean } = {}): boolean {
+    if (this.closed || this.active.has(key) || this.waiting.length >= this.maxQueued) return false;
+    const failed = this.failures.get(key);
+    return !(failed && !opts.retryFailed && this.now() - failed.at < this.failedCooldownMs);
   }
 
   /** Newest first. */

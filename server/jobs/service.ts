@@ -24,11 +24,23 @@ export interface DeltaJobService {
   /** A file of `repo` was missing (on-demand deltas). Never throws, never blocks. */
   onMissing(repo: string, key: string): void;
   request(repo: Repo, from: string | null, to: string, opts: { source: string; retryFailed?: boolean }): Promise<RequestOutcome>;
-  list(filter?: JobFilter): Promise<Job[]>;
+  /**
+   * Jobs, newest first: this replica's queue merged with the delta jobs'
+   * records that every replica shares (server/jobs/shared-view.ts), or with
+   * `local` this replica's queue only (its counts and positions).
+   */
+  list(filter?: JobListFilter): Promise<Job[]>;
+  /** One job by id, as `list` merges it (a delta job any replica queued). */
   get(id: string): Promise<Job | undefined>;
-  stats(): Promise<{ queued: number; running: number; maxQueued: number; maxConcurrent: number }>;
+  /** This replica's queue; `replica`: its id (the owner name in delta job records), absent without records. */
+  stats(): Promise<{ queued: number; running: number; maxQueued: number; maxConcurrent: number; replica?: string }>;
   /** The repositories of policy and on-demand decisions still running (one entry per decision). */
   decidingRepos(): Promise<Array<string | undefined>>;
+}
+
+export interface JobListFilter extends JobFilter {
+  /** This replica's queue only. */
+  local?: boolean;
 }
 
 /** The service over this process's own queue. */
@@ -37,9 +49,12 @@ export function localDeltaJobService(jobs: DeltaJobs): DeltaJobService {
     onPublished: async (repo, changes) => jobs.onPublished(repo, changes),
     onMissing: (repo, key) => jobs.onMissing(repo, key),
     request: (repo, from, to, opts) => jobs.request(repo, from, to, opts),
-    list: async (filter) => jobs.queue.list(filter),
-    get: async (id) => jobs.queue.get(id),
-    stats: async () => jobs.queue.stats(),
+    list: async (filter) => {
+      const { local, ...f } = filter ?? {};
+      return local ? jobs.queue.list(f) : jobs.jobs(f);
+    },
+    get: async (id) => jobs.job(id),
+    stats: async () => ({ ...jobs.queue.stats(), ...(jobs.replica === undefined ? {} : { replica: jobs.replica }) }),
     decidingRepos: async () => jobs.decidingRepos(),
   };
 }
@@ -124,7 +139,7 @@ export function serveDeltaJobCalls(service: DeltaJobService, registry: RepoRegis
       case 'request':
         return service.request(await repo(args[0]), args[1] as string | null, String(args[2]), args[3] as { source: string; retryFailed?: boolean });
       case 'list':
-        return service.list(args[0] as JobFilter);
+        return service.list(args[0] as JobListFilter);
       case 'get':
         return (await service.get(String(args[0]))) ?? null;
       case 'stats':

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type { Backend } from '../backends/backend';
 import { stateStore } from '../backends/factory';
 import { isChecksum } from '../objects/checksum';
@@ -30,6 +31,16 @@ export interface DeltaRecord {
   renewals?: number;
   /** Runs started (claims and takeovers). */
   attempts: number;
+  /**
+   * The job id every replica shows for this record (deltaJobId): drawn when the
+   * record is written anew or set back to queued from a finished state (a new
+   * request: a new job), kept by claims, takeovers, renewals, hand-backs and
+   * demotions (the same job). Records written before it existed get one derived
+   * from their key and createdAt (recordJobId).
+   */
+  job?: string;
+  /** When done: what the run left (shown by the jobs API of every replica). */
+  result?: DeltaRecordResult;
   error?: { code: string; message: string };
   createdAt: string;
   updatedAt: string;
@@ -37,7 +48,16 @@ export interface DeltaRecord {
   finishedAt?: string;
 }
 
+export interface DeltaRecordResult {
+  existed: boolean;
+  digest?: string;
+  totalSize?: number;
+  parts?: number;
+}
+
 export const DELTA_RECORDS_PREFIX = 'jobs/delta/';
+/** A delta job id: 16 hex of SHA-256 of the record's key (the delta), '-', 8 hex of its generation. */
+const DELTA_JOB_ID = /^[0-9a-f]{16}-[0-9a-f]{8}$/;
 /** A record is a few hundred bytes; anything much larger is not one. */
 const MAX_RECORD_BYTES = 16 * 1024;
 const STATES: readonly DeltaRecordState[] = ['queued', 'running', 'done', 'failed', 'cancelled'];
@@ -47,6 +67,21 @@ export function deltaRecordKey(repo: string, from: string | null, to: string): s
   validateRepoName(repo);
   if ((from !== null && !isChecksum(from)) || !isChecksum(to)) throw new Error('a delta record names commit checksums');
   return `${DELTA_RECORDS_PREFIX}${repo}/${from ?? 'scratch'}-${to}.json`;
+}
+
+/** Whether `id` has the form of a delta job id (deltaJobId). */
+export function isDeltaJobId(id: string): boolean {
+  return DELTA_JOB_ID.test(id);
+}
+
+/** A new job id for the record at `key`: the key's hash (the same for every job of one delta) and a random generation. */
+export function deltaJobId(key: string, generation: string = randomBytes(4).toString('hex')): string {
+  return `${createHash('sha256').update(key).digest('hex').slice(0, 16)}-${generation}`;
+}
+
+/** The job id of record `r` stored at `key`: its own, or (records written before ids were stored) one derived from its createdAt. */
+export function recordJobId(key: string, r: DeltaRecord): string {
+  return r.job ?? deltaJobId(key, createHash('sha256').update(r.createdAt).digest('hex').slice(0, 8));
 }
 
 /** The records' keys of `repo`'s deltas, or of every repository. */
@@ -71,6 +106,9 @@ export function parseDeltaRecord(key: string, data: Buffer): DeltaRecord | null 
   if (typeof o.repo !== 'string' || typeof o.to !== 'string' || !(o.from === null || typeof o.from === 'string')) return null;
   if (!STATES.includes(o.state as DeltaRecordState) || !Number.isInteger(o.priority) || typeof o.source !== 'string' || !Number.isInteger(o.attempts)) return null;
   if (o.owner !== undefined && typeof o.owner !== 'string') return null;
+  if (typeof o.createdAt !== 'string') return null;
+  if (o.job !== undefined && (typeof o.job !== 'string' || !isDeltaJobId(o.job))) return null;
+  if (o.result !== undefined && (typeof o.result !== 'object' || o.result === null || typeof o.result.existed !== 'boolean')) return null;
   try {
     if (deltaRecordKey(o.repo, o.from, o.to) !== key) return null;
   } catch {
