@@ -45,11 +45,25 @@ import { listAllRefs, mapLimit, Marker, objectLabel, parallelism, parseObjectKey
  *    may stand for (m + 1 s), so rounding never deletes an object younger
  *    than the window (the probe's own truncation only makes "now" earlier).
  *  - Stats of candidates and reads of the walk go several at once (each is a
- *    round trip), deletions 32 at once, as on the filesystem.
+ *    round trip); deletions go in batches of REMOTE_BATCH keys
+ *    (Backend.removeMany: S3 DeleteObjects, 1,000 keys a request) instead of
+ *    the filesystem's PARALLEL_REMOVES, and the sweep gathers candidates
+ *    while the lock is left free between rounds (up to MAX_PENDING).
  *  - Rounds are longer (REMOTE_ROUND_MS) and at least REMOTE_PAUSE_MS apart: a publisher
  *    in another process waits for the store's lease lock by polling it (at most
  *    ~1 s apart), so a collector retaking the lock at once would starve it;
  *    the pause is longer than a poll interval.
+ *
+ * Deletions are batches (Backend.removeMany: no order within one), so every
+ * order that matters is between two batches: a commit's detached metadata
+ * and partial marker go in the batch before the one with the commit (as
+ * prune does), so no .commitmeta or state/C.commitpartial outlives its commit
+ * if the sweep is cut short; and every unreachable commit goes in the first
+ * pass, before any object of the second (see the two passes below).
+ *
+ * The clock probes of storeNow are removed right after they are read; one
+ * that a killed gc left in tmp/ (`tmp/cairn-gc-clock-*`) and that is older
+ * than an hour is removed by the next gc that is not a dry run.
  */
 
 export interface GcOptions {
@@ -98,10 +112,16 @@ const ROUND_MS = 100;
 const REMOTE_ROUND_MS = 1000;
 /** Between two rounds on a remote store, the lock free for a waiter in another process (its polls are at most ~1 s apart). */
 export const REMOTE_PAUSE_MS = 1500;
-/** Removals in flight at once. */
+/** Keys of one removal batch on the filesystem (removeMany runs them at once: each syncs its folder). */
 const PARALLEL_REMOVES = 32;
+/** Keys of one removal batch on a remote store (one S3 DeleteObjects request). */
+const REMOTE_BATCH = 1000;
 /** Candidates gathered before a round. */
 const ROUND_OBJECTS = 512;
+/** On a remote store, unreachable objects held while the lock is left free between rounds (then the sweep waits for the next round). */
+const MAX_PENDING = 8 * REMOTE_BATCH;
+/** Clock probes (storeNow) a killed gc left behind, removed once this old. */
+const STALE_PROBE_MS = 60 * 60_000;
 
 export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   // This process's uploads are no longer taken as present without a look (storage/repo/presence.ts;
@@ -116,6 +136,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
   if (!(graceMs >= 0)) throw new CairnError('INVALID_ARGUMENT', 'the grace window must be 0 or more');
   const progress = opts.onProgress ?? (() => undefined);
+  if (!opts.dryRun) await removeStaleProbes(repo.backend, clock.nowMs, progress);
   const set = new MarkSet();
   const corrupt: string[] = [];
   const marker = new Marker(repo, set, { onCorrupt: (name, err) => corrupt.push(`${name}: ${err}`) });
@@ -190,25 +211,22 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
         const until = performance.now() + (remote ? REMOTE_ROUND_MS : ROUND_MS);
         let bumped = false;
         while (pending.length > 0 && performance.now() < until) {
-          // Several at once: each removal syncs its folder, and concurrent syncs share the journal's commits.
-          const batch = pending.splice(-PARALLEL_REMOVES).filter((p) => !isKept(p.checksum, p.type));
+          // A batch at once (removeMany): on the filesystem each removal syncs its folder, and concurrent
+          // syncs share the journal's commits; on S3 it is one DeleteObjects request.
+          const batch = pending.splice(-(remote ? REMOTE_BATCH : PARALLEL_REMOVES)).filter((p) => !isKept(p.checksum, p.type));
+          if (batch.length === 0) continue;
           // The lock still ours, and extended (a store's lease can be taken over from a holder stalled past
           // it: then a publish may have landed unseen, so nothing more is deleted; CONFLICT ends the gc).
-          if (batch.length > 0) await confirmLocks();
+          await confirmLocks();
           // Before this round's first deletion: every process's presence memo stops trusting what it
           // entered before now (storage/repo/presence.ts, the gc epoch).
-          if (batch.length > 0 && !bumped) bumped = await bumpGcEpoch(repo.backend);
-          await Promise.all(
-            batch.map(async (p) => {
-              // A commit goes with its detached metadata (and ostree's partial marker).
-              if (p.type === ObjectType.Commit) {
-                await repo.backend.remove(objectKey(p.checksum, ObjectType.CommitMeta));
-                await repo.backend.remove(`state/${p.checksum}.commitpartial`);
-              }
-              await repo.backend.remove(p.key);
-              count(p);
-            }),
-          );
+          if (!bumped) bumped = await bumpGcEpoch(repo.backend);
+          // A commit goes with its detached metadata (and ostree's partial marker), those first: a batch
+          // has no order within it, so they are a batch of their own before the commits'.
+          const commits = batch.filter((p) => p.type === ObjectType.Commit);
+          if (commits.length > 0) await repo.backend.removeMany(commits.flatMap((p) => [objectKey(p.checksum, ObjectType.CommitMeta), `state/${p.checksum}.commitpartial`]));
+          await repo.backend.removeMany(batch.map((p) => p.key));
+          batch.forEach(count);
         }
       });
       lastRound = performance.now();
@@ -248,7 +266,10 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
       }
       pending.push({ ...c, size: info.size });
     }
-    if (pending.length >= ROUND_OBJECTS) await flush();
+    // On a remote store the sweep goes on gathering while the lock must stay free (REMOTE_PAUSE_MS after a
+    // round), so the stats of the next candidates overlap the pause; up to MAX_PENDING held.
+    const paused = remote && performance.now() < lastRound + REMOTE_PAUSE_MS && pending.length < MAX_PENDING;
+    if (pending.length >= ROUND_OBJECTS && !paused) await flush();
   };
   for (const pass of ['commits', 'the rest'] as const) {
     progress(`sweeping objects/ (${pass})`);
@@ -279,6 +300,26 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
   report.seconds = (now() - started) / 1000;
   progress(`${opts.dryRun ? 'would delete' : 'deleted'} ${report.deletedObjects} objects (${report.deletedBytes} bytes); kept ${report.young} younger than the grace window`);
   return report;
+}
+
+/** Probes of storeNow: `tmp/cairn-gc-clock-<pid>-<12 hex>`. */
+const PROBE_NAME = /^tmp\/cairn-gc-clock-\d{1,10}-[0-9a-f]{12}$/;
+
+/**
+ * Removes the clock probes (storeNow) older than STALE_PROBE_MS by `nowMs`
+ * (the store's clock) that a gc killed between writing and removing one left
+ * in tmp/: a listing of tmp/, a stat of each probe found.
+ */
+async function removeStaleProbes(backend: Backend, nowMs: number, progress: (line: string) => void): Promise<void> {
+  const stale: string[] = [];
+  for await (const key of backend.list('tmp')) {
+    if (!PROBE_NAME.test(key)) continue;
+    const info = await backend.stat(key);
+    if (info && nowMs - info.mtimeMs > STALE_PROBE_MS) stale.push(key);
+  }
+  if (stale.length === 0) return;
+  await backend.removeMany(stale);
+  progress(`removed ${stale.length} clock probe(s) older than an hour left in tmp/ by a gc that was stopped`);
 }
 
 /**

@@ -77,6 +77,9 @@ export interface PruneReport {
 
 /** At most this many commits are pruned per call (a bound on the work and on the report). */
 export const MAX_PRUNE_COMMITS = 100_000;
+/** Commits removed per batch on the filesystem (the lease confirmed before each), and on a remote store (S3: 1,000 keys a DeleteObjects request). */
+const PRUNE_BATCH = 32;
+const REMOTE_PRUNE_BATCH = 500;
 
 export async function prune(repo: Repo, opts: PruneOptions): Promise<PruneReport> {
   if (opts.keep === undefined && opts.keepYoungerThan === undefined) throw new CairnError('INVALID_ARGUMENT', 'say what to keep: keep (a number of commits) and/or keepYoungerThan');
@@ -159,15 +162,22 @@ async function pruneLocked(repo: Repo, opts: PruneOptions): Promise<PruneReport>
 
   if (opts.dryRun) return report;
   progress(`pruning ${cut.size} commits${tombstones ? ' (writing tombstones)' : ''}`);
-  let n = 0;
-  for (const c of cut.keys()) {
+  // In batches (Backend.removeMany: S3 DeleteObjects; no order within a batch, so each step below is a
+  // batch of its own, in this order).
+  const doomed = [...cut.keys()];
+  const size = repo.backend.blocking ? PRUNE_BATCH : REMOTE_PRUNE_BATCH;
+  for (let i = 0; i < doomed.length; i += size) {
+    const batch = doomed.slice(i, i + size);
     // The ref lock still ours (a store's lease taken over after a stall: a publish may have landed unseen; CONFLICT).
-    if (n++ % 32 === 0) await confirmLocks();
-    // The tombstone first: a crash in between leaves a tombstone beside its commit (ostree removes it when the commit comes back), never a commit gone without one.
-    if (tombstones) await repo.backend.write(objectKey(c, ObjectType.TombstoneCommit), tombstoneBytes(c));
-    await repo.backend.remove(objectKey(c, ObjectType.CommitMeta));
-    await repo.backend.remove(`state/${c}.commitpartial`);
-    await repo.backend.remove(objectKey(c, ObjectType.Commit));
+    await confirmLocks();
+    // The tombstones first: a crash in between leaves a tombstone beside its commit (ostree removes it when the commit comes back), never a commit gone without one.
+    if (tombstones) {
+      await mapLimit(batch, parallelism(repo), (c) => repo.backend.write(objectKey(c, ObjectType.TombstoneCommit), tombstoneBytes(c)));
+      await confirmLocks();
+    }
+    // Then the detached metadata and partial markers, then the commits: none outlives its commit.
+    await repo.backend.removeMany(batch.flatMap((c) => [objectKey(c, ObjectType.CommitMeta), `state/${c}.commitpartial`]));
+    await repo.backend.removeMany(batch.map((c) => objectKey(c, ObjectType.Commit)));
   }
   const removed = await pruneDeltas(repo);
   if (removed.length) {

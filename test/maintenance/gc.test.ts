@@ -154,3 +154,56 @@ test('a commit kept for its age keeps its tree, however old its objects (ostree 
   assert.deepEqual(await present(repo, unreachable), unreachable);
   assert.equal((await ostreeResult(['fsck'], { repo })).code, 0);
 });
+
+test('gc removes in batches (Backend.removeMany): a commit\'s .commitmeta and partial marker in a batch before the commit\'s, every commit before its tree; clock probes older than an hour left in tmp/ go, not younger ones, not on a dry run', async () => {
+  const { work, repo } = await ownedData('cairn-gc-batches-');
+  await commitVersion(work, repo, 'os/a', 1);
+  const unreachable = [...(await garbage(work, repo, 21)), ...(await garbage(work, repo, 22))];
+  const commits = unreachable.filter((n) => n.endsWith('.commit')).map((n) => n.slice(0, 2) + n.slice(3, -'.commit'.length));
+  assert.equal(commits.length, 2);
+  // Detached metadata and ostree's partial marker beside each (gc reads neither: bytes are arbitrary).
+  for (const c of commits) {
+    await fsp.writeFile(path.join(repo, 'objects', c.slice(0, 2), `${c.slice(2)}.commitmeta`), Buffer.alloc(8));
+    await fsp.writeFile(path.join(repo, 'state', `${c}.commitpartial`), '');
+  }
+  await age(repo, [...unreachable, ...commits.map((c) => `${c.slice(0, 2)}/${c.slice(2)}.commitmeta`)], 2 * HOUR);
+  // Clock probes of a gc killed between the probe's write and its removal (storeNow): one old, one young.
+  const oldProbe = path.join(repo, 'tmp', 'cairn-gc-clock-99999-0123456789ab');
+  const youngProbe = path.join(repo, 'tmp', 'cairn-gc-clock-99998-ba9876543210');
+  for (const p of [oldProbe, youngProbe]) await fsp.writeFile(p, 'probe\n');
+  await fsp.utimes(oldProbe, new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 2 * HOUR));
+  await fsp.utimes(youngProbe, new Date(Date.now() - HOUR / 2), new Date(Date.now() - HOUR / 2));
+  const exists = (p: string) => fsp.stat(p).then(() => true, () => false);
+
+  const dry = await gc(new Repo('main', new FsBackend(repo)), { dryRun: true });
+  assert.equal(dry.deletedObjects, unreachable.length + commits.length, 'and the .commitmeta, which a real run removes with their commits');
+  assert.ok(await exists(oldProbe), 'a dry run removes no probe');
+
+  // The removals as the backend sees them: one entry per removeMany call (remove calls too).
+  const calls: string[][] = [];
+  const inner = new FsBackend(repo);
+  const recording = new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'removeMany') return (keys: readonly string[]) => (calls.push([...keys]), target.removeMany(keys));
+      if (prop === 'remove') return (key: string) => (calls.push([key]), target.remove(key));
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const report = await gc(new Repo('main', recording));
+  assert.equal(report.deletedObjects, unreachable.length);
+  assert.deepEqual(await present(repo, unreachable), []);
+  assert.equal(await exists(oldProbe), false, 'the old probe went');
+  assert.ok(await exists(youngProbe), 'a probe younger than an hour stays (its gc may still run)');
+  const callOf = (key: string) => calls.findIndex((c) => c.includes(key));
+  for (const c of commits) {
+    const at = callOf(`objects/${c.slice(0, 2)}/${c.slice(2)}.commit`);
+    assert.ok(at >= 0);
+    assert.ok(callOf(`objects/${c.slice(0, 2)}/${c.slice(2)}.commitmeta`) < at && callOf(`objects/${c.slice(0, 2)}/${c.slice(2)}.commitmeta`) >= 0);
+    assert.ok(callOf(`state/${c}.commitpartial`) < at && callOf(`state/${c}.commitpartial`) >= 0);
+    assert.equal(await exists(path.join(repo, 'state', `${c}.commitpartial`)), false);
+  }
+  const lastCommit = Math.max(...commits.map((c) => callOf(`objects/${c.slice(0, 2)}/${c.slice(2)}.commit`)));
+  for (const n of unreachable.filter((x) => !x.endsWith('.commit'))) assert.ok(callOf(`objects/${n}`) > lastCommit, `${n} after every commit`);
+  assert.equal((await ostreeResult(['fsck'], { repo })).code, 0);
+});
