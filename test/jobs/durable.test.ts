@@ -109,6 +109,8 @@ test('two replicas queue the same delta at once: one record, exactly one of them
   const [ra, rb] = await Promise.all([a, b].map((c) => c.deltaJobs!.request(repo, null, commits[0]!, { source: 'api' })));
   assert.equal(ra!.status, 'queued');
   assert.equal(rb!.status, 'queued');
+  const ids = [ra, rb].map((r) => (r as { job: Job }).job.id);
+  assert.equal(ids[0], ids[1], "both replicas' jobs have the record's id");
   await until('a compile to start', () => g.compiles.length > 0);
   const running = await record(null, commits[0]!);
   assert.equal(running?.state, 'running');
