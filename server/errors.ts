@@ -132,7 +132,7 @@ export function fileErrorHeaders(info: HttpErrorInfo): Record<string, string | n
  * read gets exactly this answer too (GitHub's rule: its name cannot be probed).
  */
 export function noSuchRepository(name: string): CairnError {
-  return new CairnError('NOT_FOUND', `no repository named ${name.slice(0, 80)}`);
+  return new CairnError('NOT_FOUND', `no repository named ${name.slice(0, 80)} (or it is private and the request's credentials may not read it)`);
 }
 
 export function sendNotFound(req: Request, res: Response, message = 'not found'): void {

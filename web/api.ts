@@ -70,6 +70,8 @@ async function failure(res: Response): Promise<ApiError> {
     // not JSON
   }
   if (res.status === 401 && !getToken()) message += ' (set a token: Token, at the top)';
+  // A private repository answers a caller who may not read it as one that does not exist.
+  else if (res.status === 404 && code === 'NOT_FOUND' && message.startsWith('no repository named') && !getToken()) message += ' (set a token: Token, at the top)';
   return new ApiError(res.status, code, message, details);
 }
 

@@ -36,7 +36,7 @@ export function describeFailure(e: unknown, step: string, ctx: { tokenGiven: boo
       if (e.code === 'NOT_OWNED') return `${step}: the server does not publish into this repository until an operator adopts it (403 ${e.code}: ${e.message})`;
       return `${step}: the token does not allow this (403 ${e.code}: ${e.message})`;
     case 404:
-      return `${step}: not found (404 ${e.code}: ${e.message}; ${e.request}); check --url and that the repository exists`;
+      return `${step}: not found (404 ${e.code}: ${e.message}; ${e.request}); check --url, that the repository exists and, if it is private, that the token may read it`;
     case 409: {
       const conflicts = Array.isArray(d.conflicts) ? (d.conflicts as Array<{ ref?: unknown; expected?: unknown; actual?: unknown }>) : [];
       if (conflicts.length) {

@@ -125,7 +125,7 @@ test('a private repository: without a token that may read it, the 404 of a missi
   try {
     const anon = await request(app).get('/api/repos/main/refs').expect(404);
     assert.equal(anon.headers['www-authenticate'], undefined);
-    assert.deepEqual(anon.body, { error: { code: 'NOT_FOUND', message: 'no repository named main' } });
+    assert.deepEqual(anon.body, { error: { code: 'NOT_FOUND', message: "no repository named main (or it is private and the request's credentials may not read it)" } });
     const other = await request(app).get('/api/repos/main/reflog').set(bearer(otherReader)).expect(404);
     assert.deepEqual(other.body, anon.body);
     // A write route: the caller who may not read it gets the same 404 before any 401/403.
@@ -135,7 +135,7 @@ test('a private repository: without a token that may read it, the 404 of a missi
     const denied = await request(app).post('/api/repos/main/refs').set(bearer(mainReader)).send({ updates: [{ ref: 'a', commit: null }] }).expect(403);
     assert.equal(denied.body.error.code, 'FORBIDDEN');
     await request(app).get('/api/repos/main/settings').set(bearer(push)).expect(200);
-    assert.deepEqual((await request(app).get('/api/repos/nope/refs').expect(404)).body, { error: { code: 'NOT_FOUND', message: 'no repository named nope' } });
+    assert.deepEqual((await request(app).get('/api/repos/nope/refs').expect(404)).body, { error: { code: 'NOT_FOUND', message: "no repository named nope (or it is private and the request's credentials may not read it)" } });
     // The list shows it only to its readers.
     const names = async (t?: string) => ((await (t ? request(app).get('/api/repos').set(bearer(t)) : request(app).get('/api/repos')).expect(200)).body.repos as Array<{ name: string }>).map((r) => r.name);
     assert.ok(!(await names()).includes('main'));
