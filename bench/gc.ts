@@ -1,5 +1,6 @@
 /**
  * `npm run bench:gc [-- --objects N] [--unreachable F] [--history H] [--dir DIR] [--keep] [--set-baseline]`
+ * `npm run bench:gc -- --s3 [--objects N]`
  *
  * Garbage collection of a large repository: time and memory of gc's mark (a
  * Buffer-packed set, storage/maintenance/markset.ts) and sweep on N loose
@@ -18,6 +19,15 @@
  * Peak RSS and heap are sampled every 50 ms. With --set-baseline, the memory of
  * a JS Set of the N checksums as strings is measured too, for comparison.
  * Results: bench/results/gc-latest.json.
+ *
+ * With --s3: objects deleted a second by gc on S3 (a Ceph RADOS Gateway:
+ * CAIRN_TEST_S3_ENDPOINT and its keys, or one started for the run as the S3
+ * tests do, test/s3/ceph.ts). N garbage objects (default 5,000; 2% of them
+ * commits, each with a .commitmeta) are uploaded below a fresh prefix of the
+ * bucket `cairn-tests`, then one gc with a grace of 0 deletes them all (no
+ * ref: nothing is reachable). Printed and written to
+ * bench/results/gc-s3-latest.json: gc's seconds, objects deleted a second,
+ * and the S3 requests it sent by kind. The prefix is emptied afterwards.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -25,6 +35,8 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FsBackend } from '../storage/backends/fs';
+import { makeS3Client, S3Backend } from '../storage/backends/s3';
+import { emptyPrefix, freshPrefix, s3TestStore } from '../test/s3/ceph';
 import { gc, type GcReport } from '../storage/maintenance/gc';
 import { encodeCommit } from '../storage/objects/commit';
 import { encodeDirMeta, S_IFDIR } from '../storage/objects/dirmeta';
@@ -33,7 +45,8 @@ import { sha256Hex } from '../storage/objects/checksum';
 import { Repo } from '../storage/repo/repo';
 import { argv, flag, numberOption } from './common';
 
-const N = numberOption('objects', 1_000_000, { integer: true });
+const S3 = flag('s3');
+const N = numberOption('objects', S3 ? 5000 : 1_000_000, { integer: true });
 const unreachableFraction = (() => {
   const i = argv.indexOf('--unreachable');
   const v = i < 0 ? 0.5 : Number(argv[i + 1]);
@@ -186,7 +199,69 @@ async function main(): Promise<void> {
   if (!flag('keep')) await fsp.rm(dirArg, { recursive: true, force: true });
 }
 
-main().catch((e: unknown) => {
+/** gc on S3: N garbage objects uploaded, then deleted by one gc; objects/s and requests by kind. */
+async function mainS3(): Promise<void> {
+  const store = await s3TestStore();
+  const client = makeS3Client(store.settings);
+  const requests = new Map<string, number>();
+  let counting = false;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (counting) {
+        const name = (context.commandName ?? '?').replace(/Command$/, '');
+        requests.set(name, (requests.get(name) ?? 0) + 1);
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'benchCount' },
+  );
+  const prefix = freshPrefix('bench-gc');
+  const backend = new S3Backend(client, store.bucket, prefix);
+  const repo = new Repo('bench', backend);
+  const commits = Math.floor(N * 0.01);
+  const keys: string[] = [];
+  for (let i = 0; i < commits; i++) {
+    const c = checksumOf(i, 'commit');
+    keys.push(`objects/${c.slice(0, 2)}/${c.slice(2)}.commit`, `objects/${c.slice(0, 2)}/${c.slice(2)}.commitmeta`);
+  }
+  for (let i = keys.length; i < N; i++) {
+    const c = checksumOf(i, 'garbage');
+    keys.push(`objects/${c.slice(0, 2)}/${c.slice(2)}.filez`);
+  }
+  process.stderr.write(`bench:gc --s3 — ${N} garbage objects (${commits} commits with their .commitmeta) in ${backend.location}\n`);
+  try {
+    const up = performance.now();
+    let next = 0;
+    const blob = randomBytes(64);
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < keys.length) await backend.write(keys[next++]!, blob);
+      }),
+    );
+    process.stderr.write(`uploaded in ${((performance.now() - up) / 1000).toFixed(1)} s\n`);
+    await new Promise((r) => setTimeout(r, 1100)); // the store dates objects in whole seconds: all older than its "now"
+    counting = true;
+    const run = await measured(() => gc(repo, { graceMs: 0, onProgress: (l) => process.stderr.write(`  gc: ${l}\n`) }));
+    counting = false;
+    const perSecond = N / run.seconds; // every object went: the .commitmeta with their commits (gc counts commits, not their metadata)
+    process.stderr.write(`gc: ${run.seconds.toFixed(1)} s, deleted ${run.result.deletedObjects} + ${commits} .commitmeta (${perSecond.toFixed(0)} objects/s); requests ${JSON.stringify(Object.fromEntries(requests))}\n`);
+    if (run.result.deletedObjects !== N - commits) throw new Error(`gc deleted ${run.result.deletedObjects} objects, not ${N - commits}`);
+    const out = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, load: os.loadavg(), node: process.version },
+      shape: { objects: N, commits },
+      gc: { seconds: run.seconds, deletedObjects: run.result.deletedObjects, objectsPerSecond: perSecond, peakRssMB: run.peakRssMB, requests: Object.fromEntries(requests) },
+    };
+    const file = path.join(__dirname, '..', '..', 'bench', 'results', 'gc-s3-latest.json');
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.writeFile(file, JSON.stringify(out, null, 2) + '\n');
+    process.stderr.write(`results: ${file}\n`);
+  } finally {
+    await emptyPrefix(store, prefix);
+  }
+}
+
+(S3 ? mainS3() : main()).catch((e: unknown) => {
   process.stderr.write(`bench:gc failed: ${e instanceof Error ? e.stack : String(e)}\n`);
   process.exitCode = 1;
 });

@@ -27,7 +27,9 @@ import { listAllRefs, mapLimit, Marker, objectLabel, parallelism, parseObjectKey
  *    before a round (its commit is marked, nothing of it goes) or after (it
  *    finds what the round deleted missing and refuses with 422 instead of
  *    publishing a broken commit). A round holds the lock for at most
- *    ROUND_MS, so publishing never waits longer than that.
+ *    ROUND_MS (a batch starts only if, taking as long as the round's
+ *    previous one, it ends within that; a round's first batch always runs),
+ *    so publishing never waits much longer than that.
  *  - detached metadata (.commitmeta) of kept commits, and every
  *    .tombstone-commit (they record pruned commits for clients).
  *
@@ -210,7 +212,10 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
         await markRefs(await listAllRefs(repo));
         const until = performance.now() + (remote ? REMOTE_ROUND_MS : ROUND_MS);
         let bumped = false;
-        while (pending.length > 0 && performance.now() < until) {
+        // A batch starts only if it should end within the round, by the last batch's time (the first always starts).
+        let batchMs = 0;
+        while (pending.length > 0 && performance.now() + batchMs < until) {
+          const batchStart = performance.now();
           // A batch at once (removeMany): on the filesystem each removal syncs its folder, and concurrent
           // syncs share the journal's commits; on S3 it is one DeleteObjects request.
           const batch = pending.splice(-(remote ? REMOTE_BATCH : PARALLEL_REMOVES)).filter((p) => !isKept(p.checksum, p.type));
@@ -227,6 +232,7 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
           if (commits.length > 0) await repo.backend.removeMany(commits.flatMap((p) => [objectKey(p.checksum, ObjectType.CommitMeta), `state/${p.checksum}.commitpartial`]));
           await repo.backend.removeMany(batch.map((p) => p.key));
           batch.forEach(count);
+          batchMs = performance.now() - batchStart;
         }
       });
       lastRound = performance.now();
