@@ -311,21 +311,31 @@ export async function gc(repo: Repo, opts: GcOptions = {}): Promise<GcReport> {
 /** Probes of storeNow: `tmp/cairn-gc-clock-<pid>-<12 hex>`. */
 const PROBE_NAME = /^tmp\/cairn-gc-clock-\d{1,10}-[0-9a-f]{12}$/;
 
+/** At most this many keys of tmp/ are looked at for stale probes (what ostree stages there is not gc's business). */
+const PROBE_SCAN_LIMIT = 10_000;
+
 /**
  * Removes the clock probes (storeNow) older than STALE_PROBE_MS by `nowMs`
  * (the store's clock) that a gc killed between writing and removing one left
- * in tmp/: a listing of tmp/, a stat of each probe found.
+ * in tmp/: a listing of tmp/ (up to PROBE_SCAN_LIMIT keys), a stat of each
+ * probe found. Housekeeping: a failure is reported, never fails the gc.
  */
 async function removeStaleProbes(backend: Backend, nowMs: number, progress: (line: string) => void): Promise<void> {
-  const stale: string[] = [];
-  for await (const key of backend.list('tmp')) {
-    if (!PROBE_NAME.test(key)) continue;
-    const info = await backend.stat(key);
-    if (info && nowMs - info.mtimeMs > STALE_PROBE_MS) stale.push(key);
+  try {
+    const stale: string[] = [];
+    let seen = 0;
+    for await (const key of backend.list('tmp')) {
+      if (++seen > PROBE_SCAN_LIMIT) break;
+      if (!PROBE_NAME.test(key)) continue;
+      const info = await backend.stat(key);
+      if (info && nowMs - info.mtimeMs > STALE_PROBE_MS) stale.push(key);
+    }
+    if (stale.length === 0) return;
+    await backend.removeMany(stale);
+    progress(`removed ${stale.length} clock probe(s) older than an hour left in tmp/ by a gc that was stopped`);
+  } catch (e) {
+    progress(`stale clock probes in tmp/ not removed: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (stale.length === 0) return;
-  await backend.removeMany(stale);
-  progress(`removed ${stale.length} clock probe(s) older than an hour left in tmp/ by a gc that was stopped`);
 }
 
 /**
