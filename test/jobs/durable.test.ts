@@ -165,6 +165,7 @@ test('jobs survive a stop: a running job is handed back, a queued one stays queu
   await d.deltaJobs!.request(repo, commits[1]!, commits[2]!, { source: 'api' });
   await until('the first compile to be held', () => g.compiles.length === 1);
   assert.equal((await record(commits[1]!, commits[2]!))?.state, 'queued');
+  const ids = d.deltaJobs!.queue.list().map((j) => j.id).sort();
   await d.deltaJobs!.close();
   const handedBack = await record(null, commits[1]!);
   assert.equal(handedBack?.state, 'queued', 'the running job is queued again');
@@ -178,6 +179,7 @@ test('jobs survive a stop: a running job is handed back, a queued one stays queu
   assert.ok(await deltaExists(repo, null, commits[1]!));
   assert.ok(await deltaExists(repo, commits[1]!, commits[2]!));
   assert.equal(lines.filter((l) => l.msg === 'delta job picked up from the store' && l.replica_tag === 'e').length, 2);
+  assert.deepEqual(e.deltaJobs!.queue.list().map((j) => j.id).sort(), ids, 'the same jobs: the same ids');
   await e.deltaJobs!.close();
 });
 
