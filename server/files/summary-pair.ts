@@ -1,7 +1,7 @@
 import { type Backend, type BlobInfo, isNow, type Maybe } from '../../storage/backends/backend';
 import { CairnError } from '../../storage/errors';
 import { MAX_METADATA_SIZE } from '../../storage/objects/types';
-import { JOURNAL_KEY, pairMatches, parseJournal } from '../../storage/repo/journal';
+import { JOURNAL_KEY, pairMatches, parseJournal, sha256OrNull, type Journal, type PairDigests } from '../../storage/repo/journal';
 import type { RepoFileClass } from '../../storage/repo/layout';
 import type { CacheEntry } from './cache';
 import { answerEntry, type FileAnswer, type FileRequest, type ServeFileOptions } from './serve';
@@ -20,7 +20,10 @@ import { answerEntry, type FileAnswer, type FileRequest, type ServeFileOptions }
  *    publish renames them one after the other (its journal, storage/repo/journal.ts,
  *    lists the digests of the pair it replaces and of the new one), a
  *    mixed pair is never taken: the previous snapshot goes on being served
- *    until the switch is over. Every request still stats both files, so a
+ *    until the switch is over, if it is the pair the switch replaces (a
+ *    process that did not see the publishes before the switch waits for
+ *    its end instead: it must not serve a pair older than the last one
+ *    published). Every request still stats both files, so a
  *    change on disk (by Cairn or by the `ostree` CLI) is served at once.
  * 2. Per connection, a GET of summary.sig pins the snapshot it was answered
  *    from: a request for summary on that connection within PIN_MS is
@@ -53,6 +56,17 @@ export interface PairSnapshot {
   versions: string;
   summary: CacheEntry | null;
   sig: CacheEntry | null;
+  /** The SHA-256 of both files, computed when first needed (digestsOf). */
+  digests?: PairDigests;
+}
+
+function digestsOf(snap: PairSnapshot): PairDigests {
+  return (snap.digests ??= { summary: sha256OrNull(snap.summary?.data), sig: sha256OrNull(snap.sig?.data) });
+}
+
+/** Whether `d` is the pair a switch replaces or the one it publishes. */
+function isOneOf(d: PairDigests, j: Journal): boolean {
+  return [j.prev, j.next].some((p) => p.summary === d.summary && p.sig === d.sig);
 }
 
 export type PairFile = 'summary' | 'summary.sig';
@@ -140,7 +154,11 @@ export class SummaryPairs {
       if (si2?.version !== si?.version || gi2?.version !== gi?.version) continue;
       if (journal && !force) {
         const j = parseJournal(journal.data);
-        if (j && !pairMatches(j, s?.data ?? null, g?.data ?? null)) return cur ?? 'wait';
+        // Mid-switch: the snapshot this process holds goes on being served only if it is one of
+        // the switch's two pairs; an older one (publishes this process did not see came before
+        // this switch: another replica's, say) would serve refs older than acknowledged ones, so
+        // the request waits for the switch to end.
+        if (j && !pairMatches(j, s?.data ?? null, g?.data ?? null)) return cur && isOneOf(digestsOf(cur), j) ? cur : 'wait';
       }
       const snap: PairSnapshot = { id, versions, summary: s ? entryOf(s.data, s.info) : null, sig: g ? entryOf(g.data, g.info) : null };
       if (!cur && this.current.size >= 1024) this.current.clear();

@@ -6,7 +6,8 @@
 //   when a publish landed in between (the stock client's two requests); a new connection gets the new
 //   pair;
 // - while the two files are mid-switch in the store (the journal lists both pairs, summary replaced,
-//   summary.sig not yet), the pair served is the previous one, never a mix;
+//   summary.sig not yet), the pair served is the previous one, never a mix; a process whose pair is
+//   older than the one the switch replaces waits for the switch to end (replicas: test/s3/replicas);
 // - optionally, verifying pulls by the stock client (gpg-verify-summary) while the ref moves back and
 //   forth: not one "BAD signature".
 
@@ -154,6 +155,35 @@ export function summaryPairTests(o: PairOptions): void {
     // Put the repository back as the refs say (a later run or recovery would otherwise find a stale summary).
     const head = await headOf();
     assert.equal((await moveRefs(s.cairn.url, s.token, [{ ref: PAIR_REF, commit: head, expected: head }])).status, 200);
+  });
+
+  test(`${o.where}a process that holds an older pair than the one a switch replaces waits for the switch to end, and never serves that older pair`, async () => {
+    const agent = new http.Agent({ keepAlive: false });
+    // Every process (each worker with --workers 2) takes the current pair A.
+    const a = await pair(agent);
+    for (let i = 0; i < 8; i++) assert.deepEqual(await pair(agent), a);
+    // Two publishes this server's read path does not see (B, then C), then a hand-made switch C → B
+    // stopped half-way: summary is B's, summary.sig still C's.
+    await flip();
+    const [bSummary, bSig] = [await read('summary'), await read('summary.sig')];
+    const b = { summary: sha(bSummary), sig: sha(bSig) };
+    await flip();
+    const c = await storedPair();
+    assert.notDeepEqual(c, a);
+    const j: Journal = { version: 1, id: 'test-stale', time: new Date().toISOString(), changes: [], next: b, prev: c };
+    await s.repo.write(JOURNAL_KEY, Buffer.from(JSON.stringify(j)));
+    await s.repo.write('summary', bSummary);
+    // A request now must not be answered from A (older than C, the last pair published): it waits
+    // for the switch, which ends 300 ms later.
+    const asked = pair(agent);
+    await new Promise((r) => setTimeout(r, 300));
+    await s.repo.write('summary.sig', bSig);
+    assert.deepEqual(await asked, b, 'the pair the switch publishes, not the older one this process held');
+    await s.repo.remove(JOURNAL_KEY);
+    // Put the repository back as the refs say.
+    const head = await headOf();
+    assert.equal((await moveRefs(s.cairn.url, s.token, [{ ref: PAIR_REF, commit: head, expected: head }])).status, 200);
+    assert.deepEqual(await pair(agent), await storedPair());
   });
 
   const p = o.pulls;
