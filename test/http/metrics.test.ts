@@ -86,7 +86,7 @@ test('/metrics parses, and its counters move after requests', { timeout: 120_000
   const object = `/repo/main/objects/${commit.slice(0, 2)}/${commit.slice(2)}.commit`;
   await request(app).get(object).expect(200);
   await request(app).get(object).expect(200);
-  await ctx.deltaJobs!.queue.idle(); // the policy's from-scratch delta of the new head
+  await ctx.deltaJobs!.settled(); // the policy's from-scratch delta of the new head (its record is written before it is queued)
 
   const s1 = await scrape();
   const moved = (name: string, labels: Record<string, string> = {}) => (valueOf(s1.families, name, labels) ?? 0) - v0(name, labels);
