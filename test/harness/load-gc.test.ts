@@ -23,7 +23,7 @@ import { after, before, test } from 'node:test';
 import { FsBackend } from '../../storage/backends/fs';
 import { objectName, walkCommitTree } from '../../storage/repo/closure';
 import { Repo } from '../../storage/repo/repo';
-import { startCairn, type CairnProcess } from '../helpers/cairn-process';
+import { jobsSettled, startCairn, type CairnProcess } from '../helpers/cairn-process';
 import { addRemote, commitTree, initRepo, makeSourceTree, makeTempDir, ostree, ostreeResult, pseudoRandomBytes, removeTempDirs } from '../helpers/ostree';
 import { assertPublishedConsistent, diskRefs } from '../e2e/publish-helpers';
 import { cli, cliOk, SERVER_ENV, token } from './helpers';
@@ -224,7 +224,10 @@ test(`${PULLS} verifying stock pulls at once and 50 concurrent GETs while pushes
   assert.ok(acked.length >= 3, `only ${acked.length - 1} pushes during the load`);
   assert.ok(gcRounds.length >= 2, `gc ran ${gcRounds.length} times`);
   for (const g of gcRounds) assert.equal(g.left, 0, `each gc deleted the old garbage put there for it: ${JSON.stringify(gcRounds)}`);
-  // Nothing lost: both refs where the last acknowledged pushes put them, the repository whole.
+  // Nothing lost: both refs where the last acknowledged pushes put them, the repository whole. The
+  // delta jobs of the last pushes first (each ends by publishing its delta into the summary: its
+  // journal would be caught mid-switch by checks of a repository at rest).
+  await jobsSettled(cairn.url, 120_000);
   const refs = await assertPublishedConsistent(data, 'after the load');
   assert.deepEqual(Object.fromEntries(await diskRefs(repoDir)), { [PINNED]: pinned, [REF]: acked[acked.length - 1]! });
   for (const [ref, commit] of refs) assert.deepEqual((await walkCommitTree(new Repo('main', new FsBackend(repoDir)), commit)).missing, [], `${ref}'s closure`);
